@@ -1,0 +1,100 @@
+//! The choices an app makes about sync (SPEC §1, §3): deletes, conflicts, identity, size limit.
+//!
+//! Policies are data plus one app-supplied hook ([`Merge`]); the reconciler reads them, it never
+//! asks the app anything at planning time.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::Key;
+
+/// The default largest item that syncs: 20 MiB.
+pub const DEFAULT_MAX_ITEM_BYTES: u64 = 20 * 1024 * 1024;
+
+/// What a delete on one side does to the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeletePolicy {
+    /// Deletes never propagate (default): the deleting side detaches the key.
+    #[default]
+    Keep,
+    /// A delete becomes a tombstone on the other side; the content stays in the server's version
+    /// history and in local backups.
+    Propagate,
+}
+
+/// Joins two conflicting versions into one (for example JSON arrays merged by `id`).
+pub trait Merge: Send + Sync {
+    /// The merged content of `key` from the local and the remote bytes, or an error message;
+    /// on error the engine falls back to the newest stamp.
+    fn merge(&self, key: &Key, local: &[u8], remote: &[u8]) -> Result<Vec<u8>, String>;
+}
+
+impl<F> Merge for F
+where
+    F: Fn(&Key, &[u8], &[u8]) -> Result<Vec<u8>, String> + Send + Sync,
+{
+    fn merge(&self, key: &Key, local: &[u8], remote: &[u8]) -> Result<Vec<u8>, String> {
+        self(key, local, remote)
+    }
+}
+
+/// Who wins a conflict (both sides changed the same key to different content). Whichever wins,
+/// the loser is kept: in local backups and in the server's version history.
+#[derive(Clone, Default)]
+pub enum ConflictPolicy {
+    /// The edit with the newer stamp wins (default).
+    #[default]
+    NewestStamp,
+    /// This device's edit wins.
+    PreferLocal,
+    /// The server's version wins.
+    PreferRemote,
+    /// An app-supplied merge makes a new version from both.
+    Merge(Arc<dyn Merge>),
+}
+
+impl fmt::Debug for ConflictPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConflictPolicy::NewestStamp => f.write_str("NewestStamp"),
+            ConflictPolicy::PreferLocal => f.write_str("PreferLocal"),
+            ConflictPolicy::PreferRemote => f.write_str("PreferRemote"),
+            ConflictPolicy::Merge(_) => f.write_str("Merge(..)"),
+        }
+    }
+}
+
+/// How a local item finds its remote twin (SPEC §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Identity {
+    /// The key is the path (default).
+    #[default]
+    Path,
+    /// A `*.html` file binds to the remote item with the same file name wherever it lives;
+    /// other items use their path.
+    AppName,
+}
+
+/// Everything the reconciler needs to know about the app's choices.
+#[derive(Debug, Clone)]
+pub struct SyncPolicy {
+    /// What deletes do.
+    pub deletes: DeletePolicy,
+    /// Who wins a conflict.
+    pub conflicts: ConflictPolicy,
+    /// How local items find their remote twins.
+    pub identity: Identity,
+    /// Items larger than this are skipped with a warning.
+    pub max_item_bytes: u64,
+}
+
+impl Default for SyncPolicy {
+    fn default() -> Self {
+        SyncPolicy {
+            deletes: DeletePolicy::Keep,
+            conflicts: ConflictPolicy::NewestStamp,
+            identity: Identity::Path,
+            max_item_bytes: DEFAULT_MAX_ITEM_BYTES,
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The local side of sync (SPEC §4): the [`Replica`] trait.
+//!
+//! A replica is where the app's items live on this device: a folder on disk, a set of records.
+//! It scans (with a fast path that skips reading unchanged items), reads, writes atomically
+//! after checking the item is still what the plan saw, backs up, and removes. Implementations:
+//! [`crate::memory::MemoryReplica`] and the folder replica; every one must pass
+//! [`crate::testkit::replica_suite`].
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::{Content, ContentHash, ErrorClass, Fingerprint, Key, LocalItem, Result, Stamp};
+
+/// What the last sync recorded about a local item, so a scan can skip reading it when its
+/// fingerprint still matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownItem {
+    /// The fingerprint recorded at the last sync.
+    pub fingerprint: Fingerprint,
+    /// The content it had then.
+    pub content: Content,
+}
+
+/// What the scan found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// Every item that can sync, by key.
+    pub items: BTreeMap<Key, LocalItem>,
+    /// Items that cannot sync (invalid names, symlinks, too large, unreadable).
+    pub skipped: Vec<Skipped>,
+    /// How many items were hashed (not recognised by fingerprint); for tests and benchmarks.
+    pub hashed: u64,
+}
+
+/// An item the scan left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The key, when the path could become one; the engine leaves that key alone this sync
+    /// (it is neither uploaded nor treated as deleted).
+    pub key: Option<Key>,
+    /// The local path as a person would read it.
+    pub path: String,
+    /// `Item` (a problem to fix) or `Warning` (skipped on purpose).
+    pub class: ErrorClass,
+    /// What happened and what to do.
+    pub message: String,
+}
+
+/// What the plan saw of a local item; a write or a removal happens only if it is still so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// Nothing was there.
+    Absent,
+    /// This file or folder was there.
+    Present(Fingerprint),
+}
+
+/// A copy of a local item's content kept before it was overwritten or removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backup {
+    /// The key whose content this was.
+    pub key: Key,
+    /// Where the copy is (a path under `.sync/backups/`, or an id).
+    pub location: String,
+    /// Its hash.
+    pub hash: ContentHash,
+    /// Its size.
+    pub size: u64,
+}
+
+/// One device's copy of the items.
+#[async_trait]
+pub trait Replica: Send + Sync {
+    /// Lists every item. Items whose fingerprint matches `known` are not read; items larger
+    /// than `max_item_bytes` are not read and are reported in [`Scan::skipped`].
+    async fn scan(&self, known: &BTreeMap<Key, KnownItem>, max_item_bytes: u64) -> Result<Scan>;
+
+    /// The content of a file.
+    async fn read(&self, key: &Key) -> Result<Bytes>;
+
+    /// Writes a file atomically (temporary file, flush, rename), creating parent folders, if the
+    /// item is still as `expected`; otherwise fails with [`crate::Error::Changed`] and writes
+    /// nothing. Returns the item as written.
+    async fn write(&self, key: &Key, content: Bytes, expected: Expected) -> Result<LocalItem>;
+
+    /// Creates a folder (and its parents); succeeds if it exists.
+    async fn create_folder(&self, key: &Key) -> Result<LocalItem>;
+
+    /// Copies the current content of the file `key` into the backups, named by `stamp` and
+    /// hash. Returns `None` if there is no file to back up.
+    async fn backup(&self, key: &Key, stamp: Stamp) -> Result<Option<Backup>>;
+
+    /// Removes the file or (empty) folder `key` if it is still as `expected`; otherwise fails
+    /// with [`crate::Error::Changed`]. A folder that still holds items is left in place.
+    async fn remove(&self, key: &Key, expected: Expected) -> Result<()>;
+
+    /// Every backup kept.
+    async fn backups(&self) -> Result<Vec<Backup>>;
+
+    /// The content of a backup.
+    async fn read_backup(&self, backup: &Backup) -> Result<Bytes>;
+}

@@ -1,0 +1,99 @@
+//! The server's side of the protocol (SPEC §4): the [`ServerStore`] trait.
+//!
+//! A server store holds every tenant's items, their version history, content blobs and the
+//! per-tenant revision counter. The HTTP server and the folder transport are thin layers over
+//! it. Implementations: [`crate::memory::MemoryServerStore`], `store-sqlite`; every one must
+//! pass [`crate::testkit::server_store_suite`] (feature `testkit`).
+//!
+//! Contract (checked by the suite): revisions follow the Lamport rule and never repeat; every
+//! overwritten or deleted version stays readable by revision; pushed content is verified against
+//! its hash and the size limit; writing `a/b/c` creates the folders `a` and `a/b` if missing;
+//! tenants never see each other's items.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::{
+    ArchiveRequest, ChangePage, Cursor, DeleteRequest, Epoch, Fetched, FolderRequest, ItemMeta,
+    Key, PushOutcome, PushRequest, Result, Revision, TenantId, VersionMeta,
+};
+
+/// Server-side storage of every tenant's items.
+#[async_trait]
+pub trait ServerStore: Send + Sync {
+    /// The store's epoch: made when the store was created, new after a restore.
+    async fn epoch(&self) -> Result<Epoch>;
+
+    /// One page of `tenant`'s change feed after `since`; see [`crate::Transport::changes`].
+    async fn changes(
+        &self,
+        tenant: &TenantId,
+        since: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<ChangePage>;
+
+    /// The content of `key`, current or at revision `rev`.
+    async fn fetch(&self, tenant: &TenantId, key: &Key, rev: Option<Revision>) -> Result<Fetched>;
+
+    /// Writes a file under a precondition.
+    async fn push(&self, tenant: &TenantId, req: PushRequest) -> Result<PushOutcome>;
+
+    /// Writes many files; a store that can should do it in one transaction. One result per
+    /// request, in order.
+    async fn push_many(
+        &self,
+        tenant: &TenantId,
+        reqs: Vec<PushRequest>,
+    ) -> Result<Vec<Result<PushOutcome>>> {
+        let mut out = Vec::with_capacity(reqs.len());
+        for req in reqs {
+            out.push(self.push(tenant, req).await);
+        }
+        Ok(out)
+    }
+
+    /// Tombstones an item.
+    async fn delete(&self, tenant: &TenantId, req: DeleteRequest) -> Result<PushOutcome>;
+
+    /// Creates a folder path and its parents.
+    async fn ensure_folder(&self, tenant: &TenantId, req: FolderRequest) -> Result<ItemMeta>;
+
+    /// Every version of `key`, oldest first. Unknown key: [`crate::Error::NotFound`].
+    async fn history(&self, tenant: &TenantId, key: &Key) -> Result<Vec<VersionMeta>>;
+
+    /// Keeps content in `key`'s history without making it current.
+    async fn archive(&self, tenant: &TenantId, req: ArchiveRequest) -> Result<VersionMeta>;
+
+    /// Waits for a change after `since` in `tenant`'s feed, up to `timeout`, without polling.
+    async fn wait(
+        &self,
+        tenant: &TenantId,
+        since: Option<&Cursor>,
+        timeout: Duration,
+    ) -> Result<bool>;
+
+    /// The largest content a push may carry, in bytes.
+    fn max_item_bytes(&self) -> u64;
+}
+
+/// Settings every server store takes.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The largest content a push may carry (default 20 MiB).
+    pub max_item_bytes: u64,
+    /// How far ahead of the server's clock a stamp may be before it is clamped (default 60 s).
+    pub max_skew: Duration,
+    /// The server's clock.
+    pub time: std::sync::Arc<dyn crate::TimeSource>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_item_bytes: crate::DEFAULT_MAX_ITEM_BYTES,
+            max_skew: Duration::from_secs(60),
+            time: std::sync::Arc::new(crate::SystemTimeSource),
+        }
+    }
+}

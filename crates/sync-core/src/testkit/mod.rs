@@ -1,0 +1,1 @@
+//! Conformance suites (placeholder, being written).
