@@ -1,6 +1,474 @@
-//! The engine (placeholder, being written).
-#![allow(missing_docs)]
-pub struct Engine;
-pub struct EngineConfig;
-pub struct SyncFailed;
-pub struct SyncReport;
+//! The engine: runs one sync between a [`Replica`] and a [`Transport`], remembering what it
+//! agreed in a [`StateStore`], and reports status and errors (SPEC §3–§5).
+//!
+//! One sync ([`Engine::sync_once`]): pull the change feed from the stored cursor into the remote
+//! tree; scan the replica (fast path by fingerprint); [`reconcile`](crate::reconcile::reconcile)
+//! into a plan; apply it action by action ([`apply`]), recording each applied item in batched
+//! state commits; plan again (at most [`EngineConfig::max_passes`] times) when an item changed
+//! under the plan or the server answered with a conflict.
+//!
+//! The engine owns its parts and takes `&mut self`, so a watch-and-sync loop can own it in one
+//! task; status goes out on a `tokio::sync::watch` channel. Deciding what to do lives in the
+//! reconciler, not here: this module only sequences I/O through the traits.
+
+mod apply;
+mod report;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+pub use report::{ReportedError, SyncFailed, SyncReport};
+
+use crate::reconcile::{reconcile, ReconcileInput};
+use crate::{
+    ClientState, Clock, Error, ErrorEntry, ErrorStack, KnownItem, NodeId, Replica, Revision, Scope,
+    StateBatch, StateStore, SyncPolicy, SyncStatus, SystemTimeSource, TimeSource, Transport,
+};
+
+/// How an [`Engine`] behaves.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Deletes, conflicts, identity, size limit.
+    pub policy: SyncPolicy,
+    /// Wall time for stamps and error times.
+    pub time: Arc<dyn TimeSource>,
+    /// This device's node id; `None` uses the one in the state store, or makes one.
+    pub node: Option<NodeId>,
+    /// Change-feed entries asked for per request.
+    pub page_size: usize,
+    /// Applied items recorded per state-store transaction.
+    pub batch_size: usize,
+    /// Plan-and-apply passes per sync (a pass repeats when items changed under the plan).
+    pub max_passes: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            policy: SyncPolicy::default(),
+            time: Arc::new(SystemTimeSource),
+            node: None,
+            page_size: 1000,
+            batch_size: 512,
+            max_passes: 3,
+        }
+    }
+}
+
+/// Runs syncs of one replica against one server.
+pub struct Engine<T, S, R> {
+    transport: T,
+    state: S,
+    replica: R,
+    config: EngineConfig,
+    loaded: Option<Loaded>,
+    errors: ErrorStack,
+    status: watch::Sender<SyncStatus>,
+    enabled: bool,
+}
+
+/// The state store's content, cached between syncs, and the clock made from it.
+struct Loaded {
+    state: ClientState,
+    clock: Clock,
+}
+
+impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
+    /// An engine over these parts. Nothing is read until the first sync.
+    pub fn new(transport: T, state: S, replica: R, config: EngineConfig) -> Self {
+        let (status, _) = watch::channel(SyncStatus::Idle { last_sync: None });
+        Engine {
+            transport,
+            state,
+            replica,
+            config,
+            loaded: None,
+            errors: ErrorStack::default(),
+            status,
+            enabled: true,
+        }
+    }
+
+    /// The replica (for apps and tests that edit it).
+    pub fn replica(&self) -> &R {
+        &self.replica
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// The state store.
+    pub fn state_store(&self) -> &S {
+        &self.state
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The current error-priority stack; [`ErrorStack::top`] is what the app shows.
+    pub fn errors(&self) -> &ErrorStack {
+        &self.errors
+    }
+
+    /// A receiver of status changes (off / idle / syncing / error).
+    pub fn status(&self) -> watch::Receiver<SyncStatus> {
+        self.status.subscribe()
+    }
+
+    /// Switches sync on or off. While off, [`Engine::sync_once`] does nothing and the status
+    /// is `Off`.
+    pub fn set_enabled(&mut self, on: bool) {
+        self.enabled = on;
+        self.status.send_replace(if on {
+            SyncStatus::Idle { last_sync: None }
+        } else {
+            SyncStatus::Off
+        });
+    }
+
+    /// True when sync is switched on.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The stored cursor, if a sync has run.
+    pub fn cursor(&self) -> Option<crate::Cursor> {
+        self.loaded.as_ref().and_then(|l| l.state.cursor)
+    }
+
+    /// Waits until the server has changes this engine has not pulled, or `timeout` passes.
+    pub async fn wait_for_remote(&self, timeout: Duration) -> crate::Result<bool> {
+        self.transport.wait(self.cursor().as_ref(), timeout).await
+    }
+
+    /// Runs one sync: pull, scan, reconcile, apply, record.
+    ///
+    /// Per-item problems do not stop it; they are in the report and on the error stack. A
+    /// failure that stops it (Auth, Storage, Offline, Throttled) returns [`SyncFailed`] with
+    /// what was done until then, all of it recorded.
+    pub async fn sync_once(&mut self) -> Result<SyncReport, SyncFailed> {
+        if !self.enabled {
+            self.status.send_replace(SyncStatus::Off);
+            return Ok(SyncReport::default());
+        }
+        self.status
+            .send_replace(SyncStatus::Syncing { done: 0, total: 0 });
+        let mut report = SyncReport::default();
+        let mut reported: Vec<ErrorEntry> = Vec::new();
+        let outcome = self.run_sync(&mut report, &mut reported).await;
+        let now = self.config.time.now_millis();
+        match outcome {
+            Ok(()) => {
+                // Clear-on-success: whatever this sync did not report again has succeeded.
+                let still: BTreeSet<(crate::ErrorClass, Scope)> =
+                    reported.iter().map(|e| (e.class, e.scope.clone())).collect();
+                self.errors
+                    .retain(|e| still.contains(&(e.class, e.scope.clone())));
+                for e in reported {
+                    self.errors.push_entry(e);
+                }
+                report.errors = self.errors.entries().into_iter().map(Into::into).collect();
+                self.status
+                    .send_replace(SyncStatus::Idle { last_sync: Some(now) });
+                Ok(report)
+            }
+            Err(error) => {
+                if error.class() == crate::ErrorClass::Storage {
+                    // The cache may be ahead of the store: reload next time.
+                    self.loaded = None;
+                }
+                for e in reported {
+                    self.errors.push_entry(e);
+                }
+                self.errors.push_error(&error, now);
+                report.errors = self.errors.entries().into_iter().map(Into::into).collect();
+                let status = match self.errors.top() {
+                    Some(top) => SyncStatus::Error { top: top.clone() },
+                    None => SyncStatus::Idle { last_sync: None },
+                };
+                self.status.send_replace(status);
+                Err(SyncFailed {
+                    error,
+                    partial: report,
+                })
+            }
+        }
+    }
+
+    async fn run_sync(
+        &mut self,
+        report: &mut SyncReport,
+        reported: &mut Vec<ErrorEntry>,
+    ) -> crate::Result<()> {
+        self.load().await?;
+        self.pull().await?;
+        let passes = self.config.max_passes.max(1);
+        for pass in 0..passes {
+            let replan = self.plan_and_apply(report, reported, pass + 1 == passes).await?;
+            if !replan {
+                break;
+            }
+            self.pull().await?;
+        }
+        Ok(())
+    }
+
+    /// Loads the state store into the cache on first use, and the clock with it.
+    async fn load(&mut self) -> crate::Result<()> {
+        if self.loaded.is_some() {
+            return Ok(());
+        }
+        let state = self.state.load().await?;
+        let node = match (self.config.node, state.node) {
+            (Some(n), _) | (None, Some(n)) => n,
+            (None, None) => NodeId::random(),
+        };
+        if state.node != Some(node) {
+            self.state
+                .commit(StateBatch {
+                    node: Some(node),
+                    ..StateBatch::default()
+                })
+                .await?;
+        }
+        let mut clock = Clock::new(node, self.config.time.clone());
+        for stamp in state
+            .remote
+            .values()
+            .map(|r| r.stamp)
+            .chain(state.base.values().map(|b| b.stamp))
+        {
+            clock.observe(stamp);
+        }
+        let mut state = state;
+        state.node = Some(node);
+        self.loaded = Some(Loaded { state, clock });
+        Ok(())
+    }
+
+    fn loaded(&mut self) -> crate::Result<&mut Loaded> {
+        self.loaded
+            .as_mut()
+            .ok_or_else(|| Error::storage("sync state was not loaded; sync again"))
+    }
+
+    /// Pulls the change feed into the remote tree, one committed page at a time.
+    async fn pull(&mut self) -> crate::Result<()> {
+        let mut restarted = false;
+        loop {
+            let cursor = self.loaded()?.state.cursor;
+            let page = match self
+                .transport
+                .changes(cursor.as_ref(), self.config.page_size)
+                .await
+            {
+                Err(Error::CursorExpired | Error::InvalidCursor(_)) if !restarted => {
+                    // The server was replaced or restored: forget the remote tree and compare
+                    // everything by hash (SPEC §2). The base stays, so equal items transfer
+                    // nothing.
+                    restarted = true;
+                    self.commit(StateBatch {
+                        reset_remote: true,
+                        ..StateBatch::default()
+                    })
+                    .await?;
+                    continue;
+                }
+                r => r?,
+            };
+            let loaded = self.loaded()?;
+            for item in &page.changes {
+                loaded.clock.observe(item.stamp);
+            }
+            let more = page.more;
+            self.commit(StateBatch {
+                cursor: Some(page.cursor),
+                remote: page.changes,
+                ..StateBatch::default()
+            })
+            .await?;
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Commits a batch to the store and applies it to the cache.
+    async fn commit(&mut self, batch: StateBatch) -> crate::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.state.commit(batch.clone()).await?;
+        batch.apply_to(&mut self.loaded()?.state);
+        Ok(())
+    }
+
+    /// The highest revision this client has seen (for the Lamport rule).
+    fn seen(state: &ClientState) -> Revision {
+        let from_cursor = state.cursor.map(|c| c.rev()).unwrap_or_default();
+        state
+            .remote
+            .values()
+            .map(|r| r.rev)
+            .fold(from_cursor, Revision::max)
+    }
+
+    /// One scan-reconcile-apply pass. Returns true when the plan should be made again.
+    async fn plan_and_apply(
+        &mut self,
+        report: &mut SyncReport,
+        reported: &mut Vec<ErrorEntry>,
+        last_pass: bool,
+    ) -> crate::Result<bool> {
+        let now = self.config.time.now_millis();
+        let max = self.config.policy.max_item_bytes;
+        let known = {
+            let state = &self.loaded()?.state;
+            known_items(state)
+        };
+        let scan = self.replica.scan(&known, max).await?;
+        let mut untouchable = BTreeSet::new();
+        let mut scan_skipped = 0;
+        for s in &scan.skipped {
+            if let Some(k) = &s.key {
+                untouchable.insert(k.clone());
+            }
+            scan_skipped += 1;
+            reported.push(ErrorEntry {
+                class: s.class,
+                scope: s.key.clone().map_or(Scope::Global, Scope::Key),
+                message: match &s.key {
+                    Some(_) => s.message.clone(),
+                    None => format!("{}: {}", s.path, s.message),
+                },
+                first_seen_millis: now,
+            });
+        }
+        let plan = {
+            let loaded = self
+                .loaded
+                .as_ref()
+                .ok_or_else(|| Error::storage("sync state was not loaded; sync again"))?;
+            let input = ReconcileInput {
+                local: &scan.items,
+                untouchable: &untouchable,
+                base: &loaded.state.base,
+                remote: &loaded.state.remote,
+                node: loaded.clock.node(),
+            };
+            reconcile(input, &self.config.policy)
+        };
+        report.unchanged = plan.unchanged;
+        report.skipped = scan_skipped;
+        let total = plan.actions.len() as u64;
+        let mut batch = StateBatch::default();
+        let mut in_batch = 0usize;
+        let mut replan = false;
+        for (done, action) in plan.actions.into_iter().enumerate() {
+            self.status.send_replace(SyncStatus::Syncing {
+                done: done as u64,
+                total,
+            });
+            let seen = Self::seen(&self.loaded()?.state);
+            let result = {
+                let policy = self.config.policy.clone();
+                let loaded = self
+                    .loaded
+                    .as_mut()
+                    .ok_or_else(|| Error::storage("sync state was not loaded; sync again"))?;
+                let mut ctx = apply::Context {
+                    transport: &self.transport,
+                    replica: &self.replica,
+                    clock: &mut loaded.clock,
+                    policy: &policy,
+                    seen,
+                    report: &mut *report,
+                };
+                ctx.apply(&action).await
+            };
+            match result {
+                Ok(apply::Applied { batch: b, replan: r }) => {
+                    replan |= r;
+                    in_batch += 1;
+                    // Apply to the cache now so later actions see it; commit in batches.
+                    b.apply_to(&mut self.loaded()?.state);
+                    merge_batch(&mut batch, b);
+                }
+                Err(e) if e.class().stops_sync() => {
+                    self.flush(&mut batch).await?;
+                    return Err(e);
+                }
+                Err(Error::Changed { .. }) if !last_pass => replan = true,
+                Err(e) => {
+                    let mut entry = ErrorEntry::from_error(&e, now);
+                    entry.scope = Scope::Key(action.local_key.clone());
+                    reported.push(entry);
+                }
+            }
+            if in_batch >= self.config.batch_size {
+                self.flush(&mut batch).await?;
+                in_batch = 0;
+            }
+            if let Some(entry) = apply::skip_entry(&action, now) {
+                reported.push(entry);
+            }
+        }
+        self.flush(&mut batch).await?;
+        self.status.send_replace(SyncStatus::Syncing {
+            done: total,
+            total,
+        });
+        Ok(replan)
+    }
+
+    /// Commits the accumulated batch (already applied to the cache).
+    async fn flush(&mut self, batch: &mut StateBatch) -> crate::Result<()> {
+        let b = std::mem::take(batch);
+        if !b.is_empty() {
+            self.state.commit(b).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The fingerprints recorded at the last sync, by local key, for the scan's fast path.
+fn known_items(state: &ClientState) -> BTreeMap<crate::Key, KnownItem> {
+    state
+        .base
+        .iter()
+        .filter_map(|(key, b)| {
+            let fingerprint = b.fingerprint?;
+            let local_key = b.local_key.clone().unwrap_or_else(|| key.clone());
+            Some((
+                local_key,
+                KnownItem {
+                    fingerprint,
+                    content: b.content(),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Appends `more` to `into`, in order.
+fn merge_batch(into: &mut StateBatch, more: StateBatch) {
+    if more.node.is_some() {
+        into.node = more.node;
+    }
+    if more.cursor.is_some() {
+        into.cursor = more.cursor;
+    }
+    into.reset_remote |= more.reset_remote;
+    into.remote.extend(more.remote);
+    into.base.extend(more.base);
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,460 @@
+//! Engine scenarios on in-memory parts: each test is a user story of SPEC §3 and §5.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::memory::{LocalTransport, MemoryReplica, MemoryServerStore, MemoryStateStore};
+use crate::{
+    ArchiveRequest, ChangePage, ConflictPolicy, Cursor, DeletePolicy, DeleteRequest, ErrorClass,
+    Fetched, FolderRequest, Identity, ItemMeta, Key, ManualTime, PushOutcome, PushRequest,
+    ServerConfig, ServerStore, TenantId, VersionMeta,
+};
+
+type Device = Engine<LocalTransport<MemoryServerStore>, MemoryStateStore, MemoryReplica>;
+
+struct World {
+    server: Arc<MemoryServerStore>,
+    time: Arc<ManualTime>,
+    tenant: TenantId,
+}
+
+impl World {
+    fn new() -> World {
+        let time = ManualTime::new(1_000_000);
+        let server = Arc::new(MemoryServerStore::new(ServerConfig {
+            time: time.clone(),
+            ..ServerConfig::default()
+        }));
+        World {
+            server,
+            time,
+            tenant: TenantId::new("t"),
+        }
+    }
+
+    fn device(&self, node: u64, policy: SyncPolicy) -> Device {
+        Engine::new(
+            LocalTransport::new(self.server.clone(), self.tenant.clone()),
+            MemoryStateStore::default(),
+            MemoryReplica::new(self.time.clone()),
+            EngineConfig {
+                policy,
+                time: self.time.clone(),
+                node: Some(NodeId(node)),
+                ..EngineConfig::default()
+            },
+        )
+    }
+
+    fn tick(&self) {
+        self.time.advance(1_000);
+    }
+}
+
+fn k(s: &str) -> Key {
+    Key::new(s).unwrap()
+}
+
+async fn sync(d: &mut Device) -> SyncReport {
+    match d.sync_once().await {
+        Ok(r) => r,
+        Err(e) => panic!("sync failed: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn two_devices_exchange_files_and_a_second_sync_transfers_nothing() {
+    let w = World::new();
+    let mut a = w.device(1, SyncPolicy::default());
+    let mut b = w.device(2, SyncPolicy::default());
+    a.replica().put(&k("docs/x/readme.txt"), b"hello");
+    a.replica().put(&k("img.bin"), [0u8, 1, 2, 255]);
+    let r = sync(&mut a).await;
+    assert_eq!(r.uploaded, 4, "{r:?}"); // two files, two folders
+    let r = sync(&mut b).await;
+    assert_eq!(r.downloaded, 4, "{r:?}");
+    assert_eq!(b.replica().files(), a.replica().files());
+    for d in [&mut a, &mut b] {
+        let r = sync(d).await;
+        assert_eq!(r.transferred(), 0, "{r:?}");
+        assert_eq!(r.conflicts, 0);
+    }
+    // B edits, A gets it.
+    w.tick();
+    b.replica().put(&k("docs/x/readme.txt"), b"hello again");
+    assert_eq!(sync(&mut b).await.uploaded, 1);
+    assert_eq!(sync(&mut a).await.downloaded, 1);
+    assert_eq!(a.replica().get(&k("docs/x/readme.txt")).unwrap(), b"hello again");
+}
+
+#[tokio::test]
+async fn conflict_newest_stamp_wins_on_both_and_the_loser_is_kept() {
+    let w = World::new();
+    let mut a = w.device(1, SyncPolicy::default());
+    let mut b = w.device(2, SyncPolicy::default());
+    a.replica().put(&k("f.txt"), b"base");
+    sync(&mut a).await;
+    sync(&mut b).await;
+    // B edits later than A, but A syncs first; B then finds the conflict and wins it.
+    w.tick();
+    a.replica().put(&k("f.txt"), b"from a (older)");
+    w.tick();
+    b.replica().put(&k("f.txt"), b"from b (newer)");
+    sync(&mut a).await;
+    let r = sync(&mut b).await;
+    assert_eq!(r.conflicts, 1, "{r:?}");
+    sync(&mut a).await;
+    assert_eq!(a.replica().get(&k("f.txt")).unwrap(), b"from b (newer)");
+    assert_eq!(b.replica().get(&k("f.txt")).unwrap(), b"from b (newer)");
+    // A's losing content stays in the server's history.
+    let history = w.server.history(&w.tenant, &k("f.txt")).await.unwrap();
+    let loser = crate::ContentHash::of(b"from a (older)");
+    assert!(history.iter().any(|v| v.hash == Some(loser)), "{history:?}");
+
+    // The other order: the loser detects the conflict and keeps a local backup.
+    w.tick();
+    b.replica().put(&k("f.txt"), b"b again (older)");
+    w.tick();
+    a.replica().put(&k("f.txt"), b"a again (newer)");
+    sync(&mut a).await;
+    let r = sync(&mut b).await;
+    assert_eq!(r.conflicts, 1, "{r:?}");
+    assert_eq!(b.replica().get(&k("f.txt")).unwrap(), b"a again (newer)");
+    assert!(b
+        .replica()
+        .backup_contents()
+        .contains(&b"b again (older)".to_vec()));
+    let history = w.server.history(&w.tenant, &k("f.txt")).await.unwrap();
+    let loser = crate::ContentHash::of(b"b again (older)");
+    assert!(history.iter().any(|v| v.hash == Some(loser)), "{history:?}");
+}
+
+#[tokio::test]
+async fn deletes_do_not_propagate_by_default() {
+    let w = World::new();
+    let mut a = w.device(1, SyncPolicy::default());
+    let mut b = w.device(2, SyncPolicy::default());
+    a.replica().put(&k("keep.txt"), b"v1");
+    sync(&mut a).await;
+    sync(&mut b).await;
+    a.replica().delete(&k("keep.txt"));
+    sync(&mut a).await;
+    sync(&mut b).await;
+    assert_eq!(b.replica().get(&k("keep.txt")).unwrap(), b"v1");
+    let r = sync(&mut a).await;
+    assert!(a.replica().get(&k("keep.txt")).is_none(), "A got it back: {r:?}");
+    // B edits it later: A gets the new version.
+    w.tick();
+    b.replica().put(&k("keep.txt"), b"v2");
+    sync(&mut b).await;
+    sync(&mut a).await;
+    assert_eq!(a.replica().get(&k("keep.txt")).unwrap(), b"v2");
+}
+
+#[tokio::test]
+async fn a_remote_tombstone_keeps_the_local_file_and_does_not_reupload_it() {
+    let w = World::new();
+    let mut a = w.device(1, SyncPolicy::default());
+    let mut p = w.device(
+        2,
+        SyncPolicy {
+            deletes: DeletePolicy::Propagate,
+            ..SyncPolicy::default()
+        },
+    );
+    a.replica().put(&k("t.txt"), b"v1");
+    sync(&mut a).await;
+    sync(&mut p).await;
+    p.replica().delete(&k("t.txt"));
+    sync(&mut p).await; // tombstones it on the server
+    let r = sync(&mut a).await;
+    assert_eq!(r.transferred(), 0, "{r:?}");
+    assert_eq!(a.replica().get(&k("t.txt")).unwrap(), b"v1");
+    let r = sync(&mut a).await;
+    assert_eq!(r.uploaded, 0, "{r:?}");
+    // The deleted content stays in history.
+    let history = w.server.history(&w.tenant, &k("t.txt")).await.unwrap();
+    assert!(history.iter().any(|v| v.hash == Some(crate::ContentHash::of(b"v1"))));
+}
+
+#[tokio::test]
+async fn propagate_removes_on_the_other_side_with_a_backup() {
+    let w = World::new();
+    let propagate = SyncPolicy {
+        deletes: DeletePolicy::Propagate,
+        ..SyncPolicy::default()
+    };
+    let mut a = w.device(1, propagate.clone());
+    let mut b = w.device(2, propagate);
+    a.replica().put(&k("r/1.json"), b"{}");
+    sync(&mut a).await;
+    sync(&mut b).await;
+    a.replica().delete(&k("r/1.json"));
+    sync(&mut a).await;
+    sync(&mut b).await;
+    assert!(b.replica().get(&k("r/1.json")).is_none());
+    assert!(b.replica().backup_contents().contains(&b"{}".to_vec()));
+}
+
+#[tokio::test]
+async fn rename_is_a_create_and_the_old_name_stays_elsewhere() {
+    let w = World::new();
+    let mut a = w.device(1, SyncPolicy::default());
+    let mut b = w.device(2, SyncPolicy::default());
+    a.replica().put(&k("old.txt"), b"content");
+    sync(&mut a).await;
+    sync(&mut b).await;
+    a.replica().rename(&k("old.txt"), &k("new.txt"));
+    sync(&mut a).await;
+    sync(&mut b).await;
+    assert_eq!(b.replica().get(&k("new.txt")).unwrap(), b"content");
+    assert_eq!(b.replica().get(&k("old.txt")).unwrap(), b"content");
+    sync(&mut a).await;
+    assert!(a.replica().get(&k("old.txt")).is_none());
+}
+
+#[tokio::test]
+async fn app_name_identity_binds_to_the_remote_twin() {
+    let w = World::new();
+    let mut server_side = w.device(9, SyncPolicy::default());
+    server_side.replica().put(&k("other/index2.html"), b"<p>v1</p>");
+    sync(&mut server_side).await;
+    let mut a = w.device(
+        1,
+        SyncPolicy {
+            identity: Identity::AppName,
+            ..SyncPolicy::default()
+        },
+    );
+    a.replica().put(&k("site/a/index2.html"), b"<p>v1</p>");
+    let r = sync(&mut a).await;
+    assert!(a.replica().get(&k("other/index2.html")).is_none(), "{r:?}");
+    w.tick();
+    a.replica().put(&k("site/a/index2.html"), b"<p>v2</p>");
+    sync(&mut a).await;
+    sync(&mut server_side).await;
+    assert_eq!(server_side.replica().get(&k("other/index2.html")).unwrap(), b"<p>v2</p>");
+    assert!(server_side.replica().get(&k("site/a/index2.html")).is_none());
+}
+
+#[tokio::test]
+async fn an_interrupted_sync_converges_on_the_next_one() {
+    let w = World::new();
+    let mut a = w.device(1, SyncPolicy::default());
+    let mut b = w.device(2, SyncPolicy::default());
+    for i in 0..20 {
+        a.replica().put(&k(&format!("d/f{i}.txt")), format!("file {i}"));
+    }
+    sync(&mut a).await;
+    b.replica().fail_after(Some(7));
+    let failed = b.sync_once().await;
+    let err = failed.expect_err("the injected failure stops the sync");
+    assert_eq!(err.error.class(), ErrorClass::Storage);
+    assert!(matches!(*b.status().borrow(), SyncStatus::Error { .. }));
+    b.replica().fail_after(None);
+    sync(&mut b).await;
+    assert_eq!(b.replica().files(), a.replica().files());
+    assert!(b.errors().is_empty(), "{:?}", b.errors());
+    assert!(matches!(*b.status().borrow(), SyncStatus::Idle { .. }));
+    assert_eq!(sync(&mut b).await.transferred(), 0);
+}
+
+#[tokio::test]
+async fn a_restored_server_gets_lost_items_back_and_equal_items_cost_nothing() {
+    let w = World::new();
+    let mut a = w.device(1, SyncPolicy::default());
+    a.replica().put(&k("old.txt"), b"before the backup");
+    sync(&mut a).await;
+    let restored = Arc::new(w.server.restore_copy());
+    a.replica().put(&k("new.txt"), b"after the backup");
+    sync(&mut a).await;
+    // The server is restored from the backup: new epoch, new.txt lost.
+    let mut a2 = Engine::new(
+        LocalTransport::new(restored.clone(), w.tenant.clone()),
+        a.state_store().clone(),
+        a.replica().clone(),
+        EngineConfig {
+            time: w.time.clone(),
+            node: Some(NodeId(1)),
+            ..EngineConfig::default()
+        },
+    );
+    let r = sync(&mut a2).await;
+    assert_eq!(r.uploaded, 1, "only the lost item goes up again: {r:?}");
+    assert_eq!(r.downloaded, 0, "{r:?}");
+    let f = restored.fetch(&w.tenant, &k("new.txt"), None).await.unwrap();
+    assert_eq!(&f.content[..], b"after the backup");
+}
+
+#[tokio::test]
+async fn merge_policy_joins_both_edits_and_keeps_the_local_version() {
+    let w = World::new();
+    let merge: Arc<dyn crate::Merge> = Arc::new(
+        |_: &Key, a: &[u8], b: &[u8]| -> Result<Vec<u8>, String> {
+            let mut lines: Vec<&[u8]> = a.split(|c| *c == b'\n').chain(b.split(|c| *c == b'\n')).collect();
+            lines.sort();
+            lines.dedup();
+            Ok(lines.join(&b'\n'))
+        },
+    );
+    let policy = SyncPolicy {
+        conflicts: ConflictPolicy::Merge(merge),
+        ..SyncPolicy::default()
+    };
+    let mut a = w.device(1, policy.clone());
+    let mut b = w.device(2, policy);
+    a.replica().put(&k("list"), b"x");
+    sync(&mut a).await;
+    sync(&mut b).await;
+    w.tick();
+    a.replica().put(&k("list"), b"x\ny");
+    b.replica().put(&k("list"), b"x\nz");
+    sync(&mut a).await;
+    let r = sync(&mut b).await;
+    assert_eq!(r.conflicts, 1, "{r:?}");
+    sync(&mut a).await;
+    assert_eq!(a.replica().get(&k("list")).unwrap(), b"x\ny\nz");
+    assert_eq!(b.replica().get(&k("list")).unwrap(), b"x\ny\nz");
+    assert!(b.replica().backup_contents().contains(&b"x\nz".to_vec()));
+}
+
+#[tokio::test]
+async fn too_large_items_are_skipped_with_a_warning_and_the_rest_syncs() {
+    let w = World::new();
+    let mut a = w.device(
+        1,
+        SyncPolicy {
+            max_item_bytes: 8,
+            ..SyncPolicy::default()
+        },
+    );
+    a.replica().put(&k("big.bin"), [7u8; 64]);
+    a.replica().put(&k("small.txt"), b"ok");
+    let r = sync(&mut a).await;
+    assert_eq!(r.uploaded, 1, "{r:?}");
+    assert_eq!(r.skipped, 1, "{r:?}");
+    let top = a.errors().top().unwrap();
+    assert_eq!(top.class, ErrorClass::Warning);
+    assert_eq!(top.key(), Some(&k("big.bin")));
+    assert!(matches!(*a.status().borrow(), SyncStatus::Idle { .. }));
+    // Deleting the big file clears its warning.
+    a.replica().delete(&k("big.bin"));
+    sync(&mut a).await;
+    assert!(a.errors().is_empty(), "{:?}", a.errors());
+}
+
+/// A transport that can be switched to fail every call with one error.
+struct Flaky {
+    inner: LocalTransport<MemoryServerStore>,
+    fail: std::sync::Mutex<Option<Error>>,
+}
+
+impl Flaky {
+    fn check(&self) -> crate::Result<()> {
+        match self.fail.lock().unwrap().clone() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for Flaky {
+    async fn changes(&self, since: Option<&Cursor>, limit: usize) -> crate::Result<ChangePage> {
+        self.check()?;
+        self.inner.changes(since, limit).await
+    }
+    async fn fetch(&self, key: &Key, rev: Option<Revision>) -> crate::Result<Fetched> {
+        self.check()?;
+        self.inner.fetch(key, rev).await
+    }
+    async fn push(&self, req: PushRequest) -> crate::Result<PushOutcome> {
+        self.check()?;
+        self.inner.push(req).await
+    }
+    async fn delete(&self, req: DeleteRequest) -> crate::Result<PushOutcome> {
+        self.check()?;
+        self.inner.delete(req).await
+    }
+    async fn ensure_folder(&self, req: FolderRequest) -> crate::Result<ItemMeta> {
+        self.check()?;
+        self.inner.ensure_folder(req).await
+    }
+    async fn history(&self, key: &Key) -> crate::Result<Vec<VersionMeta>> {
+        self.check()?;
+        self.inner.history(key).await
+    }
+    async fn archive(&self, req: ArchiveRequest) -> crate::Result<VersionMeta> {
+        self.check()?;
+        self.inner.archive(req).await
+    }
+    async fn wait(&self, since: Option<&Cursor>, timeout: Duration) -> crate::Result<bool> {
+        self.check()?;
+        self.inner.wait(since, timeout).await
+    }
+}
+
+#[tokio::test]
+async fn global_errors_stop_the_sync_show_on_top_and_clear_on_success() {
+    let w = World::new();
+    let mut a = Engine::new(
+        Flaky {
+            inner: LocalTransport::new(w.server.clone(), w.tenant.clone()),
+            fail: std::sync::Mutex::new(Some(Error::offline("connection refused"))),
+        },
+        MemoryStateStore::default(),
+        MemoryReplica::new(w.time.clone()),
+        EngineConfig {
+            time: w.time.clone(),
+            ..EngineConfig::default()
+        },
+    );
+    let status = a.status();
+    a.replica().put(&k("x"), b"1");
+    let err = a.sync_once().await.expect_err("offline");
+    assert_eq!(err.error.class(), ErrorClass::Offline);
+    assert_eq!(a.errors().top().unwrap().class, ErrorClass::Offline);
+    assert!(matches!(&*status.borrow(), SyncStatus::Error { top } if top.class == ErrorClass::Offline));
+    *a.transport().fail.lock().unwrap() = Some(Error::Auth {
+        message: "token expired".into(),
+    });
+    a.sync_once().await.expect_err("auth");
+    assert_eq!(a.errors().top().unwrap().class, ErrorClass::Auth);
+    *a.transport().fail.lock().unwrap() = None;
+    let r = a.sync_once().await.unwrap();
+    assert_eq!(r.uploaded, 1);
+    assert!(a.errors().is_empty());
+    assert!(matches!(&*status.borrow(), SyncStatus::Idle { last_sync: Some(_) }));
+}
+
+#[tokio::test]
+async fn switched_off_does_nothing_and_says_off() {
+    let w = World::new();
+    let mut a = w.device(1, SyncPolicy::default());
+    a.set_enabled(false);
+    a.replica().put(&k("x"), b"1");
+    let r = sync(&mut a).await;
+    assert_eq!(r.transferred(), 0);
+    assert_eq!(*a.status().borrow(), SyncStatus::Off);
+    a.set_enabled(true);
+    assert_eq!(sync(&mut a).await.uploaded, 1);
+}
+
+#[tokio::test]
+async fn a_state_store_failure_is_a_storage_error_and_recovers() {
+    let w = World::new();
+    let mut a = w.device(1, SyncPolicy::default());
+    a.replica().put(&k("x"), b"1");
+    a.state_store().fail_commits(true);
+    let err = a.sync_once().await.expect_err("state store down");
+    assert_eq!(err.error.class(), ErrorClass::Storage);
+    a.state_store().fail_commits(false);
+    sync(&mut a).await;
+    assert_eq!(sync(&mut a).await.transferred(), 0);
+    let mut b = w.device(2, SyncPolicy::default());
+    sync(&mut b).await;
+    assert_eq!(b.replica().get(&k("x")).unwrap(), b"1");
+}
