@@ -1,0 +1,230 @@
+//! Changing the folder: atomic file writes, folder creation and removal (SPEC §3).
+//!
+//! Every change first checks that the target is still what the plan saw ([`Expected`]); a
+//! write goes to a `.sync-tmp-*` file in the target's folder, is flushed with `fsync`, and is
+//! renamed over the target, so a crash leaves either the old or the new file, never a partial
+//! one. A temporary file is deleted on every error path (it is a `tempfile::NamedTempFile`,
+//! removed on drop). Nothing here follows a symlink: a symlinked folder on the way to a key is
+//! an error, not a detour. Runs on a blocking thread.
+//!
+//! The check-then-rename has a window of microseconds in which another program could still
+//! replace the target; the file system offers no compare-and-swap rename, and the next scan sees
+//! whatever that program wrote, so nothing is lost except in that same-instant race.
+
+use std::fs::{self, File, Permissions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use sync_core::{ContentHash, Error, Expected, Key, LocalItem, Result};
+
+use crate::error::io_to_sync;
+use crate::ignore_rules::{reserved, TEMP_PREFIX};
+use crate::scan::{check_root, file_item, fingerprint, folder_item};
+
+/// The path of `key` under `root`.
+pub(crate) fn path_of(root: &Path, key: &Key) -> PathBuf {
+    root.join(key.as_str())
+}
+
+/// Fails for keys the replica keeps for itself (`.sync/`, `.sync-tmp-*`).
+pub(crate) fn check_not_reserved(key: &Key) -> Result<()> {
+    match reserved(key) {
+        Some(why) => Err(Error::item(
+            key,
+            format!("cannot be synced to a folder: {why}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Fails with [`Error::Changed`] unless the item at `path` is still as `expected`.
+fn check_expected(path: &Path, key: &Key, expected: Expected) -> Result<()> {
+    let changed = || Error::Changed { key: key.clone() };
+    match (fs::symlink_metadata(path), expected) {
+        (Err(e), Expected::Absent) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        (Err(e), Expected::Present(_)) if e.kind() == io::ErrorKind::NotFound => Err(changed()),
+        (Err(e), _) => Err(io_to_sync(key, "check", &e)),
+        (Ok(_), Expected::Absent) => Err(changed()),
+        (Ok(meta), Expected::Present(fp)) if fingerprint(&meta) == fp => Ok(()),
+        (Ok(_), Expected::Present(_)) => Err(changed()),
+    }
+}
+
+/// Fails with an `Item` error when a folder on the way to `key` is a symlink, so nothing is
+/// read, removed or backed up through one. Missing folders are fine (the caller then sees the
+/// item as absent).
+pub(crate) fn check_no_symlinked_folder(root: &Path, key: &Key) -> Result<()> {
+    for folder in key.ancestors() {
+        match fs::symlink_metadata(path_of(root, &folder)) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(Error::item(
+                    key,
+                    format!("the folder {folder} is a symbolic link; symlinks are not followed"),
+                ))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_to_sync(key, "open", &e)),
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure every folder in `folders` (outermost first) exists as a real folder, creating
+/// missing ones. A symlink or a file in the way is an `Item` error about `key`.
+fn ensure_folders(root: &Path, key: &Key, folders: &[Key]) -> Result<()> {
+    for folder in folders {
+        let path = path_of(root, folder);
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&path) {
+                Ok(()) => continue,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    fs::symlink_metadata(&path).map_err(|e| io_to_sync(key, "create folder", &e))?
+                }
+                Err(e) => return Err(io_to_sync(key, "create folder", &e)),
+            },
+            Err(e) => return Err(io_to_sync(key, "create folder", &e)),
+        };
+        if meta.file_type().is_symlink() {
+            return Err(Error::item(
+                key,
+                format!("the folder {folder} is a symbolic link; symlinks are not followed, so nothing is written through it"),
+            ));
+        }
+        if !meta.is_dir() {
+            return Err(Error::item(
+                key,
+                format!("a file is in the way of the folder {folder}; move or rename it"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Flushes a folder's entries (the rename) to disk. Best effort: a failure is logged, since the
+/// data itself is already flushed.
+fn sync_dir(dir: &Path) {
+    if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+        tracing::debug!(dir = %dir.display(), error = %e, "could not fsync folder");
+    }
+}
+
+/// Writes `content` to `key` atomically if the target is still as `expected`.
+pub(crate) fn write(
+    root: &Path,
+    key: &Key,
+    content: &Bytes,
+    expected: Expected,
+) -> Result<LocalItem> {
+    check_not_reserved(key)?;
+    check_root(root)?;
+    ensure_folders(root, key, &key.ancestors())?;
+    let path = path_of(root, key);
+    let parent = path.parent().unwrap_or(root).to_path_buf();
+    let fail = |action: &str, e: &io::Error| io_to_sync(key, action, e);
+
+    // New files get the usual 0666-minus-umask mode; an overwritten file keeps its mode.
+    let mode = match fs::symlink_metadata(&path) {
+        Ok(m) if m.is_file() => m.permissions().mode() & 0o7777,
+        _ => 0o666,
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .permissions(Permissions::from_mode(mode))
+        .tempfile_in(&parent)
+        .map_err(|e| fail("write", &e))?;
+    tmp.write_all(content).map_err(|e| fail("write", &e))?;
+    tmp.as_file().sync_all().map_err(|e| fail("write", &e))?;
+    let tmp_inode = tmp
+        .as_file()
+        .metadata()
+        .map_err(|e| fail("write", &e))?
+        .ino();
+
+    // Dropping `tmp` on any error below deletes the temporary file.
+    check_expected(&path, key, expected)?;
+    tmp.persist(&path).map_err(|e| fail("replace", &e.error))?;
+    sync_dir(&parent);
+
+    let meta = fs::symlink_metadata(&path).map_err(|e| fail("check the written file", &e))?;
+    if meta.ino() != tmp_inode || meta.len() != content.len() as u64 {
+        // Replaced again by someone else in the instant after the rename.
+        return Err(Error::Changed { key: key.clone() });
+    }
+    Ok(file_item(key.clone(), &meta, ContentHash::of(content)))
+}
+
+/// Creates the folder `key` and its parents; succeeds if it exists.
+pub(crate) fn create_folder(root: &Path, key: &Key) -> Result<LocalItem> {
+    check_not_reserved(key)?;
+    check_root(root)?;
+    let mut folders = key.ancestors();
+    folders.push(key.clone());
+    ensure_folders(root, key, &folders)?;
+    let meta = fs::symlink_metadata(path_of(root, key))
+        .map_err(|e| io_to_sync(key, "create folder", &e))?;
+    Ok(folder_item(key.clone(), &meta))
+}
+
+/// Removes the file or empty folder `key` if it is still as `expected`. Already gone: success.
+/// A folder that still holds entries is left in place (success).
+pub(crate) fn remove(root: &Path, key: &Key, expected: Expected) -> Result<()> {
+    check_not_reserved(key)?;
+    check_root(root)?;
+    check_no_symlinked_folder(root, key)?;
+    let path = path_of(root, key);
+    let meta = match fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_to_sync(key, "remove", &e)),
+    };
+    match expected {
+        Expected::Present(fp) if fingerprint(&meta) == fp => {}
+        _ => return Err(Error::Changed { key: key.clone() }),
+    }
+    let result = if meta.is_dir() {
+        fs::remove_dir(&path)
+    } else {
+        fs::remove_file(&path)
+    };
+    match result {
+        Ok(()) => {
+            sync_dir(path.parent().unwrap_or(root));
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) if meta.is_dir() && has_entries(&path) => {
+            tracing::debug!(%key, error = %e, "folder not empty; left in place");
+            Ok(())
+        }
+        Err(e) => Err(io_to_sync(key, "remove", &e)),
+    }
+}
+
+/// True when the folder at `path` still holds entries (why removing it failed).
+fn has_entries(path: &Path) -> bool {
+    fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_some())
+}
+
+/// The content of the file `key`.
+pub(crate) fn read(root: &Path, key: &Key) -> Result<Bytes> {
+    check_not_reserved(key)?;
+    check_no_symlinked_folder(root, key)?;
+    let path = path_of(root, key);
+    let meta = fs::symlink_metadata(&path).map_err(|e| io_to_sync(key, "read", &e))?;
+    if meta.is_dir() {
+        return Err(Error::item(key, "is a folder, not a file"));
+    }
+    if meta.file_type().is_symlink() {
+        return Err(Error::item(
+            key,
+            "is a symbolic link; symlinks are not followed",
+        ));
+    }
+    fs::read(&path)
+        .map(Bytes::from)
+        .map_err(|e| io_to_sync(key, "read", &e))
+}

@@ -1,0 +1,145 @@
+//! What the scan leaves out on purpose: the state folder `.sync/`, the replica's own temporary
+//! files (`.sync-tmp-*`), editor and OS droppings, and the patterns of `root/.syncignore`
+//! (gitignore syntax, matched by the `ignore` crate).
+//!
+//! Also the names a key may not take on this replica because the replica uses them itself
+//! ([`reserved`]). This module only reads `.syncignore`; it never writes, and it knows nothing
+//! about hashing or the state store.
+
+use std::path::Path;
+
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use sync_core::Key;
+
+/// The folder under the root where the replica keeps its state and backups.
+pub const STATE_DIR: &str = ".sync";
+
+/// The prefix of every temporary file the replica writes; such files are never scanned.
+pub const TEMP_PREFIX: &str = ".sync-tmp-";
+
+/// The name of the per-folder ignore file, in gitignore syntax, at the root.
+pub const IGNORE_FILE: &str = ".syncignore";
+
+/// True for names the scan always skips, wherever they are: the replica's temporary files and
+/// common editor and OS droppings (`.DS_Store`, `Thumbs.db`, `*.swp`, `~$*`, `*.tmp`).
+pub fn is_dropping(name: &str) -> bool {
+    name.starts_with(TEMP_PREFIX)
+        || name == ".DS_Store"
+        || name == "Thumbs.db"
+        || name.ends_with(".swp")
+        || name.starts_with("~$")
+        || name.ends_with(".tmp")
+}
+
+/// Why `key` may not be written or read on a folder replica, or `None` if it may: the state
+/// folder and the replica's temporary-file names belong to the replica.
+pub fn reserved(key: &Key) -> Option<&'static str> {
+    if key.segments().next() == Some(STATE_DIR) {
+        return Some("the top-level folder '.sync' holds the sync state and cannot be synced");
+    }
+    if key.segments().any(|s| s.starts_with(TEMP_PREFIX)) {
+        return Some("names starting with '.sync-tmp-' are the replica's temporary files");
+    }
+    None
+}
+
+/// The ignore rules of one scan: the built-in ones plus `.syncignore`.
+#[derive(Debug)]
+pub struct IgnoreRules {
+    user: Option<Gitignore>,
+    /// Problems reading `.syncignore` (bad patterns, unreadable file), for a warning.
+    pub problems: Vec<String>,
+}
+
+impl IgnoreRules {
+    /// Reads `root/.syncignore` if there is one. A bad pattern does not stop the scan: the good
+    /// patterns still apply and the problem is reported in [`IgnoreRules::problems`].
+    pub fn load(root: &Path) -> IgnoreRules {
+        let file = root.join(IGNORE_FILE);
+        let mut problems = Vec::new();
+        match std::fs::symlink_metadata(&file) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => {
+                problems.push(format!(
+                    "{IGNORE_FILE} is not a regular file; it is not used"
+                ));
+                return IgnoreRules {
+                    user: None,
+                    problems,
+                };
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return IgnoreRules {
+                    user: None,
+                    problems,
+                };
+            }
+            Err(e) => {
+                problems.push(format!("{IGNORE_FILE} cannot be read: {e}"));
+                return IgnoreRules {
+                    user: None,
+                    problems,
+                };
+            }
+        }
+        let mut builder = GitignoreBuilder::new(root);
+        if let Some(e) = builder.add(&file) {
+            problems.push(format!("{IGNORE_FILE}: {e}; fix the pattern"));
+        }
+        let user = match builder.build() {
+            Ok(g) => Some(g),
+            Err(e) => {
+                problems.push(format!("{IGNORE_FILE} is not used: {e}"));
+                None
+            }
+        };
+        IgnoreRules { user, problems }
+    }
+
+    /// True when the entry at `rel` (relative to the root, file name `name`) is skipped. The
+    /// state folder is only `.sync` at the top level.
+    pub fn is_ignored(&self, rel: &Path, name: &str, is_dir: bool) -> bool {
+        if is_dir && rel == Path::new(STATE_DIR) {
+            return true;
+        }
+        if is_dropping(name) {
+            return true;
+        }
+        match &self.user {
+            Some(g) => g.matched(rel, is_dir).is_ignore(),
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn droppings() {
+        for n in [
+            ".DS_Store",
+            "Thumbs.db",
+            "a.swp",
+            "~$report.docx",
+            "x.tmp",
+            ".sync-tmp-abc",
+        ] {
+            assert!(is_dropping(n), "{n}");
+        }
+        for n in ["a.txt", "swp", "tmp", "Thumbs.db.txt", "a~$b"] {
+            assert!(!is_dropping(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn reserved_keys() {
+        let k = |s: &str| Key::new(s).unwrap();
+        assert!(reserved(&k(".sync")).is_some());
+        assert!(reserved(&k(".sync/backups/a")).is_some());
+        assert!(reserved(&k("a/.sync-tmp-1")).is_some());
+        assert!(reserved(&k("a/.sync/b")).is_none());
+        assert!(reserved(&k(".syncignore")).is_none());
+    }
+}

@@ -1,0 +1,452 @@
+//! The scan: walk the folder, recognise unchanged files by fingerprint, hash the rest.
+//!
+//! Runs entirely on a blocking thread (the caller wraps it in `spawn_blocking`); hashing is
+//! spread over the cores with rayon. It never follows a symlink, never reads a file that is over
+//! the size limit or whose fingerprint matches what the last sync recorded (unless the racy-mtime
+//! rule says the fingerprint cannot be trusted), and never reports a hash of a file that changed
+//! while it was being read. It writes nothing.
+//!
+//! Fingerprints: a file's is (size, mtime in ns, inode). A folder's is (0, 0, inode): a folder's
+//! mtime changes whenever an entry is added inside it, which says nothing about the folder item
+//! itself, so only its identity is compared.
+
+use std::collections::BTreeMap;
+use std::fs::{File, Metadata};
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rayon::prelude::*;
+use sync_core::{
+    Content, ContentHash, Error, ErrorClass, Fingerprint, Key, KnownItem, LocalItem, Result, Scan,
+    Skipped,
+};
+use walkdir::WalkDir;
+
+use crate::ignore_rules::{IgnoreRules, IGNORE_FILE};
+
+/// How close to the scan's start a file's mtime may be before its fingerprint is not trusted
+/// (the "racy git" rule): a file written in the same clock tick as the fingerprint was taken
+/// could change again without its size or mtime changing.
+pub const RACY_WINDOW_NS: i128 = 2_000_000_000;
+
+/// The message of a file skipped because it changed while it was read.
+pub const CHANGED_WHILE_READING: &str = "changed while reading; retried next sync";
+
+/// Modification time in nanoseconds since the Unix epoch.
+pub(crate) fn mtime_ns(meta: &Metadata) -> i128 {
+    i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())
+}
+
+/// Modification time in milliseconds since the Unix epoch (0 before 1970).
+pub(crate) fn modified_millis(meta: &Metadata) -> u64 {
+    u64::try_from(mtime_ns(meta).max(0) / 1_000_000).unwrap_or(u64::MAX)
+}
+
+/// The fingerprint of a file (size, mtime, inode) or a folder (0, 0, inode), from `lstat`.
+pub(crate) fn fingerprint(meta: &Metadata) -> Fingerprint {
+    if meta.is_dir() {
+        Fingerprint {
+            size: 0,
+            mtime_ns: 0,
+            inode: meta.ino(),
+        }
+    } else {
+        Fingerprint {
+            size: meta.len(),
+            mtime_ns: mtime_ns(meta),
+            inode: meta.ino(),
+        }
+    }
+}
+
+/// The scan's view of a folder.
+pub(crate) fn folder_item(key: Key, meta: &Metadata) -> LocalItem {
+    LocalItem {
+        key,
+        content: Content::Folder,
+        size: 0,
+        fingerprint: fingerprint(meta),
+        modified_millis: modified_millis(meta),
+    }
+}
+
+/// The scan's view of a file with a known hash.
+pub(crate) fn file_item(key: Key, meta: &Metadata, hash: ContentHash) -> LocalItem {
+    LocalItem {
+        key,
+        content: Content::File(hash),
+        size: meta.len(),
+        fingerprint: fingerprint(meta),
+        modified_millis: modified_millis(meta),
+    }
+}
+
+/// Fails with a `Storage` error when the root is gone or not a folder, so a missing (for
+/// example unmounted) sync folder is never mistaken for "every item was deleted".
+pub(crate) fn check_root(root: &Path) -> Result<()> {
+    match std::fs::metadata(root) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::storage(format!(
+            "sync folder {} is no longer a folder",
+            root.display()
+        ))),
+        Err(e) => Err(Error::storage(format!(
+            "sync folder {} cannot be opened: {e}. Reconnect or recreate it",
+            root.display()
+        ))),
+    }
+}
+
+/// A file to hash.
+struct Job {
+    key: Key,
+    path: PathBuf,
+    fingerprint: Fingerprint,
+}
+
+/// What hashing one file gave.
+enum Hashed {
+    /// The file and its hash.
+    Item(LocalItem),
+    /// The file was read but could not be trusted, or could not be read.
+    Skip(Skipped),
+}
+
+/// Counts the bytes that pass through a reader.
+struct Counting<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+fn skipped(
+    key: Option<Key>,
+    path: &Path,
+    class: ErrorClass,
+    message: impl Into<String>,
+) -> Skipped {
+    Skipped {
+        key,
+        path: path.to_string_lossy().into_owned(),
+        class,
+        message: message.into(),
+    }
+}
+
+fn now_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+/// Lists every item under `root`; see [`sync_core::Replica::scan`] and the module doc.
+pub(crate) fn scan(
+    root: &Path,
+    known: &BTreeMap<Key, KnownItem>,
+    max_item_bytes: u64,
+) -> Result<Scan> {
+    check_root(root)?;
+    let start_ns = now_ns();
+    let rules = IgnoreRules::load(root);
+    let mut out = Scan::default();
+    for problem in &rules.problems {
+        out.skipped.push(skipped(
+            None,
+            Path::new(IGNORE_FILE),
+            ErrorClass::Warning,
+            problem.clone(),
+        ));
+    }
+    let mut jobs = Vec::new();
+    let mut walk = WalkDir::new(root)
+        .follow_links(false)
+        .min_depth(1)
+        .sort_by_file_name()
+        .into_iter();
+    while let Some(entry) = walk.next() {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                walk_error(root, known, &e, &mut out);
+                continue;
+            }
+        };
+        let path = entry.path();
+        let Ok(rel) = path.strip_prefix(root) else {
+            continue;
+        };
+        let ft = entry.file_type();
+        let is_dir = ft.is_dir();
+        let name = entry.file_name().to_str().unwrap_or("");
+        if rules.is_ignored(rel, name, is_dir) {
+            if is_dir {
+                walk.skip_current_dir();
+            }
+            // An ignored item that synced before is left alone, not treated as deleted.
+            if let Some(key) = rel.to_str().and_then(|s| Key::new(s).ok()) {
+                for k in known_under(known, &key, is_dir) {
+                    out.skipped.push(skipped(
+                        Some(k.clone()),
+                        Path::new(k.as_str()),
+                        ErrorClass::Warning,
+                        "ignored (built-in rule or .syncignore); it is not synced",
+                    ));
+                }
+            }
+            continue;
+        }
+        let key = match key_of(root, rel, &entry) {
+            Ok(k) => k,
+            Err(skip) => {
+                out.skipped.push(skip);
+                if is_dir {
+                    walk.skip_current_dir();
+                }
+                continue;
+            }
+        };
+        if ft.is_symlink() {
+            out.skipped.push(skipped(
+                Some(key),
+                rel,
+                ErrorClass::Warning,
+                "is a symbolic link; symlinks are not followed, so it is not synced",
+            ));
+            continue;
+        }
+        let meta = match entry.metadata() {
+            Ok(m) => m,
+            Err(e) => {
+                let message = match e.io_error() {
+                    Some(io) => unreadable_message(io),
+                    None => format!("cannot be read: {e}"),
+                };
+                out.skipped
+                    .push(skipped(Some(key), rel, ErrorClass::Item, message));
+                if is_dir {
+                    walk.skip_current_dir();
+                }
+                continue;
+            }
+        };
+        if is_dir {
+            out.items.insert(key.clone(), folder_item(key, &meta));
+            continue;
+        }
+        if !ft.is_file() {
+            out.skipped.push(skipped(
+                Some(key),
+                rel,
+                ErrorClass::Warning,
+                "is not a regular file or folder (a device, socket or pipe); it is not synced",
+            ));
+            continue;
+        }
+        if meta.len() > max_item_bytes {
+            out.skipped.push(skipped(
+                Some(key),
+                rel,
+                ErrorClass::Warning,
+                format!(
+                    "{} bytes is over the limit of {} bytes; it is not synced (raise max_item_bytes, or add it to {IGNORE_FILE})",
+                    meta.len(),
+                    max_item_bytes
+                ),
+            ));
+            continue;
+        }
+        let fp = fingerprint(&meta);
+        let racy = fp.mtime_ns >= start_ns - RACY_WINDOW_NS;
+        if let Some(k) = known.get(&key) {
+            if let (false, true, Content::File(hash)) = (racy, k.fingerprint == fp, k.content) {
+                out.items.insert(key.clone(), file_item(key, &meta, hash));
+                continue;
+            }
+        }
+        jobs.push(Job {
+            key,
+            path: path.to_path_buf(),
+            fingerprint: fp,
+        });
+    }
+
+    let results: Vec<(bool, Hashed)> = jobs
+        .into_par_iter()
+        .map(|job| hash_one(root, job))
+        .collect();
+    for (read, result) in results {
+        if read {
+            out.hashed += 1;
+        }
+        match result {
+            Hashed::Item(item) => {
+                out.items.insert(item.key.clone(), item);
+            }
+            Hashed::Skip(s) => out.skipped.push(s),
+        }
+    }
+    Ok(out)
+}
+
+/// Known keys that are `key` or (for a folder) lie inside it.
+fn known_under<'a>(
+    known: &'a BTreeMap<Key, KnownItem>,
+    key: &'a Key,
+    is_dir: bool,
+) -> Box<dyn Iterator<Item = &'a Key> + 'a> {
+    if is_dir {
+        Box::new(known.keys().filter(move |k| k.starts_with(key)))
+    } else {
+        Box::new(known.get_key_value(key).map(|(k, _)| k).into_iter())
+    }
+}
+
+/// A walk failure (typically a folder that cannot be listed): the folder and everything the
+/// last sync knew inside it are skipped, so none of it is mistaken for deleted.
+fn walk_error(root: &Path, known: &BTreeMap<Key, KnownItem>, e: &walkdir::Error, out: &mut Scan) {
+    let path = e.path().unwrap_or(root);
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    let message = match e.io_error() {
+        Some(io) => unreadable_message(io),
+        None => format!("cannot be read: {e}"),
+    };
+    match rel.to_str().and_then(|s| Key::new(s).ok()) {
+        Some(key) => {
+            let inside: Vec<Key> = known_under(known, &key, true)
+                .filter(|k| *k != &key)
+                .cloned()
+                .collect();
+            out.skipped.push(skipped(
+                Some(key.clone()),
+                rel,
+                ErrorClass::Item,
+                message.clone(),
+            ));
+            for k in inside {
+                out.skipped.push(skipped(
+                    Some(k.clone()),
+                    Path::new(k.as_str()),
+                    ErrorClass::Item,
+                    format!("its folder {key} {message}"),
+                ));
+            }
+        }
+        None => out
+            .skipped
+            .push(skipped(None, rel, ErrorClass::Item, message)),
+    }
+}
+
+fn unreadable_message(e: &io::Error) -> String {
+    if e.kind() == io::ErrorKind::PermissionDenied {
+        "cannot be read: permission denied; check its permissions".to_owned()
+    } else {
+        format!("cannot be read: {e}")
+    }
+}
+
+/// The key of a walked entry, or why it cannot have one.
+fn key_of(root: &Path, rel: &Path, entry: &walkdir::DirEntry) -> std::result::Result<Key, Skipped> {
+    let Some(rel_str) = rel.to_str() else {
+        return Err(skipped(
+            None,
+            rel,
+            ErrorClass::Item,
+            "the name is not valid UTF-8, which keys must be; rename it to sync it",
+        ));
+    };
+    let key = Key::new(rel_str).map_err(|e| {
+        skipped(
+            None,
+            rel,
+            ErrorClass::Item,
+            format!("{e}; rename it to sync it"),
+        )
+    })?;
+    if key.as_str() != rel_str {
+        // Keys are NFC. On a file system that does not normalise names, the NFC spelling would
+        // name another (or no) file: skip rather than silently rename.
+        let same = match (
+            std::fs::symlink_metadata(root.join(key.as_str())),
+            entry.metadata(),
+        ) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        };
+        if !same {
+            return Err(skipped(
+                None,
+                rel,
+                ErrorClass::Item,
+                "the name is not in Unicode NFC form, which keys must be; rename it to sync it",
+            ));
+        }
+    }
+    Ok(key)
+}
+
+/// Hashes one file and checks it did not change meanwhile. Returns whether it was read.
+fn hash_one(root: &Path, job: Job) -> (bool, Hashed) {
+    let rel = job
+        .path
+        .strip_prefix(root)
+        .unwrap_or(&job.path)
+        .to_path_buf();
+    let changed = |key: Key| {
+        Hashed::Skip(skipped(
+            Some(key),
+            &rel,
+            ErrorClass::Item,
+            CHANGED_WHILE_READING,
+        ))
+    };
+    let file = match File::open(&job.path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return (false, changed(job.key)),
+        Err(e) => {
+            let message = unreadable_message(&e);
+            return (
+                false,
+                Hashed::Skip(skipped(Some(job.key), &rel, ErrorClass::Item, message)),
+            );
+        }
+    };
+    // The file opened must be the one the walk saw (not a replacement, not a symlink's target).
+    match file.metadata() {
+        Ok(m) if fingerprint(&m) == job.fingerprint => {}
+        _ => return (false, changed(job.key)),
+    }
+    let mut reader = Counting {
+        inner: file,
+        count: 0,
+    };
+    let hash = match ContentHash::from_reader(&mut reader) {
+        Ok(h) => h,
+        Err(e) => {
+            let message = unreadable_message(&e);
+            return (
+                true,
+                Hashed::Skip(skipped(Some(job.key), &rel, ErrorClass::Item, message)),
+            );
+        }
+    };
+    let after = match std::fs::symlink_metadata(&job.path) {
+        Ok(m) => m,
+        Err(_) => return (true, changed(job.key)),
+    };
+    if fingerprint(&after) != job.fingerprint || reader.count != job.fingerprint.size {
+        tracing::debug!(key = %job.key, "changed while hashing; skipped this sync");
+        return (true, changed(job.key));
+    }
+    (true, Hashed::Item(file_item(job.key, &after, hash)))
+}
