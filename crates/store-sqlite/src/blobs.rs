@@ -1,0 +1,178 @@
+//! Content-addressed blobs of the server store, deduplicated by hash.
+//!
+//! Content up to [`INLINE_MAX`] bytes lives in the `blobs` table. Larger content lives in a
+//! file `<db file name>.blobs/<first two hex digits>/<hex hash>` beside the database, with a
+//! `blobs` row whose `data` is NULL. A file is written to a temporary file in its final
+//! folder, fsynced and renamed into place (and the folder fsynced) *before* the transaction
+//! that adds its row commits, so a committed row never points at a missing or partial file.
+//! A crash in between leaves at most an unreferenced file, which the next write of the same
+//! content reuses. Files are never changed or removed once in place, so they can be read
+//! without holding the database lock.
+//!
+//! Everything here is blocking I/O: call it only from [`crate::conn::Db::call`] or another
+//! blocking thread. This module does not verify request hashes; the server does that before
+//! it stores anything.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use rusqlite::{params, Connection, OptionalExtension};
+use sync_core::ContentHash;
+
+use crate::error::StoreError;
+use crate::schema::{hash_to_sql, u64_from_sql, u64_to_sql};
+
+/// The largest content kept inside the database; larger content goes to a file.
+pub const INLINE_MAX: usize = 64 * 1024;
+
+/// Where a blob's bytes are.
+#[derive(Debug)]
+pub(crate) enum BlobData {
+    /// In the database (read already).
+    Inline(Bytes),
+    /// In a file beside the database, of this size.
+    File(PathBuf, u64),
+}
+
+/// The folder for large blobs beside the database file `db`: `<db file name>.blobs`.
+pub(crate) fn blob_dir_for(db: &Path) -> PathBuf {
+    let mut name = db
+        .file_name()
+        .map(std::ffi::OsStr::to_os_string)
+        .unwrap_or_else(|| "server.db".into());
+    name.push(".blobs");
+    db.with_file_name(name)
+}
+
+/// The file of a large blob inside `dir`.
+pub(crate) fn blob_path(dir: &Path, hash: &ContentHash) -> PathBuf {
+    let hex = hash.to_hex();
+    dir.join(&hex[..2]).join(hex)
+}
+
+/// Stores `content` (whose hash the caller has verified) unless a blob with its hash exists.
+/// Large content goes to a file in `dir` when there is one (a file-backed database).
+pub(crate) fn put(
+    conn: &Connection,
+    dir: Option<&Path>,
+    hash: &ContentHash,
+    content: &[u8],
+) -> Result<(), StoreError> {
+    let exists: Option<i64> = conn
+        .prepare_cached("SELECT 1 FROM blobs WHERE hash = ?1")?
+        .query_row([hash.as_bytes().as_slice()], |r| r.get(0))
+        .optional()?;
+    if exists.is_some() {
+        return Ok(());
+    }
+    let size = u64_to_sql(content.len() as u64);
+    match dir {
+        Some(dir) if content.len() > INLINE_MAX => {
+            write_file(dir, hash, content)?;
+            conn.prepare_cached("INSERT INTO blobs (hash, size, data) VALUES (?1, ?2, NULL)")?
+                .execute(params![hash_to_sql(Some(hash)), size])?;
+        }
+        _ => {
+            conn.prepare_cached("INSERT INTO blobs (hash, size, data) VALUES (?1, ?2, ?3)")?
+                .execute(params![hash_to_sql(Some(hash)), size, content])?;
+        }
+    }
+    Ok(())
+}
+
+/// Where the bytes of `hash` are; a missing row is [`StoreError::BlobDamaged`].
+pub(crate) fn locate(
+    conn: &Connection,
+    dir: Option<&Path>,
+    hash: &ContentHash,
+) -> Result<BlobData, StoreError> {
+    let row: Option<(i64, Option<Vec<u8>>)> = conn
+        .prepare_cached("SELECT size, data FROM blobs WHERE hash = ?1")?
+        .query_row([hash.as_bytes().as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    match row {
+        None => Err(StoreError::BlobDamaged {
+            hash: hash.to_hex(),
+            detail: "no blob row".into(),
+        }),
+        Some((_, Some(data))) => Ok(BlobData::Inline(Bytes::from(data))),
+        Some((size, None)) => match dir {
+            Some(dir) => Ok(BlobData::File(blob_path(dir, hash), u64_from_sql(size))),
+            None => Err(StoreError::BlobDamaged {
+                hash: hash.to_hex(),
+                detail: "stored as a file, but this database has no blob folder".into(),
+            }),
+        },
+    }
+}
+
+/// Reads a blob file and checks it against its hash and size.
+pub(crate) fn read_file(path: &Path, hash: &ContentHash, size: u64) -> Result<Bytes, StoreError> {
+    let data = fs::read(path).map_err(|e| StoreError::BlobDamaged {
+        hash: hash.to_hex(),
+        detail: format!("cannot read {}: {e}", path.display()),
+    })?;
+    if data.len() as u64 != size || ContentHash::of(&data) != *hash {
+        return Err(StoreError::BlobDamaged {
+            hash: hash.to_hex(),
+            detail: format!("{} does not match its hash", path.display()),
+        });
+    }
+    Ok(Bytes::from(data))
+}
+
+/// Writes a large blob: temporary file in the final folder, fsync, rename, fsync the folder.
+/// A complete file already in place (from an earlier, rolled-back write) is kept.
+fn write_file(dir: &Path, hash: &ContentHash, content: &[u8]) -> Result<(), StoreError> {
+    let path = blob_path(dir, hash);
+    if let Ok(meta) = fs::metadata(&path) {
+        if meta.is_file() && meta.len() == content.len() as u64 {
+            return Ok(());
+        }
+    }
+    let folder = path.parent().unwrap_or(dir);
+    fs::create_dir_all(folder).map_err(|e| StoreError::io(folder, e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(folder)
+        .map_err(|e| StoreError::io(folder, e))?;
+    tmp.write_all(content)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| StoreError::io(tmp.path(), e))?;
+    tmp.persist(&path)
+        .map_err(|e| StoreError::io(&path, e.error))?;
+    sync_dir(folder)?;
+    Ok(())
+}
+
+/// Makes a rename inside `dir` durable (a no-op where folders cannot be opened).
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        fs::File::open(dir)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| StoreError::io(dir, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_dir_sits_beside_the_database() {
+        assert_eq!(
+            blob_dir_for(Path::new("/srv/data/server.db")),
+            PathBuf::from("/srv/data/server.db.blobs")
+        );
+        let h = ContentHash::of(b"x");
+        let p = blob_path(Path::new("/b"), &h);
+        let hex = h.to_hex();
+        assert_eq!(p, Path::new("/b").join(&hex[..2]).join(&hex));
+    }
+}

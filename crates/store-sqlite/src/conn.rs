@@ -1,0 +1,221 @@
+//! The blocking-thread wrapper around one SQLite [`Connection`]: opening a database file,
+//! its pragmas (WAL, `synchronous=NORMAL`, `busy_timeout`, foreign keys), the schema check and
+//! forward migrations, and [`Db::call`], which runs a closure on the connection inside
+//! [`tokio::task::spawn_blocking`].
+//!
+//! Rule: SQLite never runs on an async worker thread. Everything that touches the connection
+//! goes through [`Db::open`], [`Db::open_in_memory`] or [`Db::call`]. This module knows nothing
+//! about the tables of either store; their SQL lives in [`crate::schema`].
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::error::{is_corruption, StoreError};
+use crate::schema::Schema;
+
+/// How long a statement waits for a lock held by another connection before failing.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One SQLite connection, shared, used only from blocking threads.
+#[derive(Clone)]
+pub(crate) struct Db {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").finish_non_exhaustive()
+    }
+}
+
+impl Db {
+    /// Opens (or creates) the database at `path`, sets its pragmas and brings its schema to the
+    /// newest version of `schema`.
+    pub(crate) async fn open(path: PathBuf, schema: &'static Schema) -> Result<Db, StoreError> {
+        let conn = run_blocking(move || open_blocking(Some(&path), schema)).await??;
+        Ok(Db {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// A private in-memory database with the newest schema (for tests).
+    pub(crate) async fn open_in_memory(schema: &'static Schema) -> Result<Db, StoreError> {
+        let conn = run_blocking(move || open_blocking(None, schema)).await??;
+        Ok(Db {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on a blocking thread and returns its result.
+    ///
+    /// Calls are serialised by the connection's mutex. If an earlier call panicked, the
+    /// connection is recovered: any transaction the panic left open is rolled back first.
+    pub(crate) async fn call<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        run_blocking(move || {
+            let mut guard = match conn.lock() {
+                Ok(g) => g,
+                Err(poisoned) => {
+                    let g = poisoned.into_inner();
+                    if !g.is_autocommit() {
+                        g.execute_batch("ROLLBACK").map_err(StoreError::from)?;
+                    }
+                    g
+                }
+            };
+            f(&mut guard)
+        })
+        .await
+        .map_err(E::from)?
+    }
+}
+
+/// Runs `f` on tokio's blocking pool; a panic or cancellation becomes [`StoreError::Task`].
+pub(crate) async fn run_blocking<T, F>(f: F) -> Result<T, StoreError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))
+}
+
+/// What to call the database in messages.
+fn shown(path: Option<&Path>) -> PathBuf {
+    path.map_or_else(|| PathBuf::from(":memory:"), Path::to_path_buf)
+}
+
+/// Maps an error met while first reading a file: corruption means "not a database".
+fn open_error(path: Option<&Path>, e: rusqlite::Error) -> StoreError {
+    if is_corruption(&e) {
+        StoreError::NotADatabase {
+            path: shown(path),
+            detail: e.to_string(),
+        }
+    } else {
+        StoreError::Open {
+            path: shown(path),
+            source: e,
+        }
+    }
+}
+
+/// Opens the connection, sets the pragmas, checks the file and migrates it.
+fn open_blocking(path: Option<&Path>, schema: &'static Schema) -> Result<Connection, StoreError> {
+    let conn = match path {
+        Some(p) => Connection::open(p),
+        None => Connection::open_in_memory(),
+    }
+    .map_err(|e| open_error(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| open_error(path, e))?;
+
+    // The first read of the header: a file that is not SQLite fails here.
+    let app_id: i64 = conn
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .map_err(|e| open_error(path, e))?;
+    check_kind(path, schema, app_id)?;
+
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+        .map_err(|e| open_error(path, e))?;
+    if path.is_some() && !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(
+            path = %shown(path).display(),
+            mode,
+            "SQLite refused WAL mode; continuing with this journal mode"
+        );
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(|e| open_error(path, e))?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(|e| open_error(path, e))?;
+
+    migrate(conn, path, schema)
+}
+
+/// Refuses a database that belongs to another kind of store or program.
+fn check_kind(path: Option<&Path>, schema: &Schema, app_id: i64) -> Result<(), StoreError> {
+    if app_id != 0 && app_id != schema.application_id {
+        return Err(StoreError::WrongKind {
+            path: shown(path),
+            expected: schema.kind,
+            found: app_id,
+        });
+    }
+    Ok(())
+}
+
+/// Brings the schema to its newest version in one transaction, or refuses a newer one.
+fn migrate(
+    mut conn: Connection,
+    path: Option<&Path>,
+    schema: &'static Schema,
+) -> Result<Connection, StoreError> {
+    let supported = schema.version();
+    {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| open_error(path, e))?;
+        // Read again inside the write lock: another process may have migrated meanwhile.
+        let found: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| open_error(path, e))?;
+        let app_id: i64 = tx
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .map_err(|e| open_error(path, e))?;
+        check_kind(path, schema, app_id)?;
+        if found > supported {
+            return Err(StoreError::NewerSchema {
+                path: shown(path),
+                found,
+                supported,
+            });
+        }
+        if found < 0 {
+            return Err(StoreError::bad("schema version", found));
+        }
+        if found == 0 {
+            // A database some other program made (tables, but no version of ours).
+            let tables: i64 = tx
+                .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+                .map_err(|e| open_error(path, e))?;
+            if tables > 0 {
+                return Err(StoreError::WrongKind {
+                    path: shown(path),
+                    expected: schema.kind,
+                    found: app_id,
+                });
+            }
+        }
+        if found < supported {
+            for (i, step) in schema.steps.iter().enumerate().skip(found as usize) {
+                let version = i as i64 + 1;
+                tx.execute_batch(step)
+                    .map_err(|source| StoreError::Migration {
+                        path: shown(path),
+                        version,
+                        source,
+                    })?;
+            }
+            tx.pragma_update(None, "user_version", supported)?;
+            tx.pragma_update(None, "application_id", schema.application_id)?;
+            tx.commit().map_err(|source| StoreError::Migration {
+                path: shown(path),
+                version: supported,
+                source,
+            })?;
+            tracing::debug!(path = %shown(path).display(), from = found, to = supported, "migrated schema");
+        }
+    }
+    Ok(conn)
+}

@@ -1,0 +1,185 @@
+//! [`SqliteStateStore`]: the client's [`StateStore`] (node id, cursor, remote tree, base) in one
+//! SQLite file.
+//!
+//! Every [`StateBatch`] is applied in one `IMMEDIATE` transaction with cached prepared
+//! statements, in the order of [`StateBatch::apply_to`], so a crash keeps all of a batch or none
+//! of it. This module must not decide anything about syncing: it stores what the engine says.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use sync_core::{BaseEntry, ClientState, Cursor, Key, NodeId, Revision, StateBatch, StateStore};
+
+use crate::conn::Db;
+use crate::error::StoreError;
+use crate::schema::{
+    fingerprint_from_sql, hash_from_sql, hash_to_sql, item_from_row, key_from_sql, kind_from_sql,
+    kind_to_sql, stamp_from_sql, u64_from_sql, u64_to_sql, ITEM_COLUMNS, STATE,
+};
+
+/// A client's sync state in SQLite (see the [crate docs](crate)).
+///
+/// Cheap to clone: clones share one connection.
+#[derive(Debug, Clone)]
+pub struct SqliteStateStore {
+    db: Db,
+}
+
+impl SqliteStateStore {
+    /// Opens the state database at `path`, creating it (and migrating an older schema) as
+    /// needed. A file that is not SQLite, is corrupt, belongs to a server store or was written
+    /// by a newer version fails with a [`StoreError`] that says what to do.
+    pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStateStore, StoreError> {
+        let db = Db::open(path.as_ref().to_path_buf(), &STATE).await?;
+        Ok(SqliteStateStore { db })
+    }
+
+    /// A private, empty state store in memory (for tests).
+    pub async fn open_in_memory() -> Result<SqliteStateStore, StoreError> {
+        let db = Db::open_in_memory(&STATE).await?;
+        Ok(SqliteStateStore { db })
+    }
+}
+
+#[async_trait]
+impl StateStore for SqliteStateStore {
+    async fn load(&self) -> sync_core::Result<ClientState> {
+        Ok(self.db.call(load).await?)
+    }
+
+    async fn commit(&self, batch: StateBatch) -> sync_core::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        Ok(self.db.call(move |conn| commit(conn, &batch)).await?)
+    }
+}
+
+/// Reads everything.
+fn load(conn: &mut Connection) -> Result<ClientState, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+    let mut state = ClientState::default();
+
+    let node: Option<i64> = tx
+        .query_row("SELECT value FROM meta WHERE name = 'node'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    state.node = node.map(|n| NodeId(u64_from_sql(n)));
+    let cursor: Option<String> = tx
+        .query_row("SELECT value FROM meta WHERE name = 'cursor'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    state.cursor = cursor
+        .map(|c| {
+            c.parse::<Cursor>()
+                .map_err(|e| StoreError::bad("cursor", e))
+        })
+        .transpose()?;
+
+    {
+        let mut stmt = tx.prepare(&format!("SELECT {ITEM_COLUMNS} FROM remote"))?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let item = item_from_row(row)?;
+            state.remote.insert(item.key.clone(), item);
+        }
+    }
+    {
+        let mut stmt = tx.prepare(
+            "SELECT key, kind, hash, size, rev, stamp_millis, stamp_counter, stamp_node, \
+             fp_size, fp_mtime_ns, fp_inode, local_key, detached FROM base",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let key = key_from_sql(row.get(0)?)?;
+            let entry = BaseEntry {
+                kind: kind_from_sql(row.get(1)?)?,
+                hash: hash_from_sql(row.get(2)?)?,
+                size: u64_from_sql(row.get(3)?),
+                rev: Revision(u64_from_sql(row.get(4)?)),
+                stamp: stamp_from_sql(row.get(5)?, row.get(6)?, row.get(7)?)?,
+                fingerprint: fingerprint_from_sql(row.get(8)?, row.get(9)?, row.get(10)?)?,
+                local_key: row
+                    .get::<_, Option<String>>(11)?
+                    .map(key_from_sql)
+                    .transpose()?,
+                detached: row.get(12)?,
+            };
+            state.base.insert(key, entry);
+        }
+    }
+    tx.commit()?;
+    Ok(state)
+}
+
+/// Applies one batch in one transaction, in the order of [`StateBatch::apply_to`].
+fn commit(conn: &mut Connection, batch: &StateBatch) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Some(node) = batch.node {
+        tx.prepare_cached("INSERT OR REPLACE INTO meta (name, value) VALUES ('node', ?1)")?
+            .execute([u64_to_sql(node.0)])?;
+    }
+    if batch.reset_remote {
+        tx.execute("DELETE FROM remote", [])?;
+        tx.execute("DELETE FROM meta WHERE name = 'cursor'", [])?;
+    }
+    if let Some(cursor) = batch.cursor {
+        tx.prepare_cached("INSERT OR REPLACE INTO meta (name, value) VALUES ('cursor', ?1)")?
+            .execute([cursor.to_string()])?;
+    }
+    if !batch.remote.is_empty() {
+        let mut put = tx.prepare_cached(&format!(
+            "INSERT OR REPLACE INTO remote ({ITEM_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        ))?;
+        for item in &batch.remote {
+            put.execute(params![
+                item.key.as_str(),
+                kind_to_sql(item.kind),
+                u64_to_sql(item.rev.0),
+                hash_to_sql(item.hash.as_ref()),
+                u64_to_sql(item.size),
+                u64_to_sql(item.stamp.millis),
+                i64::from(item.stamp.counter),
+                u64_to_sql(item.stamp.node.0),
+                item.deleted,
+            ])?;
+        }
+    }
+    if !batch.base.is_empty() {
+        let mut put = tx.prepare_cached(
+            "INSERT OR REPLACE INTO base (key, kind, hash, size, rev, stamp_millis, \
+             stamp_counter, stamp_node, fp_size, fp_mtime_ns, fp_inode, local_key, detached) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?;
+        let mut remove = tx.prepare_cached("DELETE FROM base WHERE key = ?1")?;
+        for (key, entry) in &batch.base {
+            match entry {
+                Some(e) => {
+                    put.execute(params![
+                        key.as_str(),
+                        kind_to_sql(e.kind),
+                        hash_to_sql(e.hash.as_ref()),
+                        u64_to_sql(e.size),
+                        u64_to_sql(e.rev.0),
+                        u64_to_sql(e.stamp.millis),
+                        i64::from(e.stamp.counter),
+                        u64_to_sql(e.stamp.node.0),
+                        e.fingerprint.map(|f| u64_to_sql(f.size)),
+                        e.fingerprint.map(|f| f.mtime_ns.to_be_bytes().to_vec()),
+                        e.fingerprint.map(|f| u64_to_sql(f.inode)),
+                        e.local_key.as_ref().map(Key::as_str),
+                        e.detached,
+                    ])?;
+                }
+                None => {
+                    remove.execute([key.as_str()])?;
+                }
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
