@@ -86,7 +86,7 @@ pub(crate) fn backup(root: &Path, key: &Key, stamp: Stamp) -> Result<Option<Back
     }))
 }
 
-/// Every backup under `.sync/backups`, sorted by key then location.
+/// Every backup under `.sync/backups`, by key, then oldest stamp first.
 pub(crate) fn list(root: &Path) -> Result<Vec<Backup>> {
     let dir = backups_dir(root);
     match fs::symlink_metadata(&dir) {
@@ -133,8 +133,25 @@ pub(crate) fn list(root: &Path) -> Result<Vec<Backup>> {
             size,
         });
     }
-    out.sort_by(|a, b| (&a.key, &a.location).cmp(&(&b.key, &b.location)));
+    out.sort_by_cached_key(|b| (b.key.clone(), order(&b.location), b.location.clone()));
     Ok(out)
+}
+
+/// The (stamp millis, `-N` suffix) of a backup's file name, so backups list oldest first and a
+/// `-1` copy after the first one; names this module did not make sort first.
+fn order(location: &str) -> (u64, u32) {
+    let name = location.rsplit('/').next().unwrap_or(location);
+    let Some((millis, rest)) = name.split_once('-') else {
+        return (0, 0);
+    };
+    let millis = millis.parse().unwrap_or(0);
+    let n = rest
+        .get(8..)
+        .and_then(|tail| tail.strip_prefix('-'))
+        .map(|tail| tail.split('.').next().unwrap_or(""))
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or(0);
+    (millis, n)
 }
 
 /// The content of a backup this replica made. Its location must lie under `.sync/backups/`, and

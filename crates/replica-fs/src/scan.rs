@@ -450,3 +450,45 @@ fn hash_one(root: &Path, job: Job) -> (bool, Hashed) {
     }
     (true, Hashed::Item(file_item(job.key, &after, hash)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_that_differs_from_what_the_walk_saw_is_not_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.txt");
+        std::fs::write(&path, b"now").unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let key = Key::new("a.txt").unwrap();
+        let stale = Fingerprint {
+            size: 99,
+            ..fingerprint(&meta)
+        };
+        let job = |fp| Job {
+            key: key.clone(),
+            path: path.clone(),
+            fingerprint: fp,
+        };
+        match hash_one(dir.path(), job(stale)) {
+            (_, Hashed::Skip(s)) => {
+                assert_eq!(s.key, Some(key.clone()));
+                assert_eq!(s.class, ErrorClass::Item);
+                assert_eq!(s.message, CHANGED_WHILE_READING);
+            }
+            (_, Hashed::Item(i)) => panic!("reported {i:?}"),
+        }
+        match hash_one(dir.path(), job(fingerprint(&meta))) {
+            (true, Hashed::Item(i)) => {
+                assert_eq!(i.content, Content::File(ContentHash::of(b"now")));
+            }
+            _ => panic!("not hashed"),
+        }
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(
+            hash_one(dir.path(), job(fingerprint(&meta))),
+            (false, Hashed::Skip(_))
+        ));
+    }
+}
