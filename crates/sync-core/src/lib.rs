@@ -11,7 +11,7 @@
 //! [`TimeSource`], randomness only for new ids; everything that touches the world is behind a
 //! trait, so the whole engine runs in a unit test.
 //!
-//! ```ignore
+//! ```
 //! use sync_core::memory::{LocalTransport, MemoryReplica, MemoryServerStore, MemoryStateStore};
 //! use sync_core::{Engine, EngineConfig, Key, ServerConfig, TenantId};
 //! use std::sync::Arc;
@@ -19,7 +19,7 @@
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let server = Arc::new(MemoryServerStore::new(ServerConfig::default()));
 //! let tenant = TenantId::new("alice");
-//! let device = |name: &str| {
+//! let device = || {
 //!     Engine::new(
 //!         LocalTransport::new(server.clone(), tenant.clone()),
 //!         MemoryStateStore::default(),
@@ -27,16 +27,16 @@
 //!         EngineConfig::default(),
 //!     )
 //! };
-//! let mut laptop = device("laptop");
-//! let mut phone = device("phone");
+//! let mut laptop = device();
+//! let mut phone = device();
 //! let notes = Key::new("notes/today.txt").unwrap();
 //! laptop.replica().put(&notes, b"buy milk");
 //! let report = laptop.sync_once().await.unwrap();
-//! assert_eq!(report.uploaded, 1);
+//! assert_eq!(report.uploaded, 2); // the folder "notes" and the file
 //! phone.sync_once().await.unwrap();
 //! assert_eq!(phone.replica().get(&notes).unwrap(), b"buy milk".as_slice());
 //! # });
-//! ```ignore
+//! ```
 
 mod cursor;
 mod error;
