@@ -1,0 +1,250 @@
+//! The [`ServerStore`] conformance suite.
+//!
+//! Store-only checks (epoch, size limit, stamp clamping against the configured clock) run on
+//! the store directly; the protocol checks shared with the transport suite run through a
+//! [`LocalTransport`] for two tenants of one store. Test code: it panics on failure and must not
+//! be used by the engine.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
+use super::transport::protocol_checks;
+use super::{key, push_req, Check, NODE};
+use crate::memory::LocalTransport;
+use crate::{
+    ArchiveRequest, ContentHash, Cursor, Epoch, Error, FolderRequest, ManualTime, Precondition,
+    PushOutcome, Revision, ServerConfig, ServerStore, Stamp, TenantId,
+};
+
+const SUITE: &str = "server_store";
+
+/// The server clock every check's store is made with (milliseconds).
+const NOW: u64 = 1_700_000_000_000;
+
+fn config() -> ServerConfig {
+    ServerConfig {
+        time: ManualTime::new(NOW),
+        ..ServerConfig::default()
+    }
+}
+
+fn tenant() -> TenantId {
+    TenantId::new("tenant-a")
+}
+
+/// Runs every check of the server-store suite.
+///
+/// `make` returns a fresh, empty store using the given config (its size limit, skew and
+/// clock must be honoured).
+pub async fn server_store_suite<S, F>(make: F)
+where
+    S: ServerStore + 'static,
+    F: Fn(ServerConfig) -> BoxFuture<'static, S>,
+{
+    let c = |name| Check::new(SUITE, name);
+    epoch_is_stable(c("epoch_is_stable"), make(config()).await).await;
+    too_large(c("too_large"), &make).await;
+    stamps_are_clamped(c("stamps_are_clamped"), make(config()).await).await;
+    folder_stamps_are_clamped(c("folder_stamps_are_clamped"), make(config()).await).await;
+    unknown_tenant_is_empty(c("unknown_tenant_is_empty"), make(config()).await).await;
+
+    protocol_checks(SUITE, || {
+        make(config())
+            .map(|store| {
+                let store = Arc::new(store);
+                (
+                    LocalTransport::new(store.clone(), tenant()),
+                    LocalTransport::new(store, TenantId::new("tenant-b")),
+                )
+            })
+            .boxed()
+    })
+    .await;
+}
+
+async fn epoch_is_stable<S: ServerStore>(c: Check, s: S) {
+    let e1 = c.ok(s.epoch().await, "epoch");
+    let e2 = c.ok(s.epoch().await, "epoch again");
+    c.eq(e2, e1, "epoch across calls");
+    let page = c.ok(s.changes(&tenant(), None, 10).await, "changes");
+    c.eq(page.cursor.epoch(), e1, "epoch of a page's cursor");
+    c.ok(
+        s.push(
+            &tenant(),
+            push_req(&key("a.txt"), Precondition::Create, b"a"),
+        )
+        .await,
+        "push",
+    );
+    let e3 = c.ok(s.epoch().await, "epoch after a push");
+    c.eq(e3, e1, "epoch after a push");
+    let page = c.ok(
+        s.changes(&tenant(), Some(&page.cursor), 10).await,
+        "changes",
+    );
+    c.eq(page.cursor.epoch(), e1, "epoch of a later cursor");
+    let other = Cursor::new(Epoch(e1.0 ^ 0x5a5a), Revision::ZERO);
+    match s.changes(&tenant(), Some(&other), 10).await {
+        Err(Error::CursorExpired) => {}
+        r => c.fail(format!(
+            "a cursor of another epoch: expected Err(CursorExpired), got {r:?}"
+        )),
+    }
+}
+
+async fn too_large<S, F>(c: Check, make: &F)
+where
+    S: ServerStore + 'static,
+    F: Fn(ServerConfig) -> BoxFuture<'static, S>,
+{
+    let s = make(ServerConfig {
+        max_item_bytes: 8,
+        ..config()
+    })
+    .await;
+    c.eq(
+        s.max_item_bytes(),
+        8,
+        "max_item_bytes() of a store made with 8",
+    );
+    let k = key("big.bin");
+    match s
+        .push(&tenant(), push_req(&k, Precondition::Create, b"123456789"))
+        .await
+    {
+        Err(Error::TooLarge { size, limit, .. }) => {
+            c.eq((size, limit), (9, 8), "size and limit in TooLarge")
+        }
+        r => c.fail(format!(
+            "push of 9 bytes with a limit of 8: expected Err(TooLarge), got {r:?}"
+        )),
+    }
+    let page = c.ok(s.changes(&tenant(), None, 10).await, "changes");
+    c.eq(page.changes, vec![], "feed after a refused push");
+    match s
+        .archive(
+            &tenant(),
+            ArchiveRequest {
+                key: k.clone(),
+                content: Bytes::from_static(b"123456789"),
+                hash: ContentHash::of(b"123456789"),
+                stamp: Stamp::at(NOW, NODE),
+                seen: Revision::ZERO,
+            },
+        )
+        .await
+    {
+        Err(Error::TooLarge { .. }) => {}
+        r => c.fail(format!(
+            "archive of 9 bytes with a limit of 8: expected Err(TooLarge), got {r:?}"
+        )),
+    }
+    match c.ok(
+        s.push(&tenant(), push_req(&k, Precondition::Create, b"12345678"))
+            .await,
+        "push of exactly the limit",
+    ) {
+        PushOutcome::Accepted(m) => c.eq(m.size, 8, "size"),
+        other => c.fail(format!(
+            "push of exactly the limit: expected Accepted, got {other:?}"
+        )),
+    }
+}
+
+async fn stamps_are_clamped<S: ServerStore>(c: Check, s: S) {
+    let skew = Duration::from_secs(60);
+    let far = Stamp::at(NOW + 3_600_000, NODE);
+    let mut req = push_req(&key("future.txt"), Precondition::Create, b"f");
+    req.stamp = far;
+    let m = match c.ok(s.push(&tenant(), req).await, "push from the future") {
+        PushOutcome::Accepted(m) => m,
+        other => c.fail(format!("expected Accepted, got {other:?}")),
+    };
+    c.eq(
+        m.stamp,
+        far.clamped(NOW, skew),
+        "stamp an hour ahead of the server (clamped to its time)",
+    );
+    c.eq(m.stamp.millis, NOW, "clamped stamp's millis");
+
+    let near = Stamp {
+        millis: NOW + 30_000,
+        counter: 3,
+        node: NODE,
+    };
+    let mut req = push_req(&key("near.txt"), Precondition::Create, b"n");
+    req.stamp = near;
+    match c.ok(s.push(&tenant(), req).await, "push 30 s ahead") {
+        PushOutcome::Accepted(m) => c.eq(m.stamp, near, "stamp within max_skew (kept)"),
+        other => c.fail(format!("expected Accepted, got {other:?}")),
+    }
+    let page = c.ok(s.changes(&tenant(), None, 10).await, "changes");
+    let stamps: Vec<Stamp> = page.changes.iter().map(|e| e.stamp).collect();
+    c.eq(
+        stamps,
+        vec![far.clamped(NOW, skew), near],
+        "stamps in the feed",
+    );
+    let history = c.ok(s.history(&tenant(), &key("future.txt")).await, "history");
+    c.eq(history[0].stamp.millis, NOW, "clamped stamp in history");
+
+    let archived = c.ok(
+        s.archive(
+            &tenant(),
+            ArchiveRequest {
+                key: key("future.txt"),
+                content: Bytes::from_static(b"x"),
+                hash: ContentHash::of(b"x"),
+                stamp: far,
+                seen: Revision::ZERO,
+            },
+        )
+        .await,
+        "archive from the future",
+    );
+    c.eq(archived.stamp.millis, NOW, "clamped stamp of an archive");
+}
+
+async fn folder_stamps_are_clamped<S: ServerStore>(c: Check, s: S) {
+    let far = Stamp::at(NOW + 3_600_000, NODE);
+    let folder = c.ok(
+        s.ensure_folder(
+            &tenant(),
+            FolderRequest {
+                key: key("f/g"),
+                stamp: far,
+                seen: Revision::ZERO,
+            },
+        )
+        .await,
+        "ensure_folder from the future",
+    );
+    c.eq(folder.stamp.millis, NOW, "clamped stamp of a folder");
+}
+
+async fn unknown_tenant_is_empty<S: ServerStore>(c: Check, s: S) {
+    let nobody = TenantId::new("nobody");
+    let page = c.ok(
+        s.changes(&nobody, None, 10).await,
+        "changes of an unknown tenant",
+    );
+    c.eq(page.changes, vec![], "feed of an unknown tenant");
+    c.eq(page.more, false, "`more` of an unknown tenant");
+    match s.fetch(&nobody, &key("a"), None).await {
+        Err(Error::NotFound { .. }) => {}
+        r => c.fail(format!(
+            "fetch for an unknown tenant: expected NotFound, got {r:?}"
+        )),
+    }
+    let waited = c.ok(
+        s.wait(&nobody, None, Duration::from_millis(20)).await,
+        "wait of an unknown tenant",
+    );
+    c.eq(waited, false, "wait of an unknown tenant");
+}
