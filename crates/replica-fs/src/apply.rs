@@ -21,7 +21,7 @@ use sync_core::{ContentHash, Error, Expected, Key, LocalItem, Result};
 
 use crate::error::io_to_sync;
 use crate::ignore_rules::{reserved, TEMP_PREFIX};
-use crate::scan::{check_root, file_item, fingerprint, folder_item};
+use crate::scan::{check_root, file_item, fingerprint, folder_item, OwnWrites};
 
 /// The path of `key` under `root`.
 pub(crate) fn path_of(root: &Path, key: &Key) -> PathBuf {
@@ -115,6 +115,7 @@ fn sync_dir(dir: &Path) {
 /// Writes `content` to `key` atomically if the target is still as `expected`.
 pub(crate) fn write(
     root: &Path,
+    own: &OwnWrites,
     key: &Key,
     content: &Bytes,
     expected: Expected,
@@ -154,7 +155,9 @@ pub(crate) fn write(
         // Replaced again by someone else in the instant after the rename.
         return Err(Error::Changed { key: key.clone() });
     }
-    Ok(file_item(key.clone(), &meta, ContentHash::of(content)))
+    let item = file_item(key.clone(), &meta, ContentHash::of(content));
+    own.record(key, item.fingerprint);
+    Ok(item)
 }
 
 /// Creates the folder `key` and its parents; succeeds if it exists.

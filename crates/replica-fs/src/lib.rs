@@ -47,6 +47,7 @@ pub use ignore_rules::{IGNORE_FILE, STATE_DIR, TEMP_PREFIX};
 #[derive(Debug, Clone)]
 pub struct FolderReplica {
     root: Arc<PathBuf>,
+    own: Arc<scan::OwnWrites>,
 }
 
 impl FolderReplica {
@@ -63,6 +64,7 @@ impl FolderReplica {
         }
         Ok(FolderReplica {
             root: Arc::new(root),
+            own: Arc::default(),
         })
     }
 
@@ -94,7 +96,8 @@ impl Replica for FolderReplica {
     async fn scan(&self, known: &BTreeMap<Key, KnownItem>, max_item_bytes: u64) -> Result<Scan> {
         // The known map is copied once so the walk can run on a blocking thread.
         let known = known.clone();
-        self.blocking(move |root| scan::scan(root, &known, max_item_bytes))
+        let own = Arc::clone(&self.own);
+        self.blocking(move |root| scan::scan(root, &known, max_item_bytes, &own))
             .await
     }
 
@@ -105,7 +108,8 @@ impl Replica for FolderReplica {
 
     async fn write(&self, key: &Key, content: Bytes, expected: Expected) -> Result<LocalItem> {
         let key = key.clone();
-        self.blocking(move |root| apply::write(root, &key, &content, expected))
+        let own = Arc::clone(&self.own);
+        self.blocking(move |root| apply::write(root, &own, &key, &content, expected))
             .await
     }
 

@@ -10,11 +10,12 @@
 //! mtime changes whenever an entry is added inside it, which says nothing about the folder item
 //! itself, so only its identity is compared.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
@@ -99,6 +100,43 @@ pub(crate) fn check_root(root: &Path) -> Result<()> {
     }
 }
 
+/// Fingerprints of files this replica wrote itself (by `write`), kept while they are within the
+/// racy window.
+///
+/// The racy rule exists because a file rewritten in the same mtime tick in which its fingerprint
+/// was taken looks unchanged. For a file the replica has just renamed into place, the fingerprint
+/// was taken from the file it created and its hash from the bytes it wrote, so the rule only has
+/// to cover a foreign same-size rewrite within the same timestamp tick; on a file system with
+/// sub-second timestamps (the mtime has a nanosecond part) such a file is trusted at once, which
+/// keeps a rescan right after a sync from re-reading everything it just downloaded. On a file
+/// system with whole-second timestamps the 2 s rule applies to these files too.
+#[derive(Debug, Default)]
+pub(crate) struct OwnWrites(Mutex<HashMap<Key, Fingerprint>>);
+
+impl OwnWrites {
+    fn map(&self) -> MutexGuard<'_, HashMap<Key, Fingerprint>> {
+        // A panic while holding the lock cannot leave the map inconsistent (single inserts).
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a file this replica wrote.
+    pub(crate) fn record(&self, key: &Key, fp: Fingerprint) {
+        self.map().insert(key.clone(), fp);
+    }
+
+    /// True when `key` is a file this replica wrote with exactly `fp`, on a file system with
+    /// sub-second timestamps.
+    fn vouches(&self, key: &Key, fp: Fingerprint) -> bool {
+        fp.mtime_ns % 1_000_000_000 != 0 && self.map().get(key) == Some(&fp)
+    }
+
+    /// Forgets the writes that are out of the racy window of a scan started at `start_ns`.
+    fn prune(&self, start_ns: i128) {
+        self.map()
+            .retain(|_, fp| fp.mtime_ns >= start_ns - RACY_WINDOW_NS);
+    }
+}
+
 /// A file to hash.
 struct Job {
     key: Key,
@@ -154,9 +192,11 @@ pub(crate) fn scan(
     root: &Path,
     known: &BTreeMap<Key, KnownItem>,
     max_item_bytes: u64,
+    own: &OwnWrites,
 ) -> Result<Scan> {
     check_root(root)?;
     let start_ns = now_ns();
+    own.prune(start_ns);
     let rules = IgnoreRules::load(root);
     let mut out = Scan::default();
     for problem in &rules.problems {
@@ -266,10 +306,14 @@ pub(crate) fn scan(
             continue;
         }
         let fp = fingerprint(&meta);
-        let racy = fp.mtime_ns >= start_ns - RACY_WINDOW_NS;
-        if let Some(k) = known.get(&key) {
-            if let (false, true, Content::File(hash)) = (racy, k.fingerprint == fp, k.content) {
-                out.items.insert(key.clone(), file_item(key, &meta, hash));
+        if let Some(KnownItem {
+            fingerprint,
+            content: Content::File(hash),
+        }) = known.get(&key)
+        {
+            let racy = fp.mtime_ns >= start_ns - RACY_WINDOW_NS;
+            if *fingerprint == fp && (!racy || own.vouches(&key, fp)) {
+                out.items.insert(key.clone(), file_item(key, &meta, *hash));
                 continue;
             }
         }
