@@ -144,6 +144,10 @@ fn write_file(dir: &Path, hash: &ContentHash, content: &[u8]) -> Result<(), Stor
     tmp.persist(&path)
         .map_err(|e| StoreError::io(&path, e.error))?;
     sync_dir(folder)?;
+    if let Some(parent) = folder.parent() {
+        // The shard folder itself may be new.
+        sync_dir(parent)?;
+    }
     Ok(())
 }
 

@@ -69,6 +69,25 @@ impl SqliteServerStore {
         Self::start(db, config, Some(blobs::blob_dir_for(&path))).await
     }
 
+    /// Opens a database restored from a backup: like [`open`](Self::open), but first gives it
+    /// a new random epoch, so every client's cursor expires and clients catch up by comparing
+    /// hashes (SPEC §2) instead of trusting feed positions the restored copy may never have
+    /// reached. Use it once, on the first start after restoring the file and its `.blobs`
+    /// folder; later starts use [`open`](Self::open).
+    pub async fn open_restored(
+        path: impl AsRef<Path>,
+        config: ServerConfig,
+    ) -> Result<SqliteServerStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let db = Db::open(path.clone(), &SERVER).await?;
+        db.call(|conn| -> Result<(), StoreError> {
+            conn.execute("DELETE FROM meta WHERE name = 'epoch'", [])?;
+            Ok(())
+        })
+        .await?;
+        Self::start(db, config, Some(blobs::blob_dir_for(&path))).await
+    }
+
     /// A private, empty server store in memory, all blobs inline (for tests).
     pub async fn open_in_memory(config: ServerConfig) -> Result<SqliteServerStore, StoreError> {
         let db = Db::open_in_memory(&SERVER).await?;
@@ -106,42 +125,7 @@ impl SqliteServerStore {
         }
     }
 
-    /// A receiver for `tenant`'s feed notifications, marked as seen.
-    fn subscribe(&self, tenant: &TenantId) -> watch::Receiver<u64> {
-        let mut map = self
-            .inner
-            .watchers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let tx = map
-            .entry(tenant.as_str().to_owned())
-            .or_insert_with(|| watch::channel(0).0);
-        let mut rx = tx.subscribe();
-        rx.borrow_and_update();
-        rx
-    }
-
-    /// Tells waiters on `tenant` that its feed now reaches `rev` (after a commit).
-    fn notify(&self, tenant: &TenantId, rev: Option<Revision>) {
-        let Some(rev) = rev else { return };
-        let map = self
-            .inner
-            .watchers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(tx) = map.get(tenant.as_str()) {
-            tx.send_if_modified(|v| {
-                if rev.0 > *v {
-                    *v = rev.0;
-                    true
-                } else {
-                    false
-                }
-            });
-        }
-    }
-
-    /// Runs a write in one transaction; returns its value and the newest feed revision written.
+    /// Runs a write in one transaction and wakes the tenant's waiters after it commits.
     async fn write<T, F>(&self, tenant: &TenantId, f: F) -> Result<T>
     where
         F: FnOnce(&Connection, &Inner, &mut Writer) -> Result<T> + Send + 'static,
@@ -149,10 +133,9 @@ impl SqliteServerStore {
     {
         let inner = self.inner.clone();
         let name = tenant.as_str().to_owned();
-        let (value, head) = self
-            .inner
+        self.inner
             .db
-            .call(move |conn| -> Result<(T, Option<Revision>)> {
+            .call(move |conn| -> Result<T> {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(StoreError::from)?;
@@ -160,11 +143,10 @@ impl SqliteServerStore {
                 let value = f(&tx, &inner, &mut w)?;
                 w.save(&tx)?;
                 tx.commit().map_err(StoreError::from)?;
-                Ok((value, w.feed_head))
+                inner.notify(&name, w.feed_head);
+                Ok(value)
             })
-            .await?;
-        self.notify(tenant, head);
-        Ok(value)
+            .await
     }
 }
 
@@ -431,6 +413,40 @@ impl Inner {
     fn clamp(&self, stamp: Stamp) -> Stamp {
         stamp.clamped(self.config.time.now_millis(), self.config.max_skew)
     }
+
+    /// A receiver for `tenant`'s feed notifications, marked as seen.
+    fn subscribe(&self, tenant: &str) -> watch::Receiver<u64> {
+        let mut map = self
+            .watchers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tx = map
+            .entry(tenant.to_owned())
+            .or_insert_with(|| watch::channel(0).0);
+        let mut rx = tx.subscribe();
+        rx.borrow_and_update();
+        rx
+    }
+
+    /// Tells waiters on `tenant` that its feed now reaches `rev` (call it right after the commit, on the same thread, so
+    /// that a caller that stops waiting for the result cannot skip it).
+    fn notify(&self, tenant: &str, rev: Option<Revision>) {
+        let Some(rev) = rev else { return };
+        let map = self
+            .watchers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(tx) = map.get(tenant) {
+            tx.send_if_modified(|v| {
+                if rev.0 > *v {
+                    *v = rev.0;
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+    }
 }
 
 /// A version row of `key`: its kind and metadata.
@@ -586,8 +602,7 @@ impl ServerStore for SqliteServerStore {
         }
         let inner = self.inner.clone();
         let name = tenant.as_str().to_owned();
-        let (results, head) = self
-            .inner
+        self.inner
             .db
             .call(move |conn| -> Result<_> {
                 let mut tx = conn
@@ -618,11 +633,10 @@ impl ServerStore for SqliteServerStore {
                 }
                 w.save(&tx)?;
                 tx.commit().map_err(StoreError::from)?;
-                Ok((results, w.feed_head))
+                inner.notify(&name, w.feed_head);
+                Ok(results)
             })
-            .await?;
-        self.notify(tenant, head);
-        Ok(results)
+            .await
     }
 
     async fn delete(&self, tenant: &TenantId, req: DeleteRequest) -> Result<PushOutcome> {
@@ -718,7 +732,7 @@ impl ServerStore for SqliteServerStore {
     ) -> Result<bool> {
         let since_rev = self.since_rev(since)?;
         // Subscribe before looking, so a write committed after the look still wakes us.
-        let mut rx = self.subscribe(tenant);
+        let mut rx = self.inner.subscribe(tenant.as_str());
         let name = tenant.as_str().to_owned();
         let pending = self
             .inner

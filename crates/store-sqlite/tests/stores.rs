@@ -602,3 +602,39 @@ async fn lamport_rule_and_paging() {
     let other = s.changes(&TenantId::new("bob"), None, 10).await.unwrap();
     assert!(other.changes.is_empty() && !other.more);
 }
+
+#[tokio::test]
+async fn a_restored_database_gets_a_new_epoch_and_keeps_its_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.db");
+    let t = tenant();
+    let cursor = {
+        let s = SqliteServerStore::open(&path, ServerConfig::default())
+            .await
+            .unwrap();
+        accepted(
+            s.push(&t, push("a.txt", Precondition::Create, b"a"))
+                .await
+                .unwrap(),
+        );
+        s.changes(&t, None, 10).await.unwrap().cursor
+    };
+    let s = SqliteServerStore::open_restored(&path, ServerConfig::default())
+        .await
+        .unwrap();
+    let epoch = s.epoch().await.unwrap();
+    assert_ne!(epoch, cursor.epoch());
+    assert!(matches!(
+        s.changes(&t, Some(&cursor), 10).await,
+        Err(Error::CursorExpired)
+    ));
+    assert_eq!(
+        s.fetch(&t, &key("a.txt"), None).await.unwrap().content,
+        &b"a"[..]
+    );
+    drop(s);
+    let s = SqliteServerStore::open(&path, ServerConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(s.epoch().await.unwrap(), epoch, "the new epoch is kept");
+}
