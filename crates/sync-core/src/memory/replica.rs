@@ -481,3 +481,171 @@ fn entry_kind(entry: &Entry) -> crate::ItemKind {
         Node::File(_) => crate::ItemKind::File,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ManualTime, NodeId};
+
+    fn key(s: &str) -> Key {
+        Key::new(s).unwrap()
+    }
+
+    fn replica() -> MemoryReplica {
+        MemoryReplica::new(ManualTime::new(5_000))
+    }
+
+    #[test]
+    fn put_creates_parents_and_replaces() {
+        let r = replica();
+        r.put(&key("a/b/c.txt"), "one");
+        assert_eq!(r.folders(), vec![key("a"), key("a/b")]);
+        r.put(&key("a/b/c.txt"), "two");
+        assert_eq!(r.get(&key("a/b/c.txt")).unwrap(), b"two");
+        // A file in the way of a parent becomes a folder; a folder at the key becomes a file.
+        r.put(&key("a/b/c.txt/d"), "deep");
+        assert_eq!(r.folders(), vec![key("a"), key("a/b"), key("a/b/c.txt")]);
+        r.put(&key("a/b"), "flat");
+        assert_eq!(r.folders(), vec![key("a")]);
+        assert_eq!(
+            r.files().into_iter().collect::<Vec<_>>(),
+            vec![(key("a/b"), b"flat".to_vec())]
+        );
+        assert_eq!(r.get(&key("a")), None, "a folder has no content");
+    }
+
+    #[test]
+    fn delete_removes_the_subtree_only() {
+        let r = replica();
+        r.put(&key("a/x"), "x");
+        r.put(&key("a/sub/y"), "y");
+        r.put(&key("a-b"), "sibling");
+        r.put(&key("ab/z"), "z");
+        r.delete(&key("a"));
+        assert_eq!(
+            r.files().keys().cloned().collect::<Vec<_>>(),
+            vec![key("a-b"), key("ab/z")]
+        );
+        assert_eq!(r.folders(), vec![key("ab")]);
+        r.delete(&key("missing"));
+        assert_eq!(r.files().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn rename_moves_the_subtree_and_keeps_fingerprints() {
+        let r = replica();
+        r.put(&key("old/one.txt"), "1");
+        r.put(&key("old/sub/two.txt"), "2");
+        r.put(&key("new/existing.txt"), "replaced");
+        let before = r.scan(&BTreeMap::new(), u64::MAX).await.unwrap();
+        r.rename(&key("old"), &key("new"));
+        assert_eq!(
+            r.files(),
+            BTreeMap::from([
+                (key("new/one.txt"), b"1".to_vec()),
+                (key("new/sub/two.txt"), b"2".to_vec()),
+            ])
+        );
+        let after = r.scan(&BTreeMap::new(), u64::MAX).await.unwrap();
+        assert_eq!(
+            after.items[&key("new/one.txt")].fingerprint,
+            before.items[&key("old/one.txt")].fingerprint
+        );
+        // A file renamed into a folder that does not exist yet.
+        r.rename(&key("new/one.txt"), &key("deep/er/one.txt"));
+        assert_eq!(r.get(&key("deep/er/one.txt")).unwrap(), b"1");
+        assert!(r.folders().contains(&key("deep/er")));
+        // No-ops: a missing source, a rename into itself.
+        r.rename(&key("nope"), &key("x"));
+        r.rename(&key("new"), &key("new/inside"));
+        assert_eq!(r.get(&key("new/sub/two.txt")).unwrap(), b"2");
+    }
+
+    #[tokio::test]
+    async fn fail_after_counts_successful_mutations_until_reset() {
+        let r = replica();
+        r.fail_after(Some(2));
+        r.write(&key("a"), Bytes::from_static(b"a"), Expected::Absent)
+            .await
+            .unwrap();
+        // A refused write does not count.
+        assert!(matches!(
+            r.write(&key("a"), Bytes::from_static(b"x"), Expected::Absent)
+                .await,
+            Err(Error::Changed { .. })
+        ));
+        r.create_folder(&key("d")).await.unwrap();
+        let err = r
+            .write(&key("b"), Bytes::from_static(b"b"), Expected::Absent)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Storage { .. }), "{err:?}");
+        assert!(r.create_folder(&key("e")).await.is_err());
+        assert!(r.backup(&key("a"), Stamp::at(1, NodeId(1))).await.is_err());
+        assert!(r.remove(&key("d"), Expected::Absent).await.is_err());
+        // Reads and the user-side API still work.
+        assert_eq!(r.read(&key("a")).await.unwrap(), Bytes::from_static(b"a"));
+        r.put(&key("user.txt"), "u");
+        assert_eq!(r.get(&key("b")), None);
+        r.fail_after(None);
+        r.write(&key("b"), Bytes::from_static(b"b"), Expected::Absent)
+            .await
+            .unwrap();
+        assert!(r
+            .backup(&key("a"), Stamp::at(1, NodeId(1)))
+            .await
+            .unwrap()
+            .is_some());
+    }
+
+    #[tokio::test]
+    async fn inode_changes_on_every_write_and_mtime_follows_the_clock() {
+        let time = ManualTime::new(1_000);
+        let r = MemoryReplica::new(time.clone());
+        let a = r
+            .write(&key("f"), Bytes::from_static(b"1"), Expected::Absent)
+            .await
+            .unwrap();
+        time.set(2_000);
+        let b = r
+            .write(
+                &key("f"),
+                Bytes::from_static(b"2"),
+                Expected::Present(a.fingerprint),
+            )
+            .await
+            .unwrap();
+        assert!(b.fingerprint.inode > a.fingerprint.inode);
+        assert_eq!(a.fingerprint.mtime_ns, 1_000_000_000);
+        assert_eq!(b.fingerprint.mtime_ns, 2_000_000_000);
+        assert_eq!(b.modified_millis, 2_000);
+    }
+
+    #[tokio::test]
+    async fn backups_get_distinct_locations_and_keep_the_extension() {
+        let r = replica();
+        r.put(&key("docs/page.html"), "x");
+        let stamp = Stamp::at(42, NodeId(1));
+        let a = r
+            .backup(&key("docs/page.html"), stamp)
+            .await
+            .unwrap()
+            .unwrap();
+        let b = r
+            .backup(&key("docs/page.html"), stamp)
+            .await
+            .unwrap()
+            .unwrap();
+        let short = ContentHash::of(b"x").short();
+        assert_eq!(
+            a.location,
+            format!("backups/docs/page.html/42-{short}.html")
+        );
+        assert_eq!(
+            b.location,
+            format!("backups/docs/page.html/42-{short}-1.html")
+        );
+        assert_eq!(r.backup_contents(), vec![b"x".to_vec(), b"x".to_vec()]);
+        assert!(r.backup(&key("docs"), stamp).await.unwrap().is_none());
+    }
+}

@@ -475,3 +475,238 @@ impl ServerStore for MemoryServerStore {
         self.config.max_item_bytes
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{NodeId, Precondition};
+
+    fn key(s: &str) -> Key {
+        Key::new(s).unwrap()
+    }
+
+    fn push(k: &str, content: &'static [u8], precondition: Precondition) -> PushRequest {
+        PushRequest {
+            key: key(k),
+            precondition,
+            content: Bytes::from_static(content),
+            hash: ContentHash::of(content),
+            stamp: Stamp::at(1, NodeId(1)),
+            seen: Revision::ZERO,
+        }
+    }
+
+    fn accepted(outcome: PushOutcome) -> ItemMeta {
+        match outcome {
+            PushOutcome::Accepted(m) => m,
+            other => panic!("expected Accepted, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn restore_copy_has_a_new_epoch_and_the_same_items() {
+        let store = MemoryServerStore::new(ServerConfig::default());
+        let alice = TenantId::new("alice");
+        let m = accepted(
+            store
+                .push(&alice, push("a/b.txt", b"b", Precondition::Create))
+                .await
+                .unwrap(),
+        );
+        let page = store.changes(&alice, None, 100).await.unwrap();
+
+        let restored = store.restore_copy();
+        assert_ne!(
+            restored.epoch().await.unwrap(),
+            store.epoch().await.unwrap()
+        );
+        assert_eq!(
+            restored.changes(&alice, Some(&page.cursor), 10).await,
+            Err(Error::CursorExpired)
+        );
+        let fresh = restored.changes(&alice, None, 100).await.unwrap();
+        assert_eq!(fresh.changes, page.changes);
+        assert_eq!(
+            restored
+                .fetch(&alice, &key("a/b.txt"), None)
+                .await
+                .unwrap()
+                .content,
+            Bytes::from_static(b"b")
+        );
+        // The copy is independent and keeps counting from where the original was.
+        let next = accepted(
+            restored
+                .push(&alice, push("a/b.txt", b"c", Precondition::Match(m.rev)))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(next.rev, Revision(m.rev.0 + 1));
+        assert_eq!(
+            store
+                .fetch(&alice, &key("a/b.txt"), None)
+                .await
+                .unwrap()
+                .content,
+            Bytes::from_static(b"b")
+        );
+        assert_eq!(
+            restored.config().max_item_bytes,
+            store.config().max_item_bytes
+        );
+    }
+
+    #[tokio::test]
+    async fn restore_copy_wakes_its_own_waiters() {
+        let store =
+            std::sync::Arc::new(MemoryServerStore::new(ServerConfig::default()).restore_copy());
+        let alice = TenantId::new("alice");
+        let pusher = store.clone();
+        let who = alice.clone();
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            pusher
+                .push(&who, push("x", b"x", Precondition::Create))
+                .await
+        });
+        assert!(store
+            .wait(&alice, None, Duration::from_secs(5))
+            .await
+            .unwrap());
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn blobs_are_deduplicated_by_hash() {
+        let store = MemoryServerStore::new(ServerConfig::default());
+        let t = TenantId::new("t");
+        for k in ["one", "two", "three"] {
+            store
+                .push(&t, push(k, b"same bytes", Precondition::Create))
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.lock().blobs.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn archive_of_a_key_never_pushed_is_history_only() {
+        let store = MemoryServerStore::new(ServerConfig::default());
+        let t = TenantId::new("t");
+        let v = store
+            .archive(
+                &t,
+                ArchiveRequest {
+                    key: key("lost.txt"),
+                    content: Bytes::from_static(b"loser"),
+                    hash: ContentHash::of(b"loser"),
+                    stamp: Stamp::at(1, NodeId(1)),
+                    seen: Revision(9),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(v.rev, Revision(10));
+        assert_eq!(
+            store.history(&t, &key("lost.txt")).await.unwrap(),
+            vec![v.clone()]
+        );
+        assert!(matches!(
+            store.fetch(&t, &key("lost.txt"), None).await,
+            Err(Error::NotFound { .. })
+        ));
+        assert_eq!(
+            store
+                .fetch(&t, &key("lost.txt"), Some(v.rev))
+                .await
+                .unwrap()
+                .content,
+            Bytes::from_static(b"loser")
+        );
+        // The head cursor moves past the archive although the feed is empty.
+        let page = store.changes(&t, None, 10).await.unwrap();
+        assert!(page.changes.is_empty());
+        assert_eq!(page.cursor.rev(), Revision(10));
+        // A create is allowed: the key has no current version.
+        let m = accepted(
+            store
+                .push(&t, push("lost.txt", b"new", Precondition::Create))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(m.rev, Revision(11));
+    }
+
+    #[tokio::test]
+    async fn a_file_cannot_replace_a_folder_and_a_parent_cannot_be_a_file() {
+        let store = MemoryServerStore::new(ServerConfig::default());
+        let t = TenantId::new("t");
+        let f = accepted(
+            store
+                .push(&t, push("a/b", b"file", Precondition::Create))
+                .await
+                .unwrap(),
+        );
+        let folder = store.changes(&t, None, 10).await.unwrap().changes[0].clone();
+        assert_eq!(folder.kind, ItemKind::Folder);
+        let err = store
+            .push(&t, push("a", b"x", Precondition::Match(folder.rev)))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Item { .. }), "{err:?}");
+        let err = store
+            .push(&t, push("a/b/c", b"x", Precondition::Create))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Item { .. }), "{err:?}");
+        // Nothing changed.
+        let page = store.changes(&t, None, 10).await.unwrap();
+        assert_eq!(page.changes.len(), 2);
+        assert_eq!(page.changes[1], f);
+    }
+
+    #[tokio::test]
+    async fn delete_of_a_folder_makes_a_folder_tombstone() {
+        let store = MemoryServerStore::new(ServerConfig::default());
+        let t = TenantId::new("t");
+        let folder = store
+            .ensure_folder(
+                &t,
+                FolderRequest {
+                    key: key("d"),
+                    stamp: Stamp::at(1, NodeId(1)),
+                    seen: Revision::ZERO,
+                },
+            )
+            .await
+            .unwrap();
+        let tomb = accepted(
+            store
+                .delete(
+                    &t,
+                    DeleteRequest {
+                        key: key("d"),
+                        rev: folder.rev,
+                        stamp: Stamp::at(2, NodeId(1)),
+                        seen: folder.rev,
+                    },
+                )
+                .await
+                .unwrap(),
+        );
+        assert_eq!((tomb.kind, tomb.deleted), (ItemKind::Folder, true));
+        // ensure_folder brings it back with a new revision.
+        let again = store
+            .ensure_folder(
+                &t,
+                FolderRequest {
+                    key: key("d"),
+                    stamp: Stamp::at(3, NodeId(1)),
+                    seen: Revision::ZERO,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(again.rev > tomb.rev && again.is_live());
+    }
+}

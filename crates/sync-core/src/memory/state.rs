@@ -56,3 +56,40 @@ impl StateStore for MemoryStateStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NodeId;
+
+    #[tokio::test]
+    async fn fail_commits_fails_and_changes_nothing_until_reset() {
+        let store = MemoryStateStore::default();
+        let batch = StateBatch {
+            node: Some(NodeId(3)),
+            ..StateBatch::default()
+        };
+        store.fail_commits(true);
+        let err = store.commit(batch.clone()).await.unwrap_err();
+        assert!(matches!(err, Error::Storage { .. }), "{err:?}");
+        assert_eq!(store.load().await.unwrap(), ClientState::default());
+        store.fail_commits(false);
+        store.commit(batch).await.unwrap();
+        assert_eq!(store.load().await.unwrap().node, Some(NodeId(3)));
+    }
+
+    #[tokio::test]
+    async fn clones_share_state() {
+        let a = MemoryStateStore::default();
+        let b = a.clone();
+        a.commit(StateBatch {
+            node: Some(NodeId(9)),
+            ..StateBatch::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(b.snapshot().node, Some(NodeId(9)));
+        let c = MemoryStateStore::with_state(b.snapshot());
+        assert_eq!(c.load().await.unwrap().node, Some(NodeId(9)));
+    }
+}
