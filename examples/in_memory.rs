@@ -39,7 +39,11 @@ async fn main() -> anyhow::Result<()> {
     println!("laptop has {:?}", text(laptop.replica().get(&note)));
     println!("phone has  {:?}", text(phone.replica().get(&note)));
     for v in server.history(&tenant, &note).await? {
-        println!("server history: rev {} hash {:?}", v.rev, v.hash.map(|h| h.short()));
+        println!(
+            "server history: rev {} hash {:?}",
+            v.rev,
+            v.hash.map(|h| h.short())
+        );
     }
     Ok(())
 }

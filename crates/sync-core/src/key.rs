@@ -275,9 +275,18 @@ mod tests {
     fn limits_are_inclusive() {
         assert!(Key::new("x".repeat(255)).is_ok());
         let seg = |c: &str, n| c.repeat(n);
-        let base = format!("{}/{}/{}/{}", seg("a", 255), seg("b", 255), seg("c", 255), seg("d", 254));
+        let base = format!(
+            "{}/{}/{}/{}",
+            seg("a", 255),
+            seg("b", 255),
+            seg("c", 255),
+            seg("d", 254)
+        );
         assert_eq!(base.len(), 1022);
-        assert!(Key::new(format!("{base}/e")).is_ok(), "1024 bytes is allowed");
+        assert!(
+            Key::new(format!("{base}/e")).is_ok(),
+            "1024 bytes is allowed"
+        );
         assert_eq!(rule(&format!("{base}/ef")), KeyRule::TooLong);
     }
 

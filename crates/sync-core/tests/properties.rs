@@ -28,11 +28,25 @@ const KEYS: [&str; 5] = ["a.txt", "b.txt", "d/c.txt", "d/e.txt", "f/g/h.txt"];
 
 #[derive(Debug, Clone)]
 enum Op {
-    Write { replica: usize, key: usize },
-    Delete { replica: usize, key: usize },
-    Rename { replica: usize, from: usize, to: usize },
-    Tick { millis: u64 },
-    Sync { replica: usize },
+    Write {
+        replica: usize,
+        key: usize,
+    },
+    Delete {
+        replica: usize,
+        key: usize,
+    },
+    Rename {
+        replica: usize,
+        from: usize,
+        to: usize,
+    },
+    Tick {
+        millis: u64,
+    },
+    Sync {
+        replica: usize,
+    },
 }
 
 fn op(replicas: usize) -> impl Strategy<Value = Op> {
@@ -102,7 +116,8 @@ impl Fleet {
 
     async fn sync(&mut self, i: usize) -> sync_core::SyncReport {
         let before = self.devices[i].replica().files();
-        self.held.extend(before.values().map(|c| ContentHash::of(c)));
+        self.held
+            .extend(before.values().map(|c| ContentHash::of(c)));
         let report = self.devices[i]
             .sync_once()
             .await
@@ -124,7 +139,9 @@ impl Fleet {
                     let content = format!("content {n} by {replica}");
                     self.devices[replica].replica().put(&k(KEYS[key]), content);
                 }
-                Op::Delete { replica, key } => self.devices[replica].replica().delete(&k(KEYS[key])),
+                Op::Delete { replica, key } => {
+                    self.devices[replica].replica().delete(&k(KEYS[key]))
+                }
                 Op::Rename { replica, from, to } => {
                     let r = self.devices[replica].replica();
                     if from != to && r.get(&k(KEYS[from])).is_some() {
@@ -149,7 +166,11 @@ impl Fleet {
         let mut out = BTreeMap::new();
         for item in self.server_items().await {
             if !item.deleted && item.kind == sync_core::ItemKind::File {
-                let f = self.server.fetch(&self.tenant, &item.key, None).await.unwrap();
+                let f = self
+                    .server
+                    .fetch(&self.tenant, &item.key, None)
+                    .await
+                    .unwrap();
                 out.insert(item.key, f.content.to_vec());
             }
         }
@@ -157,7 +178,11 @@ impl Fleet {
     }
 
     async fn server_items(&self) -> Vec<sync_core::ItemMeta> {
-        let page = self.server.changes(&self.tenant, None, 10_000).await.unwrap();
+        let page = self
+            .server
+            .changes(&self.tenant, None, 10_000)
+            .await
+            .unwrap();
         assert!(!page.more);
         page.changes
     }
@@ -209,7 +234,12 @@ impl Fleet {
         let mut readable = self.server_contents().await;
         for d in &self.devices {
             readable.extend(d.replica().files().values().map(|c| ContentHash::of(c)));
-            readable.extend(d.replica().backup_contents().iter().map(|c| ContentHash::of(c)));
+            readable.extend(
+                d.replica()
+                    .backup_contents()
+                    .iter()
+                    .map(|c| ContentHash::of(c)),
+            );
         }
         let lost: Vec<_> = self.held.difference(&readable).collect();
         prop_assert!(lost.is_empty(), "lost contents: {lost:?}");
@@ -219,7 +249,13 @@ impl Fleet {
     async fn check_idempotent(&mut self) -> Result<(), TestCaseError> {
         for i in 0..self.devices.len() {
             let r = self.sync(i).await;
-            prop_assert_eq!(r.transferred(), 0, "device {} transferred again: {:?}", i, r);
+            prop_assert_eq!(
+                r.transferred(),
+                0,
+                "device {} transferred again: {:?}",
+                i,
+                r
+            );
             prop_assert_eq!(r.conflicts, 0);
         }
         Ok(())

@@ -11,9 +11,9 @@ use bytes::Bytes;
 use crate::reconcile::{Action, ActionKind, Winner};
 use crate::{
     ArchiveRequest, BaseEntry, Clock, ConflictPolicy, ContentHash, DeleteRequest, Error,
-    ErrorEntry, Expected, Fetched, FolderRequest, ItemKind, ItemMeta, Key, LocalItem,
-    Precondition, PushOutcome, PushRequest, Replica, Result, Revision, Scope, Stamp, StateBatch,
-    SyncPolicy, Transport,
+    ErrorEntry, Expected, Fetched, FolderRequest, ItemKind, ItemMeta, Key, LocalItem, Precondition,
+    PushOutcome, PushRequest, Replica, Result, Revision, Scope, Stamp, StateBatch, SyncPolicy,
+    Transport,
 };
 
 use super::SyncReport;
@@ -96,8 +96,16 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
                 conflict,
             } => {
                 let content = self.read_verified(local_key, local).await?;
-                self.upload(key, local_key, local, content, *precondition, *stamp, *conflict)
-                    .await
+                self.upload(
+                    key,
+                    local_key,
+                    local,
+                    content,
+                    *precondition,
+                    *stamp,
+                    *conflict,
+                )
+                .await
             }
             ActionKind::CreateRemoteFolder { local } => {
                 let stamp = self.clock.now();
@@ -183,9 +191,7 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
             }
             ActionKind::DeleteLocal { local, .. } => {
                 if local.kind() == ItemKind::File {
-                    self.replica
-                        .backup(local_key, self.clock.now())
-                        .await?;
+                    self.replica.backup(local_key, self.clock.now()).await?;
                 }
                 self.replica
                     .remove(local_key, Expected::Present(local.fingerprint))
@@ -335,7 +341,11 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
                             .await?;
                         let written = self
                             .replica
-                            .write(local_key, theirs.content, Expected::Present(local.fingerprint))
+                            .write(
+                                local_key,
+                                theirs.content,
+                                Expected::Present(local.fingerprint),
+                            )
                             .await?;
                         self.report.conflicts += 1;
                         self.report.downloaded += 1;
@@ -352,9 +362,16 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
             .await?;
         let written = self
             .replica
-            .write(local_key, merged.clone(), Expected::Present(local.fingerprint))
+            .write(
+                local_key,
+                merged.clone(),
+                Expected::Present(local.fingerprint),
+            )
             .await?;
-        let stamp = self.clock.now().max(remote.stamp.successor(self.clock.node()));
+        let stamp = self
+            .clock
+            .now()
+            .max(remote.stamp.successor(self.clock.node()));
         self.upload(
             key,
             local_key,

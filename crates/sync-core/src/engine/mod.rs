@@ -167,16 +167,19 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
         match outcome {
             Ok(()) => {
                 // Clear-on-success: whatever this sync did not report again has succeeded.
-                let still: BTreeSet<(crate::ErrorClass, Scope)> =
-                    reported.iter().map(|e| (e.class, e.scope.clone())).collect();
+                let still: BTreeSet<(crate::ErrorClass, Scope)> = reported
+                    .iter()
+                    .map(|e| (e.class, e.scope.clone()))
+                    .collect();
                 self.errors
                     .retain(|e| still.contains(&(e.class, e.scope.clone())));
                 for e in reported {
                     self.errors.push_entry(e);
                 }
                 report.errors = self.errors.entries().into_iter().map(Into::into).collect();
-                self.status
-                    .send_replace(SyncStatus::Idle { last_sync: Some(now) });
+                self.status.send_replace(SyncStatus::Idle {
+                    last_sync: Some(now),
+                });
                 Ok(report)
             }
             Err(error) => {
@@ -211,7 +214,9 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
         self.pull().await?;
         let passes = self.config.max_passes.max(1);
         for pass in 0..passes {
-            let replan = self.plan_and_apply(report, reported, pass + 1 == passes).await?;
+            let replan = self
+                .plan_and_apply(report, reported, pass + 1 == passes)
+                .await?;
             if !replan {
                 break;
             }
@@ -394,7 +399,10 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
                 ctx.apply(&action).await
             };
             match result {
-                Ok(apply::Applied { batch: b, replan: r }) => {
+                Ok(apply::Applied {
+                    batch: b,
+                    replan: r,
+                }) => {
                     replan |= r;
                     in_batch += 1;
                     // Apply to the cache now so later actions see it; commit in batches.
@@ -421,10 +429,8 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             }
         }
         self.flush(&mut batch).await?;
-        self.status.send_replace(SyncStatus::Syncing {
-            done: total,
-            total,
-        });
+        self.status
+            .send_replace(SyncStatus::Syncing { done: total, total });
         Ok(replan)
     }
 

@@ -87,7 +87,10 @@ async fn two_devices_exchange_files_and_a_second_sync_transfers_nothing() {
     b.replica().put(&k("docs/x/readme.txt"), b"hello again");
     assert_eq!(sync(&mut b).await.uploaded, 1);
     assert_eq!(sync(&mut a).await.downloaded, 1);
-    assert_eq!(a.replica().get(&k("docs/x/readme.txt")).unwrap(), b"hello again");
+    assert_eq!(
+        a.replica().get(&k("docs/x/readme.txt")).unwrap(),
+        b"hello again"
+    );
 }
 
 #[tokio::test]
@@ -145,7 +148,10 @@ async fn deletes_do_not_propagate_by_default() {
     sync(&mut b).await;
     assert_eq!(b.replica().get(&k("keep.txt")).unwrap(), b"v1");
     let r = sync(&mut a).await;
-    assert!(a.replica().get(&k("keep.txt")).is_none(), "A got it back: {r:?}");
+    assert!(
+        a.replica().get(&k("keep.txt")).is_none(),
+        "A got it back: {r:?}"
+    );
     // B edits it later: A gets the new version.
     w.tick();
     b.replica().put(&k("keep.txt"), b"v2");
@@ -177,7 +183,9 @@ async fn a_remote_tombstone_keeps_the_local_file_and_does_not_reupload_it() {
     assert_eq!(r.uploaded, 0, "{r:?}");
     // The deleted content stays in history.
     let history = w.server.history(&w.tenant, &k("t.txt")).await.unwrap();
-    assert!(history.iter().any(|v| v.hash == Some(crate::ContentHash::of(b"v1"))));
+    assert!(history
+        .iter()
+        .any(|v| v.hash == Some(crate::ContentHash::of(b"v1"))));
 }
 
 #[tokio::test]
@@ -220,7 +228,9 @@ async fn rename_is_a_create_and_the_old_name_stays_elsewhere() {
 async fn app_name_identity_binds_to_the_remote_twin() {
     let w = World::new();
     let mut server_side = w.device(9, SyncPolicy::default());
-    server_side.replica().put(&k("other/index2.html"), b"<p>v1</p>");
+    server_side
+        .replica()
+        .put(&k("other/index2.html"), b"<p>v1</p>");
     sync(&mut server_side).await;
     let mut a = w.device(
         1,
@@ -236,8 +246,14 @@ async fn app_name_identity_binds_to_the_remote_twin() {
     a.replica().put(&k("site/a/index2.html"), b"<p>v2</p>");
     sync(&mut a).await;
     sync(&mut server_side).await;
-    assert_eq!(server_side.replica().get(&k("other/index2.html")).unwrap(), b"<p>v2</p>");
-    assert!(server_side.replica().get(&k("site/a/index2.html")).is_none());
+    assert_eq!(
+        server_side.replica().get(&k("other/index2.html")).unwrap(),
+        b"<p>v2</p>"
+    );
+    assert!(server_side
+        .replica()
+        .get(&k("site/a/index2.html"))
+        .is_none());
 }
 
 #[tokio::test]
@@ -246,7 +262,8 @@ async fn an_interrupted_sync_converges_on_the_next_one() {
     let mut a = w.device(1, SyncPolicy::default());
     let mut b = w.device(2, SyncPolicy::default());
     for i in 0..20 {
-        a.replica().put(&k(&format!("d/f{i}.txt")), format!("file {i}"));
+        a.replica()
+            .put(&k(&format!("d/f{i}.txt")), format!("file {i}"));
     }
     sync(&mut a).await;
     b.replica().fail_after(Some(7));
@@ -285,21 +302,26 @@ async fn a_restored_server_gets_lost_items_back_and_equal_items_cost_nothing() {
     let r = sync(&mut a2).await;
     assert_eq!(r.uploaded, 1, "only the lost item goes up again: {r:?}");
     assert_eq!(r.downloaded, 0, "{r:?}");
-    let f = restored.fetch(&w.tenant, &k("new.txt"), None).await.unwrap();
+    let f = restored
+        .fetch(&w.tenant, &k("new.txt"), None)
+        .await
+        .unwrap();
     assert_eq!(&f.content[..], b"after the backup");
 }
 
 #[tokio::test]
 async fn merge_policy_joins_both_edits_and_keeps_the_local_version() {
     let w = World::new();
-    let merge: Arc<dyn crate::Merge> = Arc::new(
-        |_: &Key, a: &[u8], b: &[u8]| -> Result<Vec<u8>, String> {
-            let mut lines: Vec<&[u8]> = a.split(|c| *c == b'\n').chain(b.split(|c| *c == b'\n')).collect();
+    let merge: Arc<dyn crate::Merge> =
+        Arc::new(|_: &Key, a: &[u8], b: &[u8]| -> Result<Vec<u8>, String> {
+            let mut lines: Vec<&[u8]> = a
+                .split(|c| *c == b'\n')
+                .chain(b.split(|c| *c == b'\n'))
+                .collect();
             lines.sort();
             lines.dedup();
             Ok(lines.join(&b'\n'))
-        },
-    );
+        });
     let policy = SyncPolicy {
         conflicts: ConflictPolicy::Merge(merge),
         ..SyncPolicy::default()
@@ -417,7 +439,9 @@ async fn global_errors_stop_the_sync_show_on_top_and_clear_on_success() {
     let err = a.sync_once().await.expect_err("offline");
     assert_eq!(err.error.class(), ErrorClass::Offline);
     assert_eq!(a.errors().top().unwrap().class, ErrorClass::Offline);
-    assert!(matches!(&*status.borrow(), SyncStatus::Error { top } if top.class == ErrorClass::Offline));
+    assert!(
+        matches!(&*status.borrow(), SyncStatus::Error { top } if top.class == ErrorClass::Offline)
+    );
     *a.transport().fail.lock().unwrap() = Some(Error::Auth {
         message: "token expired".into(),
     });
@@ -427,7 +451,10 @@ async fn global_errors_stop_the_sync_show_on_top_and_clear_on_success() {
     let r = a.sync_once().await.unwrap();
     assert_eq!(r.uploaded, 1);
     assert!(a.errors().is_empty());
-    assert!(matches!(&*status.borrow(), SyncStatus::Idle { last_sync: Some(_) }));
+    assert!(matches!(
+        &*status.borrow(),
+        SyncStatus::Idle { last_sync: Some(_) }
+    ));
 }
 
 #[tokio::test]

@@ -149,7 +149,14 @@ impl Case {
 fn row_new_absent_uploads_create() {
     let kind = Case::new().l(local("a", "x", 10)).one();
     assert!(
-        matches!(kind, ActionKind::Upload { precondition: Precondition::Create, conflict: false, .. }),
+        matches!(
+            kind,
+            ActionKind::Upload {
+                precondition: Precondition::Create,
+                conflict: false,
+                ..
+            }
+        ),
         "{kind:?}"
     );
 }
@@ -157,23 +164,38 @@ fn row_new_absent_uploads_create() {
 #[test]
 fn row_new_absent_folder_creates_remote_folder() {
     let kind = Case::new().l(local_folder("dir")).one();
-    assert!(matches!(kind, ActionKind::CreateRemoteFolder { .. }), "{kind:?}");
+    assert!(
+        matches!(kind, ActionKind::CreateRemoteFolder { .. }),
+        "{kind:?}"
+    );
 }
 
 #[test]
 fn row_absent_new_downloads() {
     let kind = Case::new().r(remote("a", "x", 3, 10)).one();
     assert!(
-        matches!(kind, ActionKind::Download { expected: Expected::Absent, .. }),
+        matches!(
+            kind,
+            ActionKind::Download {
+                expected: Expected::Absent,
+                ..
+            }
+        ),
         "{kind:?}"
     );
     let kind = Case::new().r(remote_folder("d", 1)).one();
-    assert!(matches!(kind, ActionKind::CreateLocalFolder { .. }), "{kind:?}");
+    assert!(
+        matches!(kind, ActionKind::CreateLocalFolder { .. }),
+        "{kind:?}"
+    );
 }
 
 #[test]
 fn row_new_new_same_hash_records_base_without_transfer() {
-    let kind = Case::new().l(local("a", "x", 10)).r(remote("a", "x", 3, 10)).one();
+    let kind = Case::new()
+        .l(local("a", "x", 10))
+        .r(remote("a", "x", 3, 10))
+        .one();
     let ActionKind::RecordBase { base } = kind else {
         panic!("{kind:?}")
     };
@@ -210,7 +232,14 @@ fn row_changed_unchanged_uploads_with_base_revision() {
         .r(r.clone())
         .one();
     assert!(
-        matches!(kind, ActionKind::Upload { precondition: Precondition::Match(Revision(3)), conflict: false, .. }),
+        matches!(
+            kind,
+            ActionKind::Upload {
+                precondition: Precondition::Match(Revision(3)),
+                conflict: false,
+                ..
+            }
+        ),
         "{kind:?}"
     );
 }
@@ -224,7 +253,10 @@ fn row_changed_changed_same_hash_records_base() {
         .b("a", base(&l1, &r1))
         .r(remote("a", "v2", 5, 20))
         .one();
-    assert!(matches!(kind, ActionKind::RecordBase { ref base } if base.rev == Revision(5)), "{kind:?}");
+    assert!(
+        matches!(kind, ActionKind::RecordBase { ref base } if base.rev == Revision(5)),
+        "{kind:?}"
+    );
 }
 
 fn conflict_case(local_millis: u64, remote_millis: u64) -> Case {
@@ -240,7 +272,14 @@ fn conflict_case(local_millis: u64, remote_millis: u64) -> Case {
 fn row_conflict_newer_local_stamp_wins_and_remote_loser_stays_in_history() {
     let kind = conflict_case(300, 200).one();
     assert!(
-        matches!(kind, ActionKind::Upload { precondition: Precondition::Match(Revision(4)), conflict: true, .. }),
+        matches!(
+            kind,
+            ActionKind::Upload {
+                precondition: Precondition::Match(Revision(4)),
+                conflict: true,
+                ..
+            }
+        ),
         "{kind:?}"
     );
 }
@@ -248,24 +287,45 @@ fn row_conflict_newer_local_stamp_wins_and_remote_loser_stays_in_history() {
 #[test]
 fn row_conflict_newer_remote_stamp_wins_and_local_loser_is_kept() {
     let kind = conflict_case(200, 300).one();
-    assert!(matches!(kind, ActionKind::KeepLoserThenDownload { .. }), "{kind:?}");
+    assert!(
+        matches!(kind, ActionKind::KeepLoserThenDownload { .. }),
+        "{kind:?}"
+    );
 }
 
 #[test]
 fn row_conflict_new_new_different_hash() {
-    let kind = Case::new().l(local("a", "mine", 10)).r(remote("a", "theirs", 2, 20)).one();
-    assert!(matches!(kind, ActionKind::KeepLoserThenDownload { .. }), "{kind:?}");
+    let kind = Case::new()
+        .l(local("a", "mine", 10))
+        .r(remote("a", "theirs", 2, 20))
+        .one();
+    assert!(
+        matches!(kind, ActionKind::KeepLoserThenDownload { .. }),
+        "{kind:?}"
+    );
 }
 
 #[test]
 fn conflict_policies() {
-    let kind = conflict_case(200, 300).policy(|p| p.conflicts = ConflictPolicy::PreferLocal).one();
-    assert!(matches!(kind, ActionKind::Upload { conflict: true, .. }), "{kind:?}");
-    let kind = conflict_case(300, 200).policy(|p| p.conflicts = ConflictPolicy::PreferRemote).one();
-    assert!(matches!(kind, ActionKind::KeepLoserThenDownload { .. }), "{kind:?}");
+    let kind = conflict_case(200, 300)
+        .policy(|p| p.conflicts = ConflictPolicy::PreferLocal)
+        .one();
+    assert!(
+        matches!(kind, ActionKind::Upload { conflict: true, .. }),
+        "{kind:?}"
+    );
+    let kind = conflict_case(300, 200)
+        .policy(|p| p.conflicts = ConflictPolicy::PreferRemote)
+        .one();
+    assert!(
+        matches!(kind, ActionKind::KeepLoserThenDownload { .. }),
+        "{kind:?}"
+    );
     let merge: Arc<dyn crate::Merge> =
         Arc::new(|_: &Key, a: &[u8], _: &[u8]| -> Result<Vec<u8>, String> { Ok(a.to_vec()) });
-    let kind = conflict_case(300, 200).policy(|p| p.conflicts = ConflictPolicy::Merge(merge)).one();
+    let kind = conflict_case(300, 200)
+        .policy(|p| p.conflicts = ConflictPolicy::Merge(merge))
+        .one();
     assert!(matches!(kind, ActionKind::Merge { .. }), "{kind:?}");
 }
 
@@ -300,7 +360,13 @@ fn row_deleted_detached_then_changed_later_downloads() {
     b.detached = true;
     let kind = Case::new().b("a", b).r(remote("a", "v2", 9, 99)).one();
     assert!(
-        matches!(kind, ActionKind::Download { expected: Expected::Absent, .. }),
+        matches!(
+            kind,
+            ActionKind::Download {
+                expected: Expected::Absent,
+                ..
+            }
+        ),
         "{kind:?}"
     );
 }
@@ -309,13 +375,21 @@ fn row_deleted_detached_then_changed_later_downloads() {
 fn row_unchanged_tombstone_keeps_local_and_detaches() {
     let l = local("a", "v1", 10);
     let r = remote("a", "v1", 3, 10);
-    let kind = Case::new().l(l.clone()).b("a", base(&l, &r)).r(tombstone("a", 4)).one();
+    let kind = Case::new()
+        .l(l.clone())
+        .b("a", base(&l, &r))
+        .r(tombstone("a", 4))
+        .one();
     let ActionKind::Detach { base } = kind else {
         panic!("{kind:?}")
     };
     assert!(base.detached);
     // ... and it is not uploaded again.
-    let plan = Case::new().l(l.clone()).b("a", base).r(tombstone("a", 4)).plan();
+    let plan = Case::new()
+        .l(l.clone())
+        .b("a", base)
+        .r(tombstone("a", 4))
+        .plan();
     assert!(plan.is_empty(), "{plan:?}");
 }
 
@@ -329,7 +403,13 @@ fn row_changed_later_beats_a_delete() {
         .r(tombstone("a", 4))
         .one();
     assert!(
-        matches!(kind, ActionKind::Upload { precondition: Precondition::Match(Revision(4)), .. }),
+        matches!(
+            kind,
+            ActionKind::Upload {
+                precondition: Precondition::Match(Revision(4)),
+                ..
+            }
+        ),
         "{kind:?}"
     );
 }
@@ -348,7 +428,16 @@ fn row_over_size_limit_is_skipped_with_a_warning() {
         .r(remote("big", "0123456789", 2, 10))
         .policy(|p| p.max_item_bytes = 4)
         .one();
-    assert!(matches!(kind, ActionKind::Skip { class: ErrorClass::Warning, .. }), "{kind:?}");
+    assert!(
+        matches!(
+            kind,
+            ActionKind::Skip {
+                class: ErrorClass::Warning,
+                ..
+            }
+        ),
+        "{kind:?}"
+    );
 }
 
 #[test]
@@ -356,7 +445,10 @@ fn untouchable_keys_are_left_alone() {
     // The scan skipped it (unreadable): it must not look deleted.
     let l = local("a", "v1", 10);
     let r = remote("a", "v1", 3, 10);
-    let mut case = Case::new().b("a", base(&l, &r)).r(r).policy(|p| p.deletes = DeletePolicy::Propagate);
+    let mut case = Case::new()
+        .b("a", base(&l, &r))
+        .r(r)
+        .policy(|p| p.deletes = DeletePolicy::Propagate);
     case.untouchable.insert(k("a"));
     assert!(case.plan().is_empty());
 }
@@ -415,15 +507,33 @@ fn item_the_server_lost_is_uploaded_again() {
     let r = remote("a", "v1", 3, 10);
     let kind = Case::new().l(l.clone()).b("a", base(&l, &r)).one();
     assert!(
-        matches!(kind, ActionKind::Upload { precondition: Precondition::Create, .. }),
+        matches!(
+            kind,
+            ActionKind::Upload {
+                precondition: Precondition::Create,
+                ..
+            }
+        ),
         "{kind:?}"
     );
 }
 
 #[test]
 fn file_against_folder_is_an_item_error() {
-    let kind = Case::new().l(local_folder("a")).r(remote("a", "x", 1, 1)).one();
-    assert!(matches!(kind, ActionKind::Skip { class: ErrorClass::Item, .. }), "{kind:?}");
+    let kind = Case::new()
+        .l(local_folder("a"))
+        .r(remote("a", "x", 1, 1))
+        .one();
+    assert!(
+        matches!(
+            kind,
+            ActionKind::Skip {
+                class: ErrorClass::Item,
+                ..
+            }
+        ),
+        "{kind:?}"
+    );
 }
 
 #[test]
@@ -441,7 +551,11 @@ fn touched_but_equal_file_refreshes_its_fingerprint_without_transfer() {
     let r = remote("a", "v1", 3, 10);
     let mut touched = l.clone();
     touched.fingerprint.mtime_ns += 1;
-    let kind = Case::new().l(touched.clone()).b("a", base(&l, &r)).r(r).one();
+    let kind = Case::new()
+        .l(touched.clone())
+        .b("a", base(&l, &r))
+        .r(r)
+        .one();
     assert!(
         matches!(kind, ActionKind::RecordBase { ref base } if base.fingerprint == Some(touched.fingerprint)),
         "{kind:?}"
@@ -489,6 +603,8 @@ fn app_name_duplicate_is_an_item_error_for_the_second_only() {
 
 #[test]
 fn plan_is_deterministic() {
-    let case = conflict_case(300, 200).l(local("b", "x", 1)).r(remote("c", "y", 9, 1));
+    let case = conflict_case(300, 200)
+        .l(local("b", "x", 1))
+        .r(remote("c", "y", 9, 1));
     assert_eq!(case.plan(), case.plan());
 }
