@@ -1,7 +1,7 @@
 //! Errors of the folder replica: [`ReplicaError`] for opening a replica, and the one place where
 //! `std::io::Error`s become [`sync_core::Error`]s at the trait boundary.
 //!
-//! Every I/O failure about one item goes through [`io_to_sync`], so the mapping of SPEC §5 is
+//! Every I/O failure about one item goes through `io_to_sync`, so the mapping of SPEC §5 is
 //! decided here only: a missing file is `NotFound`, a full disk or a read-only file system is
 //! `Storage` (sync stops), permission problems and everything else are `Item` (sync goes on).
 //! This module does no I/O itself.

@@ -2,7 +2,7 @@
 //!
 //! The folder replica: a directory tree on disk as a [`sync_core::Replica`] (SPEC §3, §4).
 //!
-//! - [`scan`](FolderReplica) walks the tree without following symlinks, skips the state folder
+//! - The scan walks the tree without following symlinks, skips the state folder
 //!   `.sync/`, the replica's `.sync-tmp-*` files, editor and OS droppings and the patterns of
 //!   `.syncignore`, recognises unchanged files by (size, mtime, inode) without reading them, and
 //!   hashes the rest with blake3 in parallel, off the async threads.
@@ -10,7 +10,7 @@
 //!   the target is still what the plan saw.
 //! - Conflict losers and deleted files are copied to `.sync/backups/<key>/` first.
 //!
-//! Layout: [`scan`](crate::scan) (walk and hash), [`ignore_rules`] (what is skipped),
+//! Layout: [`scan`] (walk and hash), [`ignore_rules`] (what is skipped),
 //! `apply` (write, create folder, remove, read), `backup` (local backups), [`error`]. This file
 //! only opens the replica and moves each call onto a blocking thread; it does no I/O on an async
 //! thread.

@@ -1,0 +1,160 @@
+//! Several clients on one remote folder: concurrent writers from separate transports (as two
+//! processes would be), waits that see another client's writes, and open errors.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sync_core::{
+    ContentHash, ErrorClass, Key, NodeId, Precondition, PushOutcome, PushRequest, Revision, Stamp,
+    TenantId, Transport,
+};
+use transport_fs::FsTransport;
+
+fn push_req(key: &str, content: &str) -> PushRequest {
+    let content = Bytes::from(content.to_owned());
+    PushRequest {
+        key: Key::new(key).unwrap(),
+        precondition: Precondition::Create,
+        hash: ContentHash::of(&content),
+        content,
+        stamp: Stamp::at(1_000, NodeId(1)),
+        seen: Revision::ZERO,
+    }
+}
+
+/// Two transports opened on the same folder from two threads, each with its own runtime and
+/// its own database connection (as two processes would have), write at the same time: every
+/// write is accepted with its own revision, and both see the same feed.
+#[test]
+fn concurrent_writers_on_one_folder_get_distinct_revisions() {
+    let dir = tempfile::tempdir().unwrap();
+    const PER_WRITER: usize = 40;
+    let writers: Vec<_> = ["one", "two"]
+        .into_iter()
+        .map(|name| {
+            let path = dir.path().to_path_buf();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let t = FsTransport::open(&path, TenantId::new("shared"))
+                        .await
+                        .unwrap();
+                    let mut revs = Vec::new();
+                    for i in 0..PER_WRITER {
+                        match t
+                            .push(push_req(&format!("{name}/f{i}.txt"), name))
+                            .await
+                            .unwrap()
+                        {
+                            PushOutcome::Accepted(meta) => revs.push(meta.rev),
+                            other => panic!("push refused: {other:?}"),
+                        }
+                    }
+                    revs
+                })
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for w in writers {
+        all.extend(w.join().unwrap());
+    }
+    let distinct: BTreeSet<Revision> = all.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        2 * PER_WRITER,
+        "revisions repeated: {all:?}"
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let t = FsTransport::open(dir.path(), TenantId::new("shared"))
+            .await
+            .unwrap();
+        let page = t.changes(None, 1000).await.unwrap();
+        // Two folders plus every file, each once, in revision order.
+        assert_eq!(page.changes.len(), 2 * PER_WRITER + 2);
+        assert!(page.changes.windows(2).all(|w| w[0].rev < w[1].rev));
+        for rev in &distinct {
+            assert!(
+                page.changes.iter().any(|c| c.rev == *rev),
+                "{rev:?} missing"
+            );
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_sees_a_write_made_through_another_transport() {
+    let dir = tempfile::tempdir().unwrap();
+    let reader = FsTransport::open(dir.path(), TenantId::new("t"))
+        .await
+        .unwrap();
+    let writer = FsTransport::open(dir.path(), TenantId::new("t"))
+        .await
+        .unwrap();
+    let head = reader.changes(None, 10).await.unwrap().cursor;
+    let task = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        writer.push(push_req("late.txt", "x")).await.unwrap()
+    });
+    let start = Instant::now();
+    let woken = reader
+        .wait(Some(&head), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(woken);
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(matches!(task.await.unwrap(), PushOutcome::Accepted(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_a_missing_folder_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = FsTransport::open(dir.path().join("nope"), TenantId::new("t"))
+        .await
+        .unwrap_err();
+    let core: sync_core::Error = err.into();
+    assert_eq!(core.class(), ErrorClass::Offline);
+    assert!(core.to_string().contains("nope"), "{core}");
+    std::fs::write(dir.path().join("file"), b"x").unwrap();
+    let err = FsTransport::open(dir.path().join("file"), TenantId::new("t"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not a folder"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_remote_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = FsTransport::open(dir.path(), TenantId::new("t"))
+        .await
+        .unwrap();
+    first.push(push_req("a.txt", "hello")).await.unwrap();
+    let cursor = first.changes(None, 10).await.unwrap().cursor;
+    drop(first);
+    let again = FsTransport::open(dir.path(), TenantId::new("t"))
+        .await
+        .unwrap();
+    let fetched = again
+        .fetch(&Key::new("a.txt").unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(fetched.content, Bytes::from_static(b"hello"));
+    // Same epoch: the old cursor is still valid.
+    let page = again.changes(Some(&cursor), 10).await.unwrap();
+    assert!(page.changes.is_empty());
+}
