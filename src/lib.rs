@@ -4,7 +4,12 @@
 //! the example programs (`examples/`) and benchmarks (`benches/`). The code lives in the member
 //! crates; see `ARCHITECTURE.md`.
 
+pub mod folder;
+
+pub use replica_fs;
+pub use store_sqlite;
 pub use sync_core as core;
+pub use transport_fs;
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
