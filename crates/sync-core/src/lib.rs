@@ -79,7 +79,7 @@ pub use protocol::{
 pub use replica::{Backup, Expected, KnownItem, Replica, Scan, Skipped};
 pub use revision::Revision;
 pub use server_store::{ServerConfig, ServerStore};
-pub use stamp::{Clock, ManualTime, NodeId, Stamp, SystemTimeSource, TimeSource};
+pub use stamp::{Clock, ManualTime, NodeId, Stamp, StampParseError, SystemTimeSource, TimeSource};
 pub use state_store::{ClientState, StateBatch, StateStore};
 pub use status::{ErrorClass, ErrorEntry, ErrorStack, Scope, SyncStatus};
 pub use transport::Transport;

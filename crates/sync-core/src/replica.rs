@@ -102,4 +102,12 @@ pub trait Replica: Send + Sync {
 
     /// The content of a backup.
     async fn read_backup(&self, backup: &Backup) -> Result<Bytes>;
+
+    /// True when the replica's own rules leave `key` out of its scans (ignore files, editor
+    /// droppings, its state folder). The engine neither downloads such a key nor treats its
+    /// absence as a delete. Must not do I/O; the default ignores nothing.
+    fn ignores(&self, key: &Key) -> bool {
+        let _ = key;
+        false
+    }
 }

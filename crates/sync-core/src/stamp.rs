@@ -99,6 +99,57 @@ impl Stamp {
     }
 }
 
+impl fmt::Display for Stamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{:016x}", self.millis, self.counter, self.node.0)
+    }
+}
+
+/// A string that is not `<millis>.<counter>.<node hex>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid stamp {input:?}: expected <millis>.<counter>.<16 hex digits of node id>")]
+pub struct StampParseError {
+    /// The rejected input (cut to 80 characters).
+    pub input: String,
+}
+
+impl std::str::FromStr for Stamp {
+    type Err = StampParseError;
+    fn from_str(s: &str) -> Result<Stamp, StampParseError> {
+        let err = || StampParseError {
+            input: s.chars().take(80).collect(),
+        };
+        let mut parts = s.split('.');
+        let (Some(m), Some(c), Some(n), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(err());
+        };
+        let digits = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
+        if !digits(m) || !digits(c) || n.len() != 16 || !n.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(err());
+        }
+        Ok(Stamp {
+            millis: m.parse().map_err(|_| err())?,
+            counter: c.parse().map_err(|_| err())?,
+            node: NodeId(u64::from_str_radix(n, 16).map_err(|_| err())?),
+        })
+    }
+}
+
+impl TryFrom<String> for Stamp {
+    type Error = StampParseError;
+    fn try_from(s: String) -> Result<Stamp, StampParseError> {
+        s.parse()
+    }
+}
+
+impl From<Stamp> for String {
+    fn from(s: Stamp) -> String {
+        s.to_string()
+    }
+}
+
 impl fmt::Debug for Stamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -301,6 +352,34 @@ mod tests {
         }
         clock.observe_server_time(1_000_000);
         assert!(clock.now().millis >= 1_000_000);
+    }
+
+    #[test]
+    fn string_form_round_trips_and_rejects_garbage() {
+        for s in [
+            Stamp::ZERO,
+            Stamp {
+                millis: u64::MAX,
+                counter: u32::MAX,
+                node: NodeId(u64::MAX),
+            },
+        ] {
+            assert_eq!(s.to_string().parse::<Stamp>().unwrap(), s);
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(serde_json::from_str::<Stamp>(&json).unwrap(), s);
+        }
+        for bad in [
+            "",
+            "1.2",
+            "1.2.3",
+            "a.0.0000000000000000",
+            "1.2.000000000000000g",
+            "1.2.0000000000000000.4",
+            "-1.0.0000000000000000",
+            "99999999999999999999.0.0000000000000000",
+        ] {
+            assert!(bad.parse::<Stamp>().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -356,6 +356,19 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
                 first_seen_millis: now,
             });
         }
+        {
+            // Remote keys the replica would never show in a scan must not look deleted there,
+            // nor be downloaded only to vanish from the next scan.
+            let loaded = self
+                .loaded
+                .as_ref()
+                .ok_or_else(|| Error::storage("sync state was not loaded; sync again"))?;
+            for key in loaded.state.remote.keys() {
+                if !scan.items.contains_key(key) && self.replica.ignores(key) {
+                    untouchable.insert(key.clone());
+                }
+            }
+        }
         let plan = {
             let loaded = self
                 .loaded
