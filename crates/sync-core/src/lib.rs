@@ -61,7 +61,7 @@ pub mod reconcile;
 pub mod testkit;
 
 pub use cursor::{Cursor, CursorParseError, Epoch};
-pub use engine::{Engine, EngineConfig, SyncFailed, SyncReport};
+pub use engine::{Engine, EngineConfig, RunOptions, SyncFailed, SyncHandle, SyncReport};
 pub use error::{Error, Result};
 pub use hash::{ContentHash, HashParseError};
 pub use identity::{bind, Binding};

@@ -13,6 +13,7 @@
 
 mod apply;
 mod report;
+mod run;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use report::{ReportedError, SyncFailed, SyncReport};
+pub use run::{RunOptions, SyncHandle};
 
 use crate::reconcile::{reconcile, ReconcileInput};
 use crate::{
@@ -68,6 +70,7 @@ pub struct Engine<T, S, R> {
     errors: ErrorStack,
     status: watch::Sender<SyncStatus>,
     enabled: bool,
+    handle: SyncHandle,
 }
 
 /// The state store's content, cached between syncs, and the clock made from it.
@@ -89,6 +92,7 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             errors: ErrorStack::default(),
             status,
             enabled: true,
+            handle: SyncHandle::new(),
         }
     }
 
