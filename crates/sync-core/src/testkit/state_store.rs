@@ -60,12 +60,12 @@ fn base(key_: &str, rev: u64, detached: bool) -> BaseEntry {
         size: if folder { 0 } else { key_.len() as u64 },
         rev: Revision(rev),
         stamp: Stamp::at(1_600_000_000_000 + rev, NodeId(rev)),
-        fingerprint: (rev % 2 == 0).then_some(Fingerprint {
+        fingerprint: rev.is_multiple_of(2).then_some(Fingerprint {
             size: key_.len() as u64,
             mtime_ns: 1_600_000_000_000_000_000 + i128::from(rev) * 1_000_000 + 123,
             inode: rev * 7 + 1,
         }),
-        local_key: (rev % 3 == 0).then(|| key(&format!("elsewhere/{key_}"))),
+        local_key: rev.is_multiple_of(3).then(|| key(&format!("elsewhere/{key_}"))),
         detached,
     }
 }
