@@ -378,6 +378,9 @@ impl<R: Replica> Replica for FailingWrites<R> {
     async fn read_backup(&self, backup: &Backup) -> sync_core::Result<Bytes> {
         self.inner.read_backup(backup).await
     }
+    fn ignores(&self, key: &Key) -> bool {
+        self.inner.ignores(key)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -478,4 +481,45 @@ async fn propagate_deletes_back_up_on_the_other_side() {
     b.sync().await;
     assert!(b.read("records/1.json").is_none());
     assert!(b.backups().values().any(|c| c == b"{\"id\":1}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_ignored_on_one_device_is_neither_downloaded_nor_deleted_there() {
+    let w = World::new();
+    let propagate = SyncPolicy {
+        deletes: DeletePolicy::Propagate,
+        ..SyncPolicy::default()
+    };
+    // A ignores *.log before its engine opens; B has no ignore file.
+    let dir_a = w.base.join("a");
+    std::fs::create_dir_all(&dir_a).unwrap();
+    std::fs::write(dir_a.join(".syncignore"), "*.log\n").unwrap();
+    let mut a = w.device("a", propagate.clone()).await;
+    let mut b = w.device("b", propagate).await;
+
+    b.write("debug.log", "noisy");
+    b.write("ok.txt", "fine");
+    let r = b.sync().await;
+    assert_eq!(r.errors, vec![], "{r:?}");
+
+    let first = a.sync().await;
+    assert_eq!(first.errors, vec![], "{first:?}");
+    let second = a.sync().await;
+    assert_eq!(second.transferred(), 0, "{second:?}");
+    assert_eq!(a.read("ok.txt").unwrap(), b"fine");
+    assert!(a.read("debug.log").is_none(), "ignored: not downloaded");
+    // A's .syncignore went up too (it is an ordinary file); debug.log stayed live remotely.
+    let remote = w.transport().await;
+    let fetched = remote.fetch(&k("debug.log"), None).await.unwrap();
+    assert_eq!(fetched.content.as_ref(), b"noisy");
+    let page = remote.changes(None, 1000).await.unwrap();
+    let log = page
+        .changes
+        .iter()
+        .find(|i| i.key == k("debug.log"))
+        .unwrap();
+    assert!(!log.deleted, "not tombstoned: {log:?}");
+    // And B still has it after syncing again.
+    b.sync().await;
+    assert_eq!(b.read("debug.log").unwrap(), b"noisy");
 }

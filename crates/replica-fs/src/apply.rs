@@ -4,7 +4,8 @@
 //! write goes to a `.sync-tmp-*` file in the target's folder, is flushed with `fsync`, and is
 //! renamed over the target, so a crash leaves either the old or the new file, never a partial
 //! one. A temporary file is deleted on every error path (it is a `tempfile::NamedTempFile`,
-//! removed on drop). Nothing here follows a symlink: a symlinked folder on the way to a key is
+//! removed on drop), and is registered as in flight while it exists, so a scan removes only
+//! the ones a killed process left behind (see `in_flight`). Nothing here follows a symlink: a symlinked folder on the way to a key is
 //! an error, not a detour. Runs on a blocking thread.
 //!
 //! The check-then-rename has a window of microseconds in which another program could still
@@ -20,8 +21,9 @@ use bytes::Bytes;
 use sync_core::{ContentHash, Error, Expected, Key, LocalItem, Result};
 
 use crate::error::io_to_sync;
-use crate::ignore_rules::{reserved, TEMP_PREFIX};
-use crate::scan::{check_root, file_item, fingerprint, folder_item, OwnWrites};
+use crate::ignore_rules::reserved;
+use crate::scan::{check_root, file_item, fingerprint, folder_item};
+use crate::Shared;
 
 /// The path of `key` under `root`.
 pub(crate) fn path_of(root: &Path, key: &Key) -> PathBuf {
@@ -115,7 +117,7 @@ fn sync_dir(dir: &Path) {
 /// Writes `content` to `key` atomically if the target is still as `expected`.
 pub(crate) fn write(
     root: &Path,
-    own: &OwnWrites,
+    shared: &Shared,
     key: &Key,
     content: &Bytes,
     expected: Expected,
@@ -132,10 +134,10 @@ pub(crate) fn write(
         Ok(m) if m.is_file() => m.permissions().mode() & 0o7777,
         _ => 0o666,
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .permissions(Permissions::from_mode(mode))
-        .tempfile_in(&parent)
+    // Registered as in flight so a concurrent scan does not take it for a crash's leftover.
+    let (in_flight, mut tmp) = shared
+        .in_flight
+        .create_in(&parent, Permissions::from_mode(mode))
         .map_err(|e| fail("write", &e))?;
     tmp.write_all(content).map_err(|e| fail("write", &e))?;
     tmp.as_file().sync_all().map_err(|e| fail("write", &e))?;
@@ -148,6 +150,7 @@ pub(crate) fn write(
     // Dropping `tmp` on any error below deletes the temporary file.
     check_expected(&path, key, expected)?;
     tmp.persist(&path).map_err(|e| fail("replace", &e.error))?;
+    drop(in_flight);
     sync_dir(&parent);
 
     let meta = fs::symlink_metadata(&path).map_err(|e| fail("check the written file", &e))?;
@@ -156,7 +159,7 @@ pub(crate) fn write(
         return Err(Error::Changed { key: key.clone() });
     }
     let item = file_item(key.clone(), &meta, ContentHash::of(content));
-    own.record(key, item.fingerprint);
+    shared.own.record(key, item.fingerprint);
     Ok(item)
 }
 

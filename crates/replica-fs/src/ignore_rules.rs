@@ -3,10 +3,11 @@
 //! (gitignore syntax, matched by the `ignore` crate).
 //!
 //! Also the names a key may not take on this replica because the replica uses them itself
-//! ([`reserved`]). This module only reads `.syncignore`; it never writes, and it knows nothing
-//! about hashing or the state store.
+//! ([`reserved`]), and the same rules applied to a key rather than a walked path
+//! ([`IgnoreRules::ignores_key`], behind [`sync_core::Replica::ignores`]). This module only
+//! reads `.syncignore`; it never writes, and it knows nothing about hashing or the state store.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use sync_core::Key;
@@ -110,6 +111,31 @@ impl IgnoreRules {
             None => false,
         }
     }
+
+    /// True when a scan would leave `key` out: the key is reserved by the replica ([`reserved`]),
+    /// or one of its folders or the key itself is ignored, checked outermost first exactly as the
+    /// walk does (an ignored folder hides everything inside it). No I/O.
+    ///
+    /// The key's own kind is not known here, so its last segment is matched as a file: a
+    /// folder-only pattern such as `build/` hides everything inside a remote folder `build` but
+    /// not the (empty) folder item itself, which at worst appears empty locally and is then
+    /// left alone by the scan. The other choice would hide a remote *file* named `build` from
+    /// this device without a word.
+    pub fn ignores_key(&self, key: &Key) -> bool {
+        if reserved(key).is_some() {
+            return true;
+        }
+        let segments: Vec<&str> = key.segments().collect();
+        let mut rel = PathBuf::new();
+        for (i, segment) in segments.iter().enumerate() {
+            rel.push(segment);
+            let is_dir = i + 1 < segments.len();
+            if self.is_ignored(&rel, segment, is_dir) {
+                return true;
+            }
+        }
+        false
+    }
 }
 
 #[cfg(test)]
@@ -131,6 +157,48 @@ mod tests {
         for n in ["a.txt", "swp", "tmp", "Thumbs.db.txt", "a~$b"] {
             assert!(!is_dropping(n), "{n}");
         }
+    }
+
+    #[test]
+    fn keys_are_ignored_like_the_walk_ignores_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(IGNORE_FILE),
+            "*.log\nbuild/\n/top-only.txt\n",
+        )
+        .unwrap();
+        let rules = IgnoreRules::load(dir.path());
+        assert!(rules.problems.is_empty(), "{:?}", rules.problems);
+        let k = |s: &str| Key::new(s).unwrap();
+        for ignored in [
+            "debug.log",
+            "sub/deep/debug.log",
+            "build/out.bin",
+            "sub/build/x/y",
+            "top-only.txt",
+            "x.tmp",
+            "a/.DS_Store",
+            "a/b.swp/c.txt",
+            ".sync/state.db",
+            "a/.sync-tmp-1",
+        ] {
+            assert!(rules.ignores_key(&k(ignored)), "{ignored}");
+        }
+        for synced in [
+            "ok.txt",
+            "log",
+            "logs/a.txt",
+            "sub/top-only.txt",
+            "a/.sync/b",
+            "build",
+            ".syncignore",
+        ] {
+            assert!(!rules.ignores_key(&k(synced)), "{synced}");
+        }
+        // Without a .syncignore only the built-in rules apply.
+        let bare = IgnoreRules::load(dir.path().join("missing").as_path());
+        assert!(!bare.ignores_key(&k("debug.log")));
+        assert!(bare.ignores_key(&k("x.tmp")));
     }
 
     #[test]

@@ -5,13 +5,16 @@
 //! - The scan walks the tree without following symlinks, skips the state folder
 //!   `.sync/`, the replica's `.sync-tmp-*` files, editor and OS droppings and the patterns of
 //!   `.syncignore`, recognises unchanged files by (size, mtime, inode) without reading them, and
-//!   hashes the rest with blake3 in parallel, off the async threads.
+//!   hashes the rest with blake3 in parallel, off the async threads. It removes `.sync-tmp-*`
+//!   files that are not writes in flight in this process (left by a crash mid-write), and
+//!   keeps the ignore rules it loaded for [`sync_core::Replica::ignores`].
 //! - Writes are atomic (temporary file in the same folder, fsync, rename) and happen only if
 //!   the target is still what the plan saw.
 //! - Conflict losers and deleted files are copied to `.sync/backups/<key>/` first.
 //!
 //! Layout: [`scan`] (walk and hash), [`ignore_rules`] (what is skipped),
-//! `apply` (write, create folder, remove, read), `backup` (local backups), [`error`]. This file
+//! `apply` (write, create folder, remove, read), `backup` (local backups), `in_flight`
+//! (temporary files being written, stale ones removed), [`error`]. This file
 //! only opens the replica and moves each call onto a blocking thread; it does no I/O on an async
 //! thread.
 //!
@@ -29,11 +32,12 @@ mod apply;
 mod backup;
 pub mod error;
 pub mod ignore_rules;
+mod in_flight;
 pub mod scan;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -41,18 +45,46 @@ use sync_core::{Backup, Expected, Key, KnownItem, LocalItem, Replica, Result, Sc
 
 pub use backup::BACKUPS_DIR;
 pub use error::ReplicaError;
-pub use ignore_rules::{IGNORE_FILE, STATE_DIR, TEMP_PREFIX};
+pub use ignore_rules::{IgnoreRules, IGNORE_FILE, STATE_DIR, TEMP_PREFIX};
 
-/// A folder on disk as a sync replica. Cheap to clone (the clones share the root).
+/// A folder on disk as a sync replica. Cheap to clone (the clones share the root, the ignore
+/// rules of the last scan and the set of writes in flight).
 #[derive(Debug, Clone)]
 pub struct FolderReplica {
     root: Arc<PathBuf>,
-    own: Arc<scan::OwnWrites>,
+    shared: Arc<Shared>,
+}
+
+/// What a replica and its clones share across calls.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// Files this replica wrote itself, for the racy-mtime rule.
+    pub(crate) own: scan::OwnWrites,
+    /// Temporary files being written right now; every other `.sync-tmp-*` file is stale.
+    pub(crate) in_flight: in_flight::InFlight,
+    /// The ignore rules as loaded by the last scan (or by [`FolderReplica::new`] before the
+    /// first one), for [`Replica::ignores`], which must not do I/O.
+    pub(crate) rules: RwLock<Arc<IgnoreRules>>,
+}
+
+impl Shared {
+    /// The ignore rules of the last scan.
+    pub(crate) fn rules(&self) -> Arc<IgnoreRules> {
+        Arc::clone(&self.rules.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Keeps `rules` as the rules of the last scan.
+    pub(crate) fn set_rules(&self, rules: Arc<IgnoreRules>) {
+        *self.rules.write().unwrap_or_else(PoisonError::into_inner) = rules;
+    }
 }
 
 impl FolderReplica {
     /// Opens the folder `root`, which must exist and be a folder. The state folder is
     /// `root/.sync/` (created by whoever stores state or backups there, not here).
+    ///
+    /// Reads `root/.syncignore` once (blocking, a small file), so [`Replica::ignores`] knows the
+    /// rules before the first scan; every scan reads them again.
     pub fn new(root: impl Into<PathBuf>) -> Result<FolderReplica, ReplicaError> {
         let root = root.into();
         let meta = std::fs::metadata(&root).map_err(|source| ReplicaError::Root {
@@ -62,9 +94,14 @@ impl FolderReplica {
         if !meta.is_dir() {
             return Err(ReplicaError::NotADirectory { path: root });
         }
+        let rules = Arc::new(IgnoreRules::load(&root));
         Ok(FolderReplica {
             root: Arc::new(root),
-            own: Arc::default(),
+            shared: Arc::new(Shared {
+                own: scan::OwnWrites::default(),
+                in_flight: in_flight::InFlight::default(),
+                rules: RwLock::new(rules),
+            }),
         })
     }
 
@@ -96,8 +133,8 @@ impl Replica for FolderReplica {
     async fn scan(&self, known: &BTreeMap<Key, KnownItem>, max_item_bytes: u64) -> Result<Scan> {
         // The known map is copied once so the walk can run on a blocking thread.
         let known = known.clone();
-        let own = Arc::clone(&self.own);
-        self.blocking(move |root| scan::scan(root, &known, max_item_bytes, &own))
+        let shared = Arc::clone(&self.shared);
+        self.blocking(move |root| scan::scan(root, &known, max_item_bytes, &shared))
             .await
     }
 
@@ -108,8 +145,8 @@ impl Replica for FolderReplica {
 
     async fn write(&self, key: &Key, content: Bytes, expected: Expected) -> Result<LocalItem> {
         let key = key.clone();
-        let own = Arc::clone(&self.own);
-        self.blocking(move |root| apply::write(root, &own, &key, &content, expected))
+        let shared = Arc::clone(&self.shared);
+        self.blocking(move |root| apply::write(root, &shared, &key, &content, expected))
             .await
     }
 
@@ -138,5 +175,12 @@ impl Replica for FolderReplica {
     async fn read_backup(&self, backup: &Backup) -> Result<Bytes> {
         let backup = backup.clone();
         self.blocking(move |root| backup::read(root, &backup)).await
+    }
+
+    /// The rules of the last scan (reloaded by every scan), applied to `key` by
+    /// [`IgnoreRules::ignores_key`]: built-in droppings, `.syncignore` patterns, the state folder
+    /// and temporary-file names. No I/O.
+    fn ignores(&self, key: &Key) -> bool {
+        self.shared.rules().ignores_key(key)
     }
 }

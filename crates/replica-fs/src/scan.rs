@@ -4,7 +4,9 @@
 //! spread over the cores with rayon. It never follows a symlink, never reads a file that is over
 //! the size limit or whose fingerprint matches what the last sync recorded (unless the racy-mtime
 //! rule says the fingerprint cannot be trusted), and never reports a hash of a file that changed
-//! while it was being read. It writes nothing.
+//! while it was being read. The only thing it writes is the removal of stale `.sync-tmp-*`
+//! files (not writes in flight in this process, see `in_flight`); it also leaves the ignore
+//! rules it loaded in the replica's shared state for `Replica::ignores`.
 //!
 //! Fingerprints: a file's is (size, mtime in ns, inode). A folder's is (0, 0, inode): a folder's
 //! mtime changes whenever an entry is added inside it, which says nothing about the folder item
@@ -15,7 +17,7 @@ use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
@@ -25,7 +27,9 @@ use sync_core::{
 };
 use walkdir::WalkDir;
 
-use crate::ignore_rules::{IgnoreRules, IGNORE_FILE};
+use crate::ignore_rules::{IgnoreRules, IGNORE_FILE, TEMP_PREFIX};
+use crate::in_flight::InFlight;
+use crate::Shared;
 
 /// How close to the scan's start a file's mtime may be before its fingerprint is not trusted
 /// (the "racy git" rule): a file written in the same clock tick as the fingerprint was taken
@@ -192,12 +196,14 @@ pub(crate) fn scan(
     root: &Path,
     known: &BTreeMap<Key, KnownItem>,
     max_item_bytes: u64,
-    own: &OwnWrites,
+    shared: &Shared,
 ) -> Result<Scan> {
     check_root(root)?;
     let start_ns = now_ns();
+    let own = &shared.own;
     own.prune(start_ns);
-    let rules = IgnoreRules::load(root);
+    let rules = Arc::new(IgnoreRules::load(root));
+    shared.set_rules(Arc::clone(&rules));
     let mut out = Scan::default();
     for problem in &rules.problems {
         out.skipped.push(skipped(
@@ -228,6 +234,10 @@ pub(crate) fn scan(
         let ft = entry.file_type();
         let is_dir = ft.is_dir();
         let name = entry.file_name().to_str().unwrap_or("");
+        if ft.is_file() && name.starts_with(TEMP_PREFIX) {
+            sweep_temp_file(&shared.in_flight, path);
+            continue;
+        }
         if rules.is_ignored(rel, name, is_dir) {
             if is_dir {
                 walk.skip_current_dir();
@@ -340,6 +350,21 @@ pub(crate) fn scan(
         }
     }
     Ok(out)
+}
+
+/// Removes a `.sync-tmp-*` file the walk met unless a write of this process is filling it: it
+/// is what a process killed mid-write left behind. A failure is logged, not reported: the file
+/// is never synced either way.
+fn sweep_temp_file(in_flight: &InFlight, path: &Path) {
+    match in_flight.remove_if_stale(path) {
+        Ok(true) => tracing::info!(path = %path.display(), "removed a stale temporary file"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(
+            path = %path.display(),
+            error = %e,
+            "cannot remove a stale temporary file"
+        ),
+    }
 }
 
 /// Known keys that are `key` or (for a folder) lie inside it.
@@ -498,6 +523,63 @@ fn hash_one(root: &Path, job: Job) -> (bool, Hashed) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn shared(root: &Path) -> Shared {
+        Shared {
+            own: OwnWrites::default(),
+            in_flight: InFlight::default(),
+            rules: std::sync::RwLock::new(Arc::new(IgnoreRules::load(root))),
+        }
+    }
+
+    #[test]
+    fn the_scan_removes_stale_temp_files_but_not_writes_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("a/b/c")).unwrap();
+        std::fs::write(root.join("a/b/c/doc.txt"), b"doc").unwrap();
+        let stale = root.join("a/b/c/.sync-tmp-x");
+        std::fs::write(&stale, b"half a download").unwrap();
+        let top_stale = root.join(".sync-tmp-y");
+        std::fs::write(&top_stale, b"").unwrap();
+        let live = root.join("a/.sync-tmp-live");
+        std::fs::write(&live, b"being written").unwrap();
+        // A temporary file in the state folder is not the scan's business.
+        std::fs::create_dir_all(root.join(".sync/backups")).unwrap();
+        let backup_tmp = root.join(".sync/backups/.sync-tmp-z");
+        std::fs::write(&backup_tmp, b"").unwrap();
+
+        let shared = shared(root);
+        let guard = shared.in_flight.register(&live);
+        let out = scan(root, &BTreeMap::new(), u64::MAX, &shared).unwrap();
+        assert!(!stale.exists(), "nested stale temp file removed");
+        assert!(!top_stale.exists(), "top-level stale temp file removed");
+        assert!(live.exists(), "a write in flight is not touched");
+        assert!(backup_tmp.exists());
+        let keys: Vec<&str> = out.items.keys().map(Key::as_str).collect();
+        assert_eq!(keys, ["a", "a/b", "a/b/c", "a/b/c/doc.txt"]);
+        assert!(out.skipped.is_empty(), "{:?}", out.skipped);
+
+        // Once the write is over (renamed or failed), a leftover with its name is stale.
+        drop(guard);
+        scan(root, &BTreeMap::new(), u64::MAX, &shared).unwrap();
+        assert!(!live.exists());
+    }
+
+    #[test]
+    fn the_scan_keeps_its_ignore_rules_for_ignores() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let shared = shared(root);
+        let key = Key::new("debug.log").unwrap();
+        assert!(!shared.rules().ignores_key(&key));
+        std::fs::write(root.join(IGNORE_FILE), "*.log\n").unwrap();
+        scan(root, &BTreeMap::new(), u64::MAX, &shared).unwrap();
+        assert!(shared.rules().ignores_key(&key));
+        std::fs::remove_file(root.join(IGNORE_FILE)).unwrap();
+        scan(root, &BTreeMap::new(), u64::MAX, &shared).unwrap();
+        assert!(!shared.rules().ignores_key(&key));
+    }
 
     #[test]
     fn a_file_that_differs_from_what_the_walk_saw_is_not_reported() {

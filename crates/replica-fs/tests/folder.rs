@@ -587,3 +587,45 @@ async fn a_missing_root_is_a_storage_error_not_an_empty_folder() {
     assert_eq!(err.class(), ErrorClass::Storage);
     assert!(!root.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_removes_temp_files_left_by_a_killed_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::create_dir_all(root.join("a/b/c")).unwrap();
+    fs::write(root.join("a/b/c/.sync-tmp-x"), b"half a download").unwrap();
+    fs::write(root.join("a/b/c/kept.txt"), b"kept").unwrap();
+    let r = FolderReplica::new(root).unwrap();
+    let s = scan(&r).await;
+    assert!(temp_files(root).is_empty(), "{:?}", temp_files(root));
+    assert_eq!(keys(&s), ["a", "a/b", "a/b/c", "a/b/c/kept.txt"]);
+    assert!(s.skipped.is_empty(), "{:?}", s.skipped);
+    // Writes still work and leave nothing behind.
+    r.write(
+        &key("a/b/c/new.txt"),
+        Bytes::from_static(b"new"),
+        Expected::Absent,
+    )
+    .await
+    .unwrap();
+    assert!(temp_files(root).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignores_follows_the_rules_of_the_last_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::write(root.join(".syncignore"), "*.log\n").unwrap();
+    let r = FolderReplica::new(root).unwrap();
+    // Before any scan: the rules read when the replica was opened.
+    assert!(r.ignores(&key("debug.log")));
+    assert!(r.ignores(&key("deep/x.tmp")));
+    assert!(r.ignores(&key(".sync/state.db")));
+    assert!(!r.ignores(&key("ok.txt")));
+    fs::write(root.join(".syncignore"), "*.txt\n").unwrap();
+    assert!(r.ignores(&key("debug.log")), "not reloaded until a scan");
+    scan(&r).await;
+    assert!(!r.ignores(&key("debug.log")));
+    assert!(r.ignores(&key("ok.txt")));
+    assert!(r.clone().ignores(&key("ok.txt")), "clones share the rules");
+}
