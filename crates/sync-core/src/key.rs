@@ -95,7 +95,13 @@ impl Key {
             key: input.to_owned(),
             rule,
         };
-        let nfc: String = input.nfc().collect();
+        // ASCII is always NFC: skip the normalisation pass (most keys, and the hot path when
+        // a state store loads hundreds of thousands of them).
+        let nfc: String = if input.is_ascii() {
+            input.to_owned()
+        } else {
+            input.nfc().collect()
+        };
         if nfc.is_empty() {
             return Err(fail(KeyRule::Empty));
         }
