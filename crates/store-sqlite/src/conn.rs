@@ -1,5 +1,6 @@
 //! The blocking-thread wrapper around one SQLite [`Connection`]: opening a database file,
-//! its pragmas (WAL, `synchronous=NORMAL`, `busy_timeout`, foreign keys), the schema check and
+//! its pragmas (journal mode per [`StoreOptions`]: WAL with `synchronous=NORMAL` by default, or
+//! the rollback journal with `synchronous=FULL`; `busy_timeout`, foreign keys), the schema check and
 //! forward migrations, and [`Db::call`], which runs a closure on the connection inside
 //! [`tokio::task::spawn_blocking`].
 //!
@@ -19,6 +20,29 @@ use crate::schema::Schema;
 /// How long a statement waits for a lock held by another connection before failing.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How a database file keeps its journal (see the [crate docs](crate#files-and-durability)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Journal {
+    /// Write-ahead log (`journal_mode=WAL`, `synchronous=NORMAL`), the default: readers never
+    /// block the writer and commits are cheap, but every process that opens the file must share
+    /// memory (the `-shm` file) with the others, so the file must be on a local disk.
+    #[default]
+    Wal,
+    /// The rollback journal (`journal_mode=DELETE`, `synchronous=FULL`): a commit fsyncs the
+    /// journal and the database, and readers and the writer exclude each other with file locks
+    /// only. Slower, but it needs no shared memory, so it is the mode SQLite supports on a
+    /// network file system (whose byte-range locks must work; keep writers serialised by a lock
+    /// of your own as well, as `transport-fs` does).
+    Rollback,
+}
+
+/// Options for opening a database file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// The journal mode; [`Journal::Wal`] unless the file lives on a network file system.
+    pub journal: Journal,
+}
+
 /// One SQLite connection, shared, used only from blocking threads.
 #[derive(Clone)]
 pub(crate) struct Db {
@@ -34,8 +58,12 @@ impl std::fmt::Debug for Db {
 impl Db {
     /// Opens (or creates) the database at `path`, sets its pragmas and brings its schema to the
     /// newest version of `schema`.
-    pub(crate) async fn open(path: PathBuf, schema: &'static Schema) -> Result<Db, StoreError> {
-        let conn = run_blocking(move || open_blocking(Some(&path), schema)).await??;
+    pub(crate) async fn open(
+        path: PathBuf,
+        schema: &'static Schema,
+        options: StoreOptions,
+    ) -> Result<Db, StoreError> {
+        let conn = run_blocking(move || open_blocking(Some(&path), schema, options)).await??;
         Ok(Db {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -43,7 +71,8 @@ impl Db {
 
     /// A private in-memory database with the newest schema (for tests).
     pub(crate) async fn open_in_memory(schema: &'static Schema) -> Result<Db, StoreError> {
-        let conn = run_blocking(move || open_blocking(None, schema)).await??;
+        let conn =
+            run_blocking(move || open_blocking(None, schema, StoreOptions::default())).await??;
         Ok(Db {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -110,7 +139,11 @@ fn open_error(path: Option<&Path>, e: rusqlite::Error) -> StoreError {
 }
 
 /// Opens the connection, sets the pragmas, checks the file and migrates it.
-fn open_blocking(path: Option<&Path>, schema: &'static Schema) -> Result<Connection, StoreError> {
+fn open_blocking(
+    path: Option<&Path>,
+    schema: &'static Schema,
+    options: StoreOptions,
+) -> Result<Connection, StoreError> {
     let conn = match path {
         Some(p) => Connection::open(p),
         None => Connection::open_in_memory(),
@@ -125,22 +158,47 @@ fn open_blocking(path: Option<&Path>, schema: &'static Schema) -> Result<Connect
         .map_err(|e| open_error(path, e))?;
     check_kind(path, schema, app_id)?;
 
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-        .map_err(|e| open_error(path, e))?;
-    if path.is_some() && !mode.eq_ignore_ascii_case("wal") {
-        tracing::warn!(
-            path = %shown(path).display(),
-            mode,
-            "SQLite refused WAL mode; continuing with this journal mode"
-        );
+    let (wanted, synchronous) = match options.journal {
+        Journal::Wal => ("WAL", "NORMAL"),
+        Journal::Rollback => ("DELETE", "FULL"),
+    };
+    // Leaving WAL needs the only connection to the file; if another process holds it open in
+    // WAL mode, SQLite keeps WAL (or answers busy). Either way the database stays consistent,
+    // so the store opens and says so.
+    match conn.pragma_update_and_check(None, "journal_mode", wanted, |r| r.get::<_, String>(0)) {
+        Ok(mode) if path.is_some() && !mode.eq_ignore_ascii_case(wanted) => {
+            tracing::warn!(
+                path = %shown(path).display(),
+                wanted,
+                mode,
+                "SQLite kept another journal mode (is another process using the file?); continuing with it"
+            );
+        }
+        Ok(_) => {}
+        Err(e) if is_busy(&e) => {
+            tracing::warn!(
+                path = %shown(path).display(),
+                wanted,
+                error = %e,
+                "cannot change the journal mode while another process uses the file; continuing with the current one"
+            );
+        }
+        Err(e) => return Err(open_error(path, e)),
     }
-    conn.pragma_update(None, "synchronous", "NORMAL")
+    conn.pragma_update(None, "synchronous", synchronous)
         .map_err(|e| open_error(path, e))?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(|e| open_error(path, e))?;
 
     migrate(conn, path, schema)
+}
+
+/// True for "the database is locked by another connection".
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// Refuses a database that belongs to another kind of store or program.

@@ -47,8 +47,17 @@
 //!
 //! ## Files and durability
 //! Databases use WAL mode with `synchronous=NORMAL` (a power cut may lose the last commits,
-//! never consistency), a busy timeout and foreign keys. WAL needs shared memory, so a database
-//! file must be on a local disk, not a network share. The schema is versioned with
+//! never consistency), a busy timeout and foreign keys. WAL keeps its index in shared memory
+//! (the `-shm` file, mapped by every process that opens the database), and shared memory does
+//! not work across the machines of a network file system (NFS, SMB): there, WAL can corrupt the
+//! database. So a server database that lives on a network share is opened with
+//! [`SqliteServerStore::open_with`] and [`StoreOptions`] `{ journal: `[`Journal::Rollback`]` }`:
+//! the rollback journal (`journal_mode=DELETE`) needs only file locks, and `synchronous=FULL`
+//! makes each commit durable before it returns. It is slower (two fsyncs per commit, readers
+//! and the writer exclude each other) and it still relies on the share's byte-range locks, so
+//! writers should also be serialised by a lock of their own (`transport-fs` takes one). The
+//! client state store always uses WAL: keep a synced folder (and its `.sync/`) on a local disk.
+//! The schema is versioned with
 //! `PRAGMA user_version` and migrated forward in code; a database written by a newer version,
 //! a file that is not SQLite, a corrupt file, or the other store's database is refused with a
 //! [`StoreError`] (a `Storage` error for the engine) that says what to do.
@@ -77,6 +86,7 @@ mod server;
 mod state;
 
 pub use blobs::INLINE_MAX;
+pub use conn::{Journal, StoreOptions};
 pub use error::StoreError;
 pub use server::SqliteServerStore;
 pub use state::SqliteStateStore;

@@ -24,7 +24,7 @@ use sync_core::{
 use tokio::sync::watch;
 
 use crate::blobs::{self, BlobData, INLINE_MAX};
-use crate::conn::{run_blocking, Db};
+use crate::conn::{run_blocking, Db, StoreOptions};
 use crate::error::StoreError;
 use crate::schema::{
     hash_from_sql, hash_to_sql, item_from_row, kind_from_sql, kind_to_sql, stamp_from_sql,
@@ -60,12 +60,31 @@ impl SqliteServerStore {
     /// an older schema) as needed. Large blobs live in `<path>.blobs/`. A file that is not
     /// SQLite, is corrupt, belongs to a client state store or was written by a newer version
     /// fails with a [`StoreError`] that says what to do.
+    ///
+    /// The database uses WAL mode: the file must be on a local disk. For a file on a network
+    /// file system use [`open_with`](Self::open_with) and [`Journal::Rollback`](crate::Journal::Rollback).
     pub async fn open(
         path: impl AsRef<Path>,
         config: ServerConfig,
     ) -> Result<SqliteServerStore, StoreError> {
+        Self::open_with(path, config, StoreOptions::default()).await
+    }
+
+    /// Like [`open`](Self::open), with the journal mode of `options`. With
+    /// [`Journal::Rollback`](crate::Journal::Rollback) the database needs no shared memory between the processes that
+    /// open it, which is what a database on a network share needs (see the
+    /// [crate docs](crate#files-and-durability)).
+    ///
+    /// An existing database is switched to the requested mode when no other process has it
+    /// open; otherwise it keeps its mode for now (a warning is logged) and is switched on a
+    /// later open.
+    pub async fn open_with(
+        path: impl AsRef<Path>,
+        config: ServerConfig,
+        options: StoreOptions,
+    ) -> Result<SqliteServerStore, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let db = Db::open(path.clone(), &SERVER).await?;
+        let db = Db::open(path.clone(), &SERVER, options).await?;
         Self::start(db, config, Some(blobs::blob_dir_for(&path))).await
     }
 
@@ -79,7 +98,7 @@ impl SqliteServerStore {
         config: ServerConfig,
     ) -> Result<SqliteServerStore, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let db = Db::open(path.clone(), &SERVER).await?;
+        let db = Db::open(path.clone(), &SERVER, StoreOptions::default()).await?;
         db.call(|conn| -> Result<(), StoreError> {
             conn.execute("DELETE FROM meta WHERE name = 'epoch'", [])?;
             Ok(())

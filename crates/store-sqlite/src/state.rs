@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sync_core::{BaseEntry, ClientState, Cursor, Key, NodeId, Revision, StateBatch, StateStore};
 
-use crate::conn::Db;
+use crate::conn::{Db, StoreOptions};
 use crate::error::StoreError;
 use crate::schema::{
     fingerprint_from_sql, hash_from_sql, hash_to_sql, item_from_row, key_from_sql, kind_from_sql,
@@ -31,7 +31,7 @@ impl SqliteStateStore {
     /// needed. A file that is not SQLite, is corrupt, belongs to a server store or was written
     /// by a newer version fails with a [`StoreError`] that says what to do.
     pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStateStore, StoreError> {
-        let db = Db::open(path.as_ref().to_path_buf(), &STATE).await?;
+        let db = Db::open(path.as_ref().to_path_buf(), &STATE, StoreOptions::default()).await?;
         Ok(SqliteStateStore { db })
     }
 

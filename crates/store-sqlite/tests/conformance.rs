@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use futures::FutureExt;
-use store_sqlite::{SqliteServerStore, SqliteStateStore};
+use store_sqlite::{Journal, SqliteServerStore, SqliteStateStore, StoreOptions};
 use sync_core::memory::LocalTransport;
 use sync_core::testkit::{server_store_suite, state_store_suite, transport_suite};
 use sync_core::{ServerConfig, TenantId};
@@ -29,6 +29,25 @@ async fn sqlite_server_store_on_disk_conforms() {
     server_store_suite(|config: ServerConfig| {
         let path = next();
         async move { SqliteServerStore::open(path, config).await.unwrap() }.boxed()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_server_store_with_the_rollback_journal_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let next = fresh_paths(dir.path().to_path_buf(), "server-rollback");
+    let options = StoreOptions {
+        journal: Journal::Rollback,
+    };
+    server_store_suite(|config: ServerConfig| {
+        let path = next();
+        async move {
+            SqliteServerStore::open_with(path, config, options)
+                .await
+                .unwrap()
+        }
+        .boxed()
     })
     .await;
 }

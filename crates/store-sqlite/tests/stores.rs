@@ -53,20 +53,20 @@ fn accepted(outcome: PushOutcome) -> ItemMeta {
 fn remote_item(i: u64) -> ItemMeta {
     ItemMeta {
         key: key(&format!("dir{}/file-{i}.txt", i % 37)),
-        kind: if i % 5 == 0 {
+        kind: if i.is_multiple_of(5) {
             ItemKind::Folder
         } else {
             ItemKind::File
         },
         rev: Revision(i + 1),
-        hash: (i % 5 != 0).then(|| ContentHash::of(&i.to_le_bytes())),
+        hash: (!i.is_multiple_of(5)).then(|| ContentHash::of(&i.to_le_bytes())),
         size: i * 3,
         stamp: Stamp {
             millis: 1_700_000_000_000 + i,
             counter: (i % 7) as u32,
             node: NodeId(u64::MAX - i),
         },
-        deleted: i % 11 == 0,
+        deleted: i.is_multiple_of(11),
     }
 }
 
@@ -77,17 +77,17 @@ fn base_entry(i: u64) -> BaseEntry {
         size: i,
         rev: Revision(i),
         stamp: Stamp::at(i, NodeId(i)),
-        fingerprint: (i % 3 != 0).then_some(Fingerprint {
+        fingerprint: (!i.is_multiple_of(3)).then_some(Fingerprint {
             size: i,
-            mtime_ns: if i % 2 == 0 {
+            mtime_ns: if i.is_multiple_of(2) {
                 i128::MAX - i as i128
             } else {
                 -(i as i128)
             },
             inode: u64::MAX - i,
         }),
-        local_key: (i % 4 == 0).then(|| key(&format!("local/{i}.html"))),
-        detached: i % 6 == 0,
+        local_key: i.is_multiple_of(4).then(|| key(&format!("local/{i}.html"))),
+        detached: i.is_multiple_of(6),
     }
 }
 
@@ -637,4 +637,70 @@ async fn a_restored_database_gets_a_new_epoch_and_keeps_its_items() {
         .await
         .unwrap();
     assert_eq!(s.epoch().await.unwrap(), epoch, "the new epoch is kept");
+}
+
+/// The journal mode of the database file at `path`, as another connection sees it.
+fn journal_mode(path: &Path) -> String {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rollback_journal_option_leaves_wal_and_keeps_working() {
+    use store_sqlite::{Journal, StoreOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.db");
+    let rollback = StoreOptions {
+        journal: Journal::Rollback,
+    };
+
+    // A new database in rollback mode: no -wal or -shm file, ever.
+    let store = SqliteServerStore::open_with(&path, ServerConfig::default(), rollback)
+        .await
+        .unwrap();
+    accepted(
+        store
+            .push(&tenant(), push("a/one.txt", Precondition::Create, b"one"))
+            .await
+            .unwrap(),
+    );
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.ends_with("-wal") || n.ends_with("-shm")),
+        "{names:?}"
+    );
+    let epoch = store.changes(&tenant(), None, 10).await.unwrap().cursor;
+    drop(store);
+    assert_eq!(journal_mode(&path), "delete");
+
+    // `open` (WAL) and `open_with` (rollback) switch an existing file and keep its contents.
+    let wal = SqliteServerStore::open(&path, ServerConfig::default())
+        .await
+        .unwrap();
+    accepted(
+        wal.push(&tenant(), push("a/two.txt", Precondition::Create, b"two"))
+            .await
+            .unwrap(),
+    );
+    drop(wal);
+    assert_eq!(journal_mode(&path), "wal");
+    let again = SqliteServerStore::open_with(&path, ServerConfig::default(), rollback)
+        .await
+        .unwrap();
+    assert_eq!(journal_mode(&path), "delete");
+    let page = again.changes(&tenant(), None, 10).await.unwrap();
+    let keys: BTreeSet<&str> = page.changes.iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(keys, BTreeSet::from(["a", "a/one.txt", "a/two.txt"]));
+    assert_eq!(page.cursor.epoch(), epoch.epoch(), "same store, same epoch");
+    let fetched = again
+        .fetch(&tenant(), &key("a/two.txt"), None)
+        .await
+        .unwrap();
+    assert_eq!(fetched.content.as_ref(), b"two");
 }

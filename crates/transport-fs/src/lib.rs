@@ -5,7 +5,7 @@
 //!
 //! The remote's metadata (revisions, history, epoch) and content live in a
 //! [`store_sqlite::SqliteServerStore`] at `REMOTE/.sync-remote/server.db` (large blobs beside
-//! it in `server.db.blobs/`). Every write (push, delete, folder, archive) runs under an
+//! it in `server.db.blobs/`), with the rollback journal (see "Network drives" below). Every write (push, delete, folder, archive) runs under an
 //! exclusive inter-process lock on `REMOTE/.sync-remote/lock` (`flock`, taken on a blocking
 //! thread), so two processes never interleave their writes; SQLite's own `IMMEDIATE`
 //! transactions would serialise them too, the lock also covers opening (creating or migrating)
@@ -20,10 +20,22 @@
 //! only hears writes made through the same store object. Writes through this same transport
 //! still wake it at once.
 //!
-//! ## Limits
-//! The database uses SQLite's WAL mode, which needs shared memory between the processes that
-//! open it: the folder must be on a disk local to all of them (several processes on one
-//! machine, or one machine at a time), not a network file system shared by several machines.
+//! ## Network drives
+//! The remote folder is meant to be shareable, including on a network file system (NFS, SMB)
+//! mounted by several machines. SQLite's WAL mode keeps its index in shared memory (the `-shm`
+//! file mapped by every process that opens the database), which does not work across
+//! machines and can corrupt the database there. So the database is opened with the rollback
+//! journal ([`store_sqlite::Journal::Rollback`]: `journal_mode=DELETE`, `synchronous=FULL`),
+//! which needs only file locks. What that costs, two fsyncs per commit and readers waiting
+//! while a write commits, is small next to a network round trip, and the writes here are
+//! already serialised by the lock above, so the rollback journal's one-writer-at-a-time
+//! locking never makes a writer fail. A remote made by an earlier version in WAL mode is
+//! switched on the first open at which no other process has it open.
+//!
+//! Remaining limits: the share's byte-range locks (used by SQLite) and `flock` (used for the
+//! write lock) must work across its clients, as they do on NFSv4 and SMB with default mount
+//! options; a share that fakes locks (some `nolock` NFS mounts, some sync-service folders that
+//! copy files around) can still interleave writers of different machines.
 //!
 //! ```no_run
 //! use sync_core::{TenantId, Transport};
@@ -42,7 +54,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use store_sqlite::SqliteServerStore;
+use store_sqlite::{Journal, SqliteServerStore, StoreOptions};
 use sync_core::{
     ArchiveRequest, ChangePage, Cursor, DeleteRequest, Fetched, FolderRequest, ItemMeta, Key,
     PushOutcome, PushRequest, Result, Revision, ServerConfig, ServerStore, TenantId, Transport,
@@ -54,6 +66,9 @@ pub use lock::LOCK_TIMEOUT;
 
 /// The folder inside the remote folder that holds the database and the lock file.
 pub const REMOTE_DIR: &str = ".sync-remote";
+
+/// The database file inside [`REMOTE_DIR`] (opened with the rollback journal).
+pub const DB_FILE: &str = "server.db";
 
 /// The first interval between two looks at the database while waiting.
 pub const MIN_POLL: Duration = Duration::from_millis(100);
@@ -95,8 +110,12 @@ impl FsTransport {
         let lock_path = state.join("lock");
         // Creating or migrating the database happens under the lock, so two clients opening
         // a new remote at once agree on one epoch and one schema.
+        // The rollback journal, not WAL: see "Network drives" in the crate docs.
         let guard = lock::acquire_async(lock_path.clone(), LOCK_TIMEOUT).await?;
-        let store = SqliteServerStore::open(state.join("server.db"), config).await;
+        let options = StoreOptions {
+            journal: Journal::Rollback,
+        };
+        let store = SqliteServerStore::open_with(state.join(DB_FILE), config, options).await;
         drop(guard);
         Ok(FsTransport {
             store: store?,

@@ -158,3 +158,61 @@ async fn the_remote_survives_reopening() {
     let page = again.changes(Some(&cursor), 10).await.unwrap();
     assert!(page.changes.is_empty());
 }
+
+/// Names of the files in the remote's `.sync-remote/` folder.
+fn remote_files(remote: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(remote.join(transport_fs::REMOTE_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_remote_database_uses_the_rollback_journal_not_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = FsTransport::open(dir.path(), TenantId::new("t"))
+        .await
+        .unwrap();
+    remote.push(push_req("a.txt", "hello")).await.unwrap();
+    let names = remote_files(dir.path());
+    // No -wal/-shm (WAL's shared memory), and the rollback journal is gone after each commit.
+    assert_eq!(names, ["lock", transport_fs::DB_FILE], "{names:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_made_in_wal_mode_is_switched_and_keeps_its_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir
+        .path()
+        .join(transport_fs::REMOTE_DIR)
+        .join(transport_fs::DB_FILE);
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    {
+        // As an earlier version of this crate made it.
+        let old = store_sqlite::SqliteServerStore::open(&db, sync_core::ServerConfig::default())
+            .await
+            .unwrap();
+        let tenant = TenantId::new("t");
+        sync_core::ServerStore::push(&old, &tenant, push_req("old.txt", "from WAL days"))
+            .await
+            .unwrap();
+    }
+    let remote = FsTransport::open(dir.path(), TenantId::new("t"))
+        .await
+        .unwrap();
+    let fetched = remote
+        .fetch(&Key::new("old.txt").unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(fetched.content, Bytes::from_static(b"from WAL days"));
+    remote.push(push_req("new.txt", "rollback")).await.unwrap();
+    let names = remote_files(dir.path());
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.ends_with("-wal") || n.ends_with("-shm")),
+        "{names:?}"
+    );
+}
