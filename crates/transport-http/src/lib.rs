@@ -1,1 +1,53 @@
-//! placeholder
+//! # transport-http
+//!
+//! The HTTP transport of the sync engine: SPEC §6 as decided in detail by `docs/PROTOCOL.md`.
+//!
+//! - [`server::router`] builds an axum [`Router`](axum::Router) over any
+//!   [`ServerStore`](sync_core::ServerStore) and an [`Authenticator`] (bearer token → tenant).
+//!   It serves every route under `/sync/v1` and can be mounted by an app with
+//!   [`Router::nest`](axum::Router::nest).
+//! - [`client::HttpTransport`] is a [`Transport`](sync_core::Transport) over reqwest (rustls,
+//!   gzip, keep-alive) with retries (exponential backoff with jitter) for `Offline` and
+//!   `Throttled` failures, and every failure mapped to its SPEC §5 class.
+//!
+//! This crate holds no sync logic: it moves the [`sync_core`] operations over HTTP and back.
+//!
+//! Serving (here over the in-memory store; a real server uses `store-sqlite`):
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use sync_core::memory::MemoryServerStore;
+//! use sync_core::ServerConfig;
+//! use transport_http::{router, ServerOptions, StaticTokens};
+//!
+//! # async fn serve() -> std::io::Result<()> {
+//! let store = Arc::new(MemoryServerStore::new(ServerConfig::default()));
+//! let tokens = Arc::new(StaticTokens::new([("alice", "secret-token")]));
+//! let sync = router(store, tokens, ServerOptions::default());
+//! // Mounted under the app's own prefix: clients use "http://host:8080/myapp".
+//! let app = axum::Router::new().nest("/myapp", sync);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+//!
+//! A client:
+//!
+//! ```no_run
+//! use sync_core::Transport;
+//! use transport_http::HttpTransport;
+//!
+//! # async fn client() -> Result<(), Box<dyn std::error::Error>> {
+//! let transport = HttpTransport::new("http://127.0.0.1:8080/myapp", "secret-token".to_owned())?;
+//! let page = transport.changes(None, 100).await?;
+//! println!("{} changes", page.changes.len());
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod client;
+pub mod server;
+mod wire;
+
+pub use client::{ClientError, HttpTransport, RetryPolicy, StaticToken, TokenProvider};
+pub use server::{router, ApiError, Authenticator, ServerOptions, StaticTokens};

@@ -1,0 +1,250 @@
+//! Client-side failures: [`ClientError`] (building a transport) and the one place where an HTTP
+//! answer that is not a success becomes a [`sync_core::Error`] of the right SPEC §5 class
+//! (docs/PROTOCOL.md "Client behaviour").
+//!
+//! Nothing here sends requests or decides about retries (that is [`super::retry`]).
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use sync_core::{ContentHash, CursorParseError, Error, Key, KeyError, KeyRule};
+
+use crate::wire::WireError;
+
+/// Why an [`super::HttpTransport`] could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The base URL does not parse or is not `http`/`https`.
+    #[error("invalid server URL {url:?}: {reason}")]
+    InvalidBaseUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The HTTP client could not be set up (TLS roots, resolver).
+    #[error("could not set up the HTTP client: {0}")]
+    Build(#[from] reqwest::Error),
+}
+
+/// What the request was about, for building errors that name their item.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ErrorContext<'a> {
+    /// The item, for item routes.
+    pub key: Option<&'a Key>,
+    /// The content sent and its announced hash, for uploads.
+    pub sent: Option<(&'a [u8], ContentHash)>,
+    /// The `since` cursor sent, for the feed.
+    pub since: Option<String>,
+    /// The client's own item limit, used when the server does not say its limit.
+    pub limit: u64,
+}
+
+/// The error code and message of an error body; both empty when the body is not the protocol's
+/// JSON (a proxy's HTML page, say).
+pub(crate) fn parse_error_body(body: &[u8]) -> (String, String, Option<WireError>) {
+    match serde_json::from_slice::<WireError>(body) {
+        Ok(e) => (e.error.code.clone(), e.error.message.clone(), Some(e)),
+        Err(_) => {
+            let text: String = String::from_utf8_lossy(body).chars().take(200).collect();
+            (String::new(), text, None)
+        }
+    }
+}
+
+/// Maps a non-success answer to its [`sync_core::Error`].
+pub(crate) fn error_for_status(
+    status: StatusCode,
+    body: &[u8],
+    retry_after: Option<Duration>,
+    ctx: &ErrorContext<'_>,
+) -> Error {
+    let (code, message, parsed) = parse_error_body(body);
+    let said = if message.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {message}")
+    };
+    let item_or_offline = |what: String| match ctx.key {
+        Some(key) => Error::item(key, what),
+        None => Error::offline(what),
+    };
+    match status.as_u16() {
+        401 | 403 => Error::Auth { message: said },
+        404 => match ctx.key {
+            Some(key) => Error::NotFound { key: key.clone() },
+            None => Error::offline(format!(
+                "the server has no such route ({said}); check the server URL"
+            )),
+        },
+        400 => match code.as_str() {
+            "invalid_key" => invalid_key(ctx.key, &message),
+            "hash_mismatch" => match (ctx.key, ctx.sent) {
+                (Some(key), Some((content, expected))) => Error::HashMismatch {
+                    key: key.clone(),
+                    expected,
+                    actual: ContentHash::of(content),
+                },
+                _ => item_or_offline(said),
+            },
+            "invalid_cursor" => Error::InvalidCursor(CursorParseError {
+                input: ctx.since.clone().unwrap_or_default(),
+            }),
+            _ => item_or_offline(format!("the server refused the request: {said}")),
+        },
+        410 => Error::CursorExpired,
+        413 => match ctx.key {
+            Some(key) => Error::TooLarge {
+                key: key.clone(),
+                size: ctx.sent.map_or(0, |(c, _)| c.len() as u64),
+                limit: parsed.and_then(|p| p.error.limit).unwrap_or(ctx.limit),
+            },
+            None => Error::offline(said),
+        },
+        409 | 412 | 428 => item_or_offline(said),
+        429 => Error::Throttled {
+            retry_after,
+            message: said,
+        },
+        _ => Error::offline(said),
+    }
+}
+
+/// 400 `invalid_key`: the server's rule, recovered from its message when it names one of
+/// SPEC §1's rules, else an item error with the server's words.
+fn invalid_key(key: Option<&Key>, message: &str) -> Error {
+    const RULES: [KeyRule; 9] = [
+        KeyRule::Empty,
+        KeyRule::LeadingSlash,
+        KeyRule::EmptySegment,
+        KeyRule::DotSegment,
+        KeyRule::Backslash,
+        KeyRule::Nul,
+        KeyRule::ControlChar,
+        KeyRule::SegmentTooLong,
+        KeyRule::TooLong,
+    ];
+    let rule = RULES.into_iter().find(|r| message.contains(r.describe()));
+    match (key, rule) {
+        (Some(key), Some(rule)) => Error::InvalidKey(KeyError {
+            key: key.to_string(),
+            rule,
+        }),
+        (Some(key), None) => Error::item(key, format!("the server refused the key: {message}")),
+        (None, _) => Error::offline(format!("the server refused a key: {message}")),
+    }
+}
+
+/// The `Retry-After` header as a duration (seconds form; an HTTP date is ignored).
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// A transport failure (no HTTP answer) as an `Offline` error.
+pub(crate) fn offline(err: &reqwest::Error, what: &str) -> Error {
+    let kind = if err.is_connect() {
+        "could not connect"
+    } else if err.is_timeout() {
+        "timed out"
+    } else if err.is_decode() || err.is_body() {
+        "unreadable answer"
+    } else {
+        "request failed"
+    };
+    // reqwest's Display omits the cause (e.g. "connection refused"); add the chain.
+    let mut msg = format!("{what}: {kind}: {err}");
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    Error::offline(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use sync_core::ErrorClass;
+
+    fn map(status: u16, body: &str, key: Option<&Key>) -> Error {
+        let ctx = ErrorContext {
+            key,
+            limit: 10,
+            ..ErrorContext::default()
+        };
+        error_for_status(
+            StatusCode::from_u16(status).unwrap(),
+            body.as_bytes(),
+            None,
+            &ctx,
+        )
+    }
+
+    #[test]
+    fn every_status_has_its_class() {
+        let k = Key::new("a.txt").unwrap();
+        let body = |code: &str| format!(r#"{{"error":{{"code":"{code}","message":"m"}}}}"#);
+        assert_eq!(
+            map(401, &body("unauthorized"), None).class(),
+            ErrorClass::Auth
+        );
+        assert_eq!(map(500, "<html>", None).class(), ErrorClass::Offline);
+        assert_eq!(map(503, "", Some(&k)).class(), ErrorClass::Offline);
+        assert_eq!(
+            map(429, &body("rate_limited"), None).class(),
+            ErrorClass::Throttled
+        );
+        assert!(matches!(
+            map(404, &body("not_found"), Some(&k)),
+            Error::NotFound { .. }
+        ));
+        assert!(matches!(
+            map(410, &body("cursor_expired"), None),
+            Error::CursorExpired
+        ));
+        assert!(matches!(
+            map(400, &body("invalid_cursor"), None),
+            Error::InvalidCursor(_)
+        ));
+        assert!(matches!(
+            map(
+                413,
+                r#"{"error":{"code":"too_large","message":"m","limit":7}}"#,
+                Some(&k)
+            ),
+            Error::TooLarge { limit: 7, .. }
+        ));
+        assert!(matches!(
+            map(413, &body("too_large"), Some(&k)),
+            Error::TooLarge { limit: 10, .. }
+        ));
+        let msg = format!(
+            r#"{{"error":{{"code":"invalid_key","message":"invalid key: {}"}}}}"#,
+            KeyRule::DotSegment.describe()
+        );
+        assert!(matches!(
+            map(400, &msg, Some(&k)),
+            Error::InvalidKey(KeyError {
+                rule: KeyRule::DotSegment,
+                ..
+            })
+        ));
+        assert_eq!(
+            map(400, &body("invalid_key"), Some(&k)).class(),
+            ErrorClass::Item
+        );
+        assert_eq!(
+            map(409, &body("not_a_folder"), Some(&k)).class(),
+            ErrorClass::Item
+        );
+    }
+}

@@ -1,0 +1,143 @@
+//! The HTTP server of docs/PROTOCOL.md: [`router`] builds an axum [`Router`] over any
+//! [`ServerStore`] and [`Authenticator`], serving every route under `/sync/v1`.
+//!
+//! The router is a thin layer: it authenticates, rate-limits, decodes and validates keys and
+//! headers, limits and verifies bodies, calls the store, and maps results to statuses in one
+//! place ([`errors`]). It keeps no state of its own besides the rate limiter and must not
+//! sleep-poll: long-polls wait on [`ServerStore::wait`].
+
+mod auth;
+pub mod errors;
+pub(crate) mod keys;
+mod limits;
+mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, put};
+use axum::Router;
+use sync_core::ServerStore;
+use tower_http::compression::CompressionLayer;
+use tower_http::trace::TraceLayer;
+
+pub use auth::{Authenticator, StaticTokens};
+pub use errors::ApiError;
+
+use crate::wire::PREFIX;
+
+/// Settings of the HTTP server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The largest item content a request may carry, in bytes (the store's own limit applies
+    /// too; the smaller wins). Default [`sync_core::DEFAULT_MAX_ITEM_BYTES`] (20 MiB).
+    pub max_item_bytes: u64,
+    /// Requests per second allowed to one token on average. Default 200.
+    pub rate_limit_per_second: u32,
+    /// Requests one token may send at once before the rate applies. Default 400.
+    pub rate_limit_burst: u32,
+    /// How long a request body may take to arrive, and how long a request may take besides
+    /// its long-poll wait; over it: 408 `timeout`. Default 60 s.
+    pub request_timeout: Duration,
+    /// The longest long-poll `wait` the server honours (a longer one is shortened). Default 60 s.
+    pub max_wait: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_item_bytes: sync_core::DEFAULT_MAX_ITEM_BYTES,
+            rate_limit_per_second: 200,
+            rate_limit_burst: 400,
+            request_timeout: Duration::from_secs(60),
+            max_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What every handler shares.
+pub(crate) struct AppState<S> {
+    pub store: Arc<S>,
+    pub options: Arc<ServerOptions>,
+}
+
+impl<S> Clone for AppState<S> {
+    fn clone(&self) -> Self {
+        AppState {
+            store: self.store.clone(),
+            options: self.options.clone(),
+        }
+    }
+}
+
+/// The router serving every route of docs/PROTOCOL.md under `/sync/v1`, with gzip responses,
+/// request tracing, per-token rate limiting and the request timeout. An app can serve it
+/// alone or mount it in its own router with [`Router::nest`].
+pub fn router<S: ServerStore + 'static>(
+    store: Arc<S>,
+    auth: Arc<dyn Authenticator>,
+    options: ServerOptions,
+) -> Router {
+    let overall = options.request_timeout + options.max_wait.min(Duration::from_secs(60));
+    let auth_state = auth::AuthState {
+        auth,
+        limit: Arc::new(limits::RateLimit::new(
+            options.rate_limit_per_second,
+            options.rate_limit_burst,
+        )),
+    };
+    let state = AppState {
+        store,
+        options: Arc::new(options),
+    };
+    let p = |route: &str| format!("{PREFIX}{route}");
+    let protected = Router::new()
+        .route(&p("/changes"), get(routes::changes::<S>))
+        .route(
+            &p("/items/{*key}"),
+            get(routes::get_item::<S>)
+                .put(routes::put_item::<S>)
+                .delete(routes::delete_item::<S>)
+                .fallback(routes::method_not_allowed),
+        )
+        .route(
+            &p("/history/{*key}"),
+            get(routes::get_history::<S>)
+                .post(routes::post_history::<S>)
+                .fallback(routes::method_not_allowed),
+        )
+        .route(
+            &p("/folders/{*key}"),
+            put(routes::put_folder::<S>).fallback(routes::method_not_allowed),
+        )
+        .route(&p("/items/"), any(routes::empty_key))
+        .route(&p("/history/"), any(routes::empty_key))
+        .route(&p("/folders/"), any(routes::empty_key))
+        .route_layer(middleware::from_fn_with_state(
+            auth_state,
+            auth::require_tenant,
+        ))
+        .with_state(state);
+    Router::new()
+        .route(&p("/health"), get(routes::health))
+        .merge(protected)
+        .fallback(routes::no_such_route)
+        .layer(middleware::from_fn_with_state(overall, request_timeout))
+        .layer(CompressionLayer::new())
+        .layer(TraceLayer::new_for_http())
+}
+
+/// Middleware: a request that takes longer than `limit` in all is answered 408 `timeout`.
+async fn request_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::timeout(format!(
+            "the request took longer than {} s",
+            limit.as_secs()
+        ))
+        .into_response(),
+    }
+}

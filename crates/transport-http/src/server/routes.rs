@@ -1,0 +1,407 @@
+//! The handlers of every route of docs/PROTOCOL.md. Each one parses what it needs (key,
+//! headers, query, body), calls the store once or twice, and answers; errors go through
+//! [`super::errors`].
+//!
+//! Handlers never read the `Authorization` header (the middleware put the [`TenantId`] in the
+//! request extensions) and never hold anything across a store call but their own data.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use bytes::Bytes;
+use serde::Deserialize;
+use sync_core::{
+    ArchiveRequest, ContentHash, Cursor, DeleteRequest, Error, FolderRequest, Key, NodeId,
+    Precondition, PushOutcome, PushRequest, Revision, ServerStore, Stamp, TenantId,
+};
+
+use super::errors::{from_core, ApiError};
+use super::keys::decode_key;
+use super::limits::read_body;
+use super::AppState;
+use crate::wire::{
+    etag, parse_etag, parse_rev, WireHistory, WireItem, WirePage, WireVersion, DEFAULT_LIMIT,
+    MAX_LIMIT, MAX_WAIT_SECS, PREFIX, X_SYNC_HASH, X_SYNC_KIND, X_SYNC_SEEN, X_SYNC_STAMP,
+};
+
+/// Contents above this size are hashed on a blocking thread.
+const HASH_INLINE_BYTES: usize = 1 << 20;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// `GET /health`.
+pub(crate) async fn health() -> Response {
+    Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+/// Any path that is not a route.
+pub(crate) async fn no_such_route(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no such route: {}", uri.path()))
+}
+
+/// A route that exists with another method.
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}
+
+/// `/items/`, `/history/`, `/folders/` with no key.
+pub(crate) async fn empty_key() -> ApiError {
+    ApiError::invalid_key("invalid key \"\": a key must not be empty")
+}
+
+/// The key of a `<PREFIX>/<group>/<key>` path, from the raw (still percent-encoded) path.
+fn path_key(uri: &Uri, group: &str) -> ApiResult<Key> {
+    let path = uri.path();
+    let marker = format!("{PREFIX}/{group}/");
+    let raw = path
+        .find(&marker)
+        .map(|at| &path[at + marker.len()..])
+        .ok_or_else(|| ApiError::invalid_key(format!("no key in path {path}")))?;
+    decode_key(raw)
+}
+
+/// A header as text; non-ASCII is a malformed header.
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> ApiResult<Option<&'a str>> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::bad_request(format!("malformed {name} header")))
+        })
+        .transpose()
+}
+
+fn required_hash(headers: &HeaderMap) -> ApiResult<ContentHash> {
+    let s = header_str(headers, X_SYNC_HASH)?.ok_or_else(|| {
+        ApiError::bad_request("missing X-Sync-Hash header (the content's blake3 hash)")
+    })?;
+    s.trim()
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("malformed X-Sync-Hash header: {e}")))
+}
+
+fn stamp(headers: &HeaderMap, required: bool) -> ApiResult<Stamp> {
+    match header_str(headers, X_SYNC_STAMP)? {
+        Some(s) => s
+            .trim()
+            .parse()
+            .map_err(|e| ApiError::bad_request(format!("malformed X-Sync-Stamp header: {e}"))),
+        None if required => Err(ApiError::bad_request(
+            "missing X-Sync-Stamp header (<millis>.<counter>.<node hex>)",
+        )),
+        None => Ok(server_now()),
+    }
+}
+
+/// The server's time as a stamp, for writes that carry none (the store clamps it anyway).
+fn server_now() -> Stamp {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Stamp::at(millis, NodeId(0))
+}
+
+fn seen(headers: &HeaderMap) -> ApiResult<Revision> {
+    match header_str(headers, X_SYNC_SEEN)? {
+        None => Ok(Revision::ZERO),
+        Some(s) => parse_rev(s).ok_or_else(|| {
+            ApiError::bad_request("malformed X-Sync-Seen header: expected a revision number")
+        }),
+    }
+}
+
+fn if_match(headers: &HeaderMap) -> ApiResult<Option<Revision>> {
+    header_str(headers, header::IF_MATCH.as_str())?
+        .map(|s| {
+            parse_etag(s).ok_or_else(|| {
+                ApiError::bad_request("malformed If-Match header: expected \"<revision>\"")
+            })
+        })
+        .transpose()
+}
+
+/// Exactly one of `If-Match: "<rev>"` and `If-None-Match: *`.
+fn precondition(headers: &HeaderMap) -> ApiResult<Precondition> {
+    let matched = if_match(headers)?;
+    let none_match = header_str(headers, header::IF_NONE_MATCH.as_str())?;
+    match (matched, none_match) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "send exactly one of If-Match and If-None-Match",
+        )),
+        (Some(rev), None) => Ok(Precondition::Match(rev)),
+        (None, Some(s)) if s.trim() == "*" => Ok(Precondition::Create),
+        (None, Some(_)) => Err(ApiError::bad_request(
+            "malformed If-None-Match header: only `*` is supported",
+        )),
+        (None, None) => Err(ApiError::precondition_required(
+            "a write needs `If-Match: \"<revision>\"` (overwrite) or `If-None-Match: *` (create)",
+        )),
+    }
+}
+
+/// The smaller of the server's and the store's item limit.
+fn item_limit<S: ServerStore>(state: &AppState<S>) -> u64 {
+    state
+        .options
+        .max_item_bytes
+        .min(state.store.max_item_bytes())
+}
+
+/// Reads the body under the item limit and checks it against `expected`.
+async fn verified_body<S: ServerStore>(
+    state: &AppState<S>,
+    key: &Key,
+    headers: &HeaderMap,
+    body: Body,
+    expected: ContentHash,
+) -> ApiResult<Bytes> {
+    let limit = item_limit(state);
+    let content = read_body(headers, body, limit, state.options.request_timeout).await?;
+    let actual = if content.len() > HASH_INLINE_BYTES {
+        let c = content.clone();
+        tokio::task::spawn_blocking(move || ContentHash::of(&c))
+            .await
+            .map_err(|e| from_core(Error::storage(format!("hashing failed: {e}")), false))?
+    } else {
+        ContentHash::of(&content)
+    };
+    if actual != expected {
+        return Err(from_core(
+            Error::HashMismatch {
+                key: key.clone(),
+                expected,
+                actual,
+            },
+            false,
+        ));
+    }
+    Ok(content)
+}
+
+fn core(err: Error) -> ApiError {
+    from_core(err, false)
+}
+
+/// Query of `GET /changes`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ChangesQuery {
+    since: Option<String>,
+    limit: Option<String>,
+    wait: Option<String>,
+}
+
+/// `GET /changes?since=&limit=&wait=`.
+pub(crate) async fn changes<S: ServerStore>(
+    State(state): State<AppState<S>>,
+    Extension(tenant): Extension<TenantId>,
+    query: Result<Query<ChangesQuery>, QueryRejection>,
+) -> ApiResult<Json<WirePage>> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let since = q
+        .since
+        .as_deref()
+        .map(str::parse::<Cursor>)
+        .transpose()
+        .map_err(|e| core(Error::InvalidCursor(e)))?;
+    let limit = match q.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("limit must be a number from 1 to {MAX_LIMIT}"))
+            })?,
+    };
+    let wait = match q.wait.as_deref() {
+        None => 0,
+        Some(s) => s
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n <= MAX_WAIT_SECS)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("wait must be a number from 0 to {MAX_WAIT_SECS}"))
+            })?,
+    };
+    if wait > 0 {
+        let wait = Duration::from_secs(wait).min(state.options.max_wait);
+        state
+            .store
+            .wait(&tenant, since.as_ref(), wait)
+            .await
+            .map_err(core)?;
+    }
+    let page = state
+        .store
+        .changes(&tenant, since.as_ref(), limit)
+        .await
+        .map_err(core)?;
+    Ok(Json(WirePage::from(&page)))
+}
+
+/// Query of `GET /items/<key>`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RevQuery {
+    rev: Option<String>,
+}
+
+/// `GET /items/<key>[?rev=<n>]`.
+pub(crate) async fn get_item<S: ServerStore>(
+    State(state): State<AppState<S>>,
+    Extension(tenant): Extension<TenantId>,
+    uri: Uri,
+    query: Result<Query<RevQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let key = path_key(&uri, "items")?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let rev = q
+        .rev
+        .as_deref()
+        .map(|s| parse_rev(s).ok_or_else(|| ApiError::bad_request("rev must be a revision number")))
+        .transpose()?;
+    let fetched = state.store.fetch(&tenant, &key, rev).await.map_err(core)?;
+    let v = &fetched.version;
+    let Some(hash) = v.hash.filter(|_| !v.deleted) else {
+        // A folder (or a tombstone): there is no content to fetch.
+        return Err(core(Error::NotFound { key }));
+    };
+    let mut resp = (StatusCode::OK, fetched.content).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    let text =
+        |s: String| HeaderValue::try_from(s).map_err(|e| core(Error::storage(e.to_string())));
+    h.insert(header::ETAG, text(etag(v.rev))?);
+    h.insert(X_SYNC_HASH, text(hash.to_hex())?);
+    h.insert(X_SYNC_STAMP, text(v.stamp.to_string())?);
+    h.insert(X_SYNC_KIND, HeaderValue::from_static("file"));
+    Ok(resp)
+}
+
+/// `PUT /items/<key>`.
+pub(crate) async fn put_item<S: ServerStore>(
+    State(state): State<AppState<S>>,
+    Extension(tenant): Extension<TenantId>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let key = path_key(&uri, "items")?;
+    let precondition = precondition(&headers)?;
+    let hash = required_hash(&headers)?;
+    let stamp = stamp(&headers, true)?;
+    let seen = seen(&headers)?;
+    let content = verified_body(&state, &key, &headers, body, hash).await?;
+    let req = PushRequest {
+        key,
+        precondition,
+        content,
+        hash,
+        stamp,
+        seen,
+    };
+    match state.store.push(&tenant, req).await.map_err(core)? {
+        PushOutcome::Accepted(meta) => {
+            let status = match precondition {
+                Precondition::Create => StatusCode::CREATED,
+                Precondition::Match(_) => StatusCode::OK,
+            };
+            Ok((status, Json(WireItem::from(&meta))).into_response())
+        }
+        PushOutcome::Conflict { current } => Err(ApiError::conflict(current.as_ref())),
+    }
+}
+
+/// `DELETE /items/<key>`.
+pub(crate) async fn delete_item<S: ServerStore>(
+    State(state): State<AppState<S>>,
+    Extension(tenant): Extension<TenantId>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let key = path_key(&uri, "items")?;
+    let rev = if_match(&headers)?.ok_or_else(|| {
+        ApiError::precondition_required("a delete needs `If-Match: \"<revision>\"`")
+    })?;
+    let req = DeleteRequest {
+        key: key.clone(),
+        rev,
+        stamp: stamp(&headers, false)?,
+        seen: seen(&headers)?,
+    };
+    match state.store.delete(&tenant, req).await.map_err(core)? {
+        PushOutcome::Accepted(meta) => Ok(Json(WireItem::from(&meta)).into_response()),
+        PushOutcome::Conflict { current: None } => Err(core(Error::NotFound { key })),
+        PushOutcome::Conflict { current } => Err(ApiError::conflict(current.as_ref())),
+    }
+}
+
+/// `GET /history/<key>`.
+pub(crate) async fn get_history<S: ServerStore>(
+    State(state): State<AppState<S>>,
+    Extension(tenant): Extension<TenantId>,
+    uri: Uri,
+) -> ApiResult<Json<WireHistory>> {
+    let key = path_key(&uri, "history")?;
+    let versions = state.store.history(&tenant, &key).await.map_err(core)?;
+    Ok(Json(WireHistory {
+        versions: versions.iter().map(WireVersion::from).collect(),
+    }))
+}
+
+/// `POST /history/<key>`: archive a version without making it current.
+pub(crate) async fn post_history<S: ServerStore>(
+    State(state): State<AppState<S>>,
+    Extension(tenant): Extension<TenantId>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let key = path_key(&uri, "history")?;
+    let hash = required_hash(&headers)?;
+    let stamp = stamp(&headers, true)?;
+    let seen = seen(&headers)?;
+    let content = verified_body(&state, &key, &headers, body, hash).await?;
+    let req = ArchiveRequest {
+        key,
+        content,
+        hash,
+        stamp,
+        seen,
+    };
+    let version = state.store.archive(&tenant, req).await.map_err(core)?;
+    Ok((StatusCode::CREATED, Json(WireVersion::from(&version))).into_response())
+}
+
+/// `PUT /folders/<path>`.
+pub(crate) async fn put_folder<S: ServerStore>(
+    State(state): State<AppState<S>>,
+    Extension(tenant): Extension<TenantId>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> ApiResult<Json<WireItem>> {
+    let key = path_key(&uri, "folders")?;
+    let req = FolderRequest {
+        key,
+        stamp: stamp(&headers, false)?,
+        seen: seen(&headers)?,
+    };
+    let meta = state
+        .store
+        .ensure_folder(&tenant, req)
+        .await
+        .map_err(|e| from_core(e, true))?;
+    Ok(Json(WireItem::from(&meta)))
+}
