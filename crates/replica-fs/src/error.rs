@@ -1,4 +1,4 @@
-//! Errors of the folder replica: [`ReplicaError`] for opening a replica, and the one place where
+//! Errors of the folder replica: [`ReplicaError`] for opening a replica or its watcher, and the one place where
 //! `std::io::Error`s become [`sync_core::Error`]s at the trait boundary.
 //!
 //! Every I/O failure about one item goes through `io_to_sync`, so the mapping of SPEC §5 is
@@ -30,6 +30,17 @@ pub enum ReplicaError {
     NotADirectory {
         /// The root given.
         path: PathBuf,
+    },
+    /// The folder cannot be watched for changes ([`crate::watch::FolderWatcher`]).
+    #[error(
+        "cannot watch the sync folder {path:?} for changes: {source}. Check that it exists; on Linux a large tree may need a higher fs.inotify.max_user_watches"
+    )]
+    Watch {
+        /// The root given.
+        path: PathBuf,
+        /// What the watch back end said.
+        #[source]
+        source: notify::Error,
     },
 }
 

@@ -14,7 +14,8 @@
 //!
 //! Layout: [`scan`] (walk and hash), [`ignore_rules`] (what is skipped),
 //! `apply` (write, create folder, remove, read), `backup` (local backups), `in_flight`
-//! (temporary files being written, stale ones removed), [`error`]. This file
+//! (temporary files being written, stale ones removed), [`watch`] (the debounced folder
+//! watcher for the engine's watch loop), [`error`]. This file
 //! only opens the replica and moves each call onto a blocking thread; it does no I/O on an async
 //! thread.
 //!
@@ -34,6 +35,7 @@ pub mod error;
 pub mod ignore_rules;
 mod in_flight;
 pub mod scan;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -46,6 +48,7 @@ use sync_core::{Backup, Expected, Key, KnownItem, LocalItem, Replica, Result, Sc
 pub use backup::BACKUPS_DIR;
 pub use error::ReplicaError;
 pub use ignore_rules::{IgnoreRules, IGNORE_FILE, STATE_DIR, TEMP_PREFIX};
+pub use watch::FolderWatcher;
 
 /// A folder on disk as a sync replica. Cheap to clone (the clones share the root, the ignore
 /// rules of the last scan and the set of writes in flight).
