@@ -22,7 +22,7 @@ pub struct ApiError {
     /// A message for a person.
     pub message: String,
     /// On a 412: the current item (`None` inside when the key is absent).
-    pub(crate) current: Option<Option<WireItem>>,
+    pub(crate) current: Option<Box<Option<WireItem>>>,
     /// On a 429: seconds to wait.
     pub(crate) retry_after: Option<u64>,
     /// On a 413: the limit in bytes.
@@ -99,7 +99,7 @@ impl ApiError {
             None => "the precondition failed; the item does not exist".to_owned(),
         };
         ApiError {
-            current: Some(current),
+            current: Some(Box::new(current)),
             ..ApiError::new(StatusCode::PRECONDITION_FAILED, "conflict", message)
         }
     }
@@ -171,7 +171,7 @@ impl IntoResponse for ApiError {
                 message: self.message,
                 limit: self.limit,
             },
-            current: self.current,
+            current: self.current.map(|c| *c),
         };
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
