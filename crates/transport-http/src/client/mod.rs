@@ -2,8 +2,8 @@
 //! reqwest client (rustls, gzip, HTTP/1.1 keep-alive), and the [`TokenProvider`] hook through
 //! which an app supplies (and refreshes) its bearer token.
 //!
-//! Every request goes through [`retry::send`]; every failure becomes a [`sync_core::Error`] of
-//! its SPEC §5 class through [`errors`]. Content that comes back is read under a size cap and
+//! Every request goes through `retry::send`; every failure becomes a [`sync_core::Error`] of
+//! its SPEC §5 class through `errors`. Content that comes back is read under a size cap and
 //! checked against its `X-Sync-Hash` before anyone sees it. No sync logic lives here.
 
 mod encode;

@@ -55,7 +55,7 @@ pub(crate) async fn read_body(
     limit: u64,
     timeout: Duration,
 ) -> Result<Bytes, ApiError> {
-    let too_large = |size: String| {
+    let too_large = |size: &str| {
         ApiError::too_large(
             format!("the content is {size} bytes, over the server's limit of {limit} bytes"),
             limit,
@@ -68,7 +68,7 @@ pub(crate) async fn read_body(
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| ApiError::bad_request("malformed Content-Length"))?;
         if len > limit {
-            return Err(too_large(len.to_string()));
+            return Err(too_large(&len.to_string()));
         }
     }
     let cap = usize::try_from(limit).unwrap_or(usize::MAX);
@@ -80,7 +80,7 @@ pub(crate) async fn read_body(
         ))),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(too_large("more than".to_owned() + &format!(" {limit}")))
+            Err(too_large(&format!("more than {limit}")))
         }
         Ok(Err(e)) => Err(ApiError::bad_request(format!(
             "could not read the request body: {e}"
