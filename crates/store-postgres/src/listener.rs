@@ -209,7 +209,7 @@ mod tests {
     async fn notify_wakes_only_that_tenant_and_notify_all_wakes_everyone() {
         let w = Watchers::default();
         let mut a = w.subscribe("a");
-        let mut b = w.subscribe("b");
+        let b = w.subscribe("b");
         w.notify("a");
         assert!(a.has_changed().unwrap());
         assert!(!b.has_changed().unwrap());

@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+use std::io::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -22,10 +23,13 @@ pub fn server_url(test: &str) -> Option<String> {
              Start PostgreSQL first: eval \"$(bash .ci/postgres.sh)\""
         ),
         _ => {
-            eprintln!(
+            // Straight to the process's stderr, past the test harness's output capture, so
+            // the skip shows in a plain `cargo test` run.
+            let _ = writeln!(
+                std::io::stderr(),
                 "\n************************************************************\n\
                  SKIPPED {test}: set {URL_VAR} (see .ci/postgres.sh)\n\
-                 ************************************************************\n"
+                 ************************************************************"
             );
             None
         }

@@ -1,0 +1,457 @@
+//! `PgServerStore` against a real PostgreSQL (`SYNC_TEST_POSTGRES_URL`, see `.ci/postgres.sh`):
+//! concurrent writers get distinct gap-free revisions (one store, and two stores on one
+//! database), a write through one store wakes a long-poll on another, a restart keeps the epoch
+//! and items, stores connecting at once migrate safely, a killed listener connection comes
+//! back, and connection errors say what to do without showing the password.
+//!
+//! Test code: it may panic and unwrap.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use store_postgres::{PgServerStore, PgStoreError};
+use sync_core::{
+    ContentHash, Error, ErrorClass, Key, NodeId, Precondition, PushOutcome, PushRequest, Revision,
+    ServerConfig, ServerStore, Stamp, TenantId,
+};
+
+fn push_req(key: &str, content: &[u8], precondition: Precondition) -> PushRequest {
+    PushRequest {
+        key: Key::new(key).unwrap(),
+        precondition,
+        content: Bytes::copy_from_slice(content),
+        hash: ContentHash::of(content),
+        stamp: Stamp::at(1_000_000, NodeId(7)),
+        seen: Revision::ZERO,
+    }
+}
+
+fn accepted(outcome: PushOutcome) -> sync_core::ItemMeta {
+    match outcome {
+        PushOutcome::Accepted(m) => m,
+        other => panic!("expected Accepted, got {other:?}"),
+    }
+}
+
+async fn connect(url: &str) -> PgServerStore {
+    PgServerStore::connect(url, ServerConfig::default())
+        .await
+        .unwrap()
+}
+
+/// Pushes `keys` concurrently, each from its own task, round-robin over `stores`; returns
+/// every accepted revision, sorted.
+async fn push_concurrently(stores: &[PgServerStore], tenant: &TenantId, keys: usize) -> Vec<u64> {
+    let mut tasks = Vec::new();
+    for i in 0..keys {
+        let store = stores[i % stores.len()].clone();
+        let tenant = tenant.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = format!("writer {i}");
+            let outcome = store
+                .push(
+                    &tenant,
+                    push_req(&format!("k{i:02}"), body.as_bytes(), Precondition::Create),
+                )
+                .await
+                .unwrap();
+            accepted(outcome).rev.0
+        }));
+    }
+    let mut revs = Vec::new();
+    for t in tasks {
+        revs.push(t.await.unwrap());
+    }
+    revs.sort_unstable();
+    revs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_writers_get_fifty_distinct_gap_free_revisions() {
+    let Some(server) = common::server_url("fifty_concurrent_writers") else {
+        return;
+    };
+    let schemas = common::Schemas::new(&server);
+    let expected: Vec<u64> = (1..=50).collect();
+
+    // Fifty tasks through one store.
+    let (_, url) = schemas.fresh().await;
+    let store = connect(&url).await;
+    let tenant = TenantId::new("busy");
+    let started = Instant::now();
+    let revs = push_concurrently(std::slice::from_ref(&store), &tenant, 50).await;
+    eprintln!(
+        "50 concurrent pushes through one store: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(revs, expected, "one store");
+    let page = store.changes(&tenant, None, 100).await.unwrap();
+    let feed: Vec<u64> = page.changes.iter().map(|m| m.rev.0).collect();
+    assert_eq!(feed, expected, "the feed lists every revision in order");
+    assert_eq!(page.cursor.rev(), Revision(50));
+
+    // Twenty-five each through two stores (two pools, two listeners) on one database.
+    let (_, url) = schemas.fresh().await;
+    let (a, b) = (connect(&url).await, connect(&url).await);
+    assert_eq!(a.epoch().await.unwrap(), b.epoch().await.unwrap());
+    let started = Instant::now();
+    let revs = push_concurrently(&[a.clone(), b.clone()], &tenant, 50).await;
+    eprintln!(
+        "50 concurrent pushes through two stores: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(revs, expected, "two stores");
+    let page = b.changes(&tenant, None, 100).await.unwrap();
+    assert_eq!(page.changes.len(), 50);
+    assert_eq!(page.cursor.rev(), Revision(50));
+
+    // Concurrent overwrites of one key with the same base: exactly one wins.
+    let base = accepted(
+        a.push(&tenant, push_req("hot", b"0", Precondition::Create))
+            .await
+            .unwrap(),
+    );
+    let mut tasks = Vec::new();
+    for i in 0..10u8 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let tenant = tenant.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .push(
+                    &tenant,
+                    push_req("hot", &[b'a' + i], Precondition::Match(base.rev)),
+                )
+                .await
+                .unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        if let PushOutcome::Accepted(m) = t.await.unwrap() {
+            assert_eq!(m.rev, Revision(base.rev.0 + 1));
+            wins += 1;
+        }
+    }
+    assert_eq!(
+        wins, 1,
+        "exactly one of ten writers with the same base wins"
+    );
+    drop((store, a, b));
+    schemas.drop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_through_one_store_wakes_a_wait_on_another() {
+    let Some(server) = common::server_url("a_write_through_one_store_wakes_a_wait_on_another")
+    else {
+        return;
+    };
+    let schemas = common::Schemas::new(&server);
+    let (_, url) = schemas.fresh().await;
+    let (writer, waiter) = (connect(&url).await, connect(&url).await);
+    let tenant = TenantId::new("alice");
+    let head = waiter.changes(&tenant, None, 10).await.unwrap().cursor;
+
+    let mut worst = Duration::ZERO;
+    let mut cursor = head;
+    for round in 0..5 {
+        let w = waiter.clone();
+        let t = tenant.clone();
+        let since = cursor;
+        let wait = tokio::spawn(async move {
+            let r = w.wait(&t, Some(&since), Duration::from_secs(10)).await;
+            (r, Instant::now())
+        });
+        // Let the waiter check the feed and go to sleep on its channel.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !wait.is_finished(),
+            "round {round}: wait returned before any write"
+        );
+        let pushed = Instant::now();
+        writer
+            .push(
+                &tenant,
+                push_req(&format!("r{round}"), b"x", Precondition::Create),
+            )
+            .await
+            .unwrap();
+        let (woken, at) = wait.await.unwrap();
+        assert!(woken.unwrap(), "round {round}: the wait saw the write");
+        let latency = at.duration_since(pushed);
+        worst = worst.max(latency);
+        assert!(
+            latency < Duration::from_secs(2),
+            "round {round}: woken after {latency:?}"
+        );
+        cursor = waiter
+            .changes(&tenant, Some(&cursor), 10)
+            .await
+            .unwrap()
+            .cursor;
+    }
+    eprintln!("cross-store wake-up, worst of 5 (push start to wait return): {worst:?}");
+
+    // Another tenant's write does not end the wait.
+    let w = waiter.clone();
+    let t = tenant.clone();
+    let since = cursor;
+    let wait =
+        tokio::spawn(async move { w.wait(&t, Some(&since), Duration::from_millis(800)).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    writer
+        .push(
+            &TenantId::new("bob"),
+            push_req("b", b"b", Precondition::Create),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !wait.await.unwrap().unwrap(),
+        "bob's write woke alice's wait"
+    );
+    drop((writer, waiter));
+    schemas.drop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_listener_connection_reconnects_and_wakes_again() {
+    let Some(server) = common::server_url("a_killed_listener_connection_reconnects") else {
+        return;
+    };
+    let schemas = common::Schemas::new(&server);
+    let (name, url) = schemas.fresh().await;
+    let (writer, waiter) = (connect(&url).await, connect(&url).await);
+    let tenant = TenantId::new("alice");
+    let head = waiter.changes(&tenant, None, 10).await.unwrap().cursor;
+
+    let admin = common::admin(&server).await;
+    let killed = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&format!("{name} (listener)")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        killed.len(),
+        2,
+        "both stores' listener connections were found"
+    );
+
+    // Wait for both listeners to be back (they reconnect after 100 ms).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                &[&format!("{name} (listener)")],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "listeners did not come back: {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let w = waiter.clone();
+    let t = tenant.clone();
+    let wait = tokio::spawn(async move { w.wait(&t, Some(&head), Duration::from_secs(10)).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!wait.is_finished());
+    let pushed = Instant::now();
+    writer
+        .push(
+            &tenant,
+            push_req("after-reconnect", b"x", Precondition::Create),
+        )
+        .await
+        .unwrap();
+    assert!(wait.await.unwrap().unwrap());
+    let latency = pushed.elapsed();
+    assert!(latency < Duration::from_secs(2), "woken after {latency:?}");
+    drop((writer, waiter));
+    schemas.drop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_the_epoch_the_items_and_the_counter() {
+    let Some(server) = common::server_url("a_restart_keeps_the_epoch") else {
+        return;
+    };
+    let schemas = common::Schemas::new(&server);
+    let (_, url) = schemas.fresh().await;
+    let tenant = TenantId::new("alice");
+    let store = connect(&url).await;
+    let epoch = store.epoch().await.unwrap();
+    let m = accepted(
+        store
+            .push(
+                &tenant,
+                push_req("a/b.txt", b"before", Precondition::Create),
+            )
+            .await
+            .unwrap(),
+    );
+    let cursor = store.changes(&tenant, None, 10).await.unwrap().cursor;
+    drop(store);
+
+    let store = connect(&url).await;
+    assert_eq!(store.epoch().await.unwrap(), epoch, "epoch after a restart");
+    let fetched = store
+        .fetch(&tenant, &Key::new("a/b.txt").unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(fetched.content, Bytes::from_static(b"before"));
+    let page = store.changes(&tenant, Some(&cursor), 10).await.unwrap();
+    assert!(page.changes.is_empty(), "an old cursor still works");
+    let next = accepted(
+        store
+            .push(
+                &tenant,
+                push_req("a/b.txt", b"after", Precondition::Match(m.rev)),
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(next.rev, Revision(m.rev.0 + 1), "the counter continues");
+    drop(store);
+    schemas.drop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stores_connecting_at_once_migrate_once_and_share_one_epoch() {
+    let Some(server) = common::server_url("stores_connecting_at_once_migrate") else {
+        return;
+    };
+    let schemas = common::Schemas::new(&server);
+    let (name, url) = schemas.fresh().await;
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { PgServerStore::connect(&url, ServerConfig::default()).await })
+        })
+        .collect();
+    let mut epochs = Vec::new();
+    let mut stores = Vec::new();
+    for t in tasks {
+        let store = t.await.unwrap().unwrap();
+        epochs.push(store.epoch().await.unwrap());
+        stores.push(store);
+    }
+    assert!(epochs.iter().all(|e| *e == epochs[0]), "{epochs:?}");
+    let admin = common::admin(&server).await;
+    let versions: Vec<i32> = admin
+        .query(
+            &format!("SELECT version FROM {name}.schema_migrations ORDER BY version"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, vec![1], "each migration recorded once");
+
+    // A database migrated by a newer version is refused, untouched.
+    admin
+        .batch_execute(&format!(
+            "INSERT INTO {name}.schema_migrations (version) VALUES (99)"
+        ))
+        .await
+        .unwrap();
+    let err = PgServerStore::connect(&url, ServerConfig::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, PgStoreError::NewerSchema { found: 99, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("Upgrade"), "{err}");
+    drop(stores);
+    schemas.drop_all().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_storage_error_that_hides_the_password() {
+    // Runs without a test server: port 1 on loopback refuses connections.
+    let url = "postgres://someone:hunter2secret@127.0.0.1:1/nothing?connect_timeout=5";
+    let err = PgServerStore::connect(url, ServerConfig::default())
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, PgStoreError::Connect { .. }), "{msg}");
+    assert!(
+        msg.contains("postgres://someone@127.0.0.1:1/nothing"),
+        "{msg}"
+    );
+    assert!(msg.contains("Is it running"), "{msg}");
+    assert!(!msg.contains("hunter2secret"), "{msg}");
+    let core: Error = err.into();
+    assert_eq!(core.class(), ErrorClass::Storage);
+    assert!(!core.to_string().contains("hunter2secret"));
+
+    let err = PgServerStore::connect("postgres://u:hunter2secret@[bad", ServerConfig::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PgStoreError::InvalidUrl { .. }), "{err}");
+    assert!(!err.to_string().contains("hunter2secret"), "{err}");
+
+    let err = PgServerStore::connect(
+        "postgres://u:hunter2secret@127.0.0.1:1/db?sslmode=require",
+        ServerConfig::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("TLS"), "{err}");
+    assert!(!err.to_string().contains("hunter2secret"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_are_stored_once_and_large_content_round_trips() {
+    let Some(server) = common::server_url("blobs_are_stored_once") else {
+        return;
+    };
+    let schemas = common::Schemas::new(&server);
+    let (name, url) = schemas.fresh().await;
+    let store = Arc::new(connect(&url).await);
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    for (tenant, key) in [("t1", "one.bin"), ("t1", "two.bin"), ("t2", "three.bin")] {
+        accepted(
+            store
+                .push(
+                    &TenantId::new(tenant),
+                    push_req(key, &big, Precondition::Create),
+                )
+                .await
+                .unwrap(),
+        );
+    }
+    let got = store
+        .fetch(&TenantId::new("t2"), &Key::new("three.bin").unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(got.content.len(), big.len());
+    assert!(got.content == big[..]);
+    let admin = common::admin(&server).await;
+    let n: i64 = admin
+        .query_one(&format!("SELECT count(*) FROM {name}.blobs"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "one blob for three items with the same content");
+    drop(store);
+    schemas.drop_all().await;
+}
