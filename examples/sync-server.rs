@@ -1,0 +1,122 @@
+//! `sync-server`: the HTTP sync server on SQLite (SPEC §6, §7).
+//!
+//! ```text
+//! sync-server --listen 127.0.0.1:8080 --db server.db --token TENANT:TOKEN [--token ...]
+//!             [--max-item-bytes N]
+//! ```
+//!
+//! Prints `listening on http://ADDR` once ready. SIGINT/SIGTERM stop it cleanly: the listener
+//! closes, in-flight requests finish, then the database is closed consistent.
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use store_sqlite::SqliteServerStore;
+use sync_core::{ServerConfig, DEFAULT_MAX_ITEM_BYTES};
+use transport_http::server::{router, ServerOptions, StaticTokens};
+
+#[derive(Parser, Debug)]
+#[command(name = "sync-server", about = "The sync server on SQLite")]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The SQLite database (created if missing; large blobs go to DB.blobs/ beside it).
+    #[arg(long)]
+    db: PathBuf,
+    /// A tenant and its bearer token, as TENANT:TOKEN. Repeat for more.
+    #[arg(long = "token", value_name = "TENANT:TOKEN", required = true)]
+    tokens: Vec<String>,
+    /// The largest item accepted, in bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_ITEM_BYTES)]
+    max_item_bytes: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let mut pairs = Vec::new();
+    for t in &args.tokens {
+        let (tenant, token) = t
+            .split_once(':')
+            .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+            .with_context(|| format!("--token {t:?}: expected TENANT:TOKEN"))?;
+        pairs.push((tenant.to_owned(), token.to_owned()));
+    }
+    let store = SqliteServerStore::open(
+        &args.db,
+        ServerConfig {
+            max_item_bytes: args.max_item_bytes,
+            ..ServerConfig::default()
+        },
+    )
+    .await
+    .with_context(|| format!("cannot open the database {}", args.db.display()))?;
+    let app = router(
+        Arc::new(store),
+        Arc::new(StaticTokens::new(pairs)),
+        ServerOptions {
+            max_item_bytes: args.max_item_bytes,
+            ..ServerOptions::default()
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    println!("listening on http://{addr}");
+    // On SIGINT/SIGTERM: stop accepting, let in-flight requests finish, but do not let an open
+    // long-poll (up to 60 s) hold the exit: after the grace period the rest are cut. Every write
+    // is one database transaction, so cutting a request never leaves the database half-written.
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = stopping_tx.send(());
+    });
+    tokio::select! {
+        served = serve.into_future() => served.context("the server failed")?,
+        _ = async {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => eprintln!("requests still open after {SHUTDOWN_GRACE:?} (long-polls) were cut"),
+    }
+    eprintln!("stopped cleanly");
+    Ok(())
+}
+
+/// How long in-flight requests may take to finish after a stop signal.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
