@@ -65,7 +65,9 @@ fn base(key_: &str, rev: u64, detached: bool) -> BaseEntry {
             mtime_ns: 1_600_000_000_000_000_000 + i128::from(rev) * 1_000_000 + 123,
             inode: rev * 7 + 1,
         }),
-        local_key: rev.is_multiple_of(3).then(|| key(&format!("elsewhere/{key_}"))),
+        local_key: rev
+            .is_multiple_of(3)
+            .then(|| key(&format!("elsewhere/{key_}"))),
         detached,
     }
 }
