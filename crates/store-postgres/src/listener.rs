@@ -5,8 +5,8 @@
 //! inside its transaction, so PostgreSQL delivers it on commit (and drops it on rollback) to
 //! every listening connection: every [`crate::PgServerStore`] in every server process on the
 //! database. Each store keeps exactly one dedicated listener connection (outside the pool). A
-//! driver task polls that connection ([`tokio_postgres::Connection::poll_message`]) and bumps the
-//! [`Watchers`] channel of the tenant named in each notification; `wait` sleeps on that channel
+//! driver task polls that connection ([`tokio_postgres::Connection::poll_message`]) and bumps
+//! the `watch` channel of the tenant named in each notification; `wait` sleeps on that channel
 //! and re-checks the feed when it moves. Nothing polls the database on a timer for changes.
 //!
 //! Failure handling, done by a supervisor task:
@@ -16,10 +16,10 @@
 //!   (100 ms doubling to 10 s) and, once `LISTEN` runs again, wakes every waiter once more:
 //!   notifications sent while nobody listened are lost, so waiters re-check instead;
 //! - a silently dead connection (no FIN, e.g. a dropped NAT entry) is found by a liveness query
-//!   (`SELECT 1`, every [`HEARTBEAT`], [`HEARTBEAT_TIMEOUT`] to answer) on the listener
-//!   connection itself. That is a health check of one idle connection, not polling of the feed.
+//!   (`SELECT 1` every 30 s, 10 s to answer) on the listener connection itself. That is a
+//!   health check of one idle connection, not polling of the feed.
 //!
-//! The tasks stop when the store is dropped ([`AbortOnDrop`]).
+//! The tasks stop when the store is dropped.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

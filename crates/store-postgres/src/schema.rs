@@ -1,7 +1,7 @@
 //! The database schema: forward-only migrations applied at [`crate::PgServerStore::connect`],
 //! the store's epoch, and the conversions between sync-core values and SQL columns.
 //!
-//! Migrations are SQL steps in [`MIGRATIONS`], numbered from 1. `migrate` applies the missing
+//! Migrations are SQL steps in `MIGRATIONS`, numbered from 1. `migrate` applies the missing
 //! ones in one transaction under a transaction-scoped advisory lock (one per schema), so two
 //! servers starting at once never race: the second waits, then finds them applied. Applied
 //! versions are recorded in `schema_migrations`; a database migrated by a newer version of this
@@ -92,8 +92,9 @@ pub(crate) const LATEST: i32 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 const MIGRATION_LOCK: i32 = 0x5359_4e43;
 
 /// Applies every missing migration and reads (making it on first use) the store's epoch, in
-/// one transaction under the migration lock.
-pub(crate) async fn migrate(client: &mut Client) -> Result<Epoch, PgStoreError> {
+/// one transaction under the migration lock. With `new_epoch`, the stored epoch is replaced by
+/// a new random one first (a database restored from a backup).
+pub(crate) async fn migrate(client: &mut Client, new_epoch: bool) -> Result<Epoch, PgStoreError> {
     let tx = client.transaction().await?;
     tx.execute(
         "SELECT pg_advisory_xact_lock($1, hashtext(coalesce(current_schema(), '')))",
@@ -136,6 +137,10 @@ pub(crate) async fn migrate(client: &mut Client) -> Result<Epoch, PgStoreError> 
         )
         .await
         .map_err(fail)?;
+    }
+    if new_epoch {
+        tx.execute("DELETE FROM meta WHERE name = 'epoch'", &[])
+            .await?;
     }
     tx.execute(
         "INSERT INTO meta (name, value) VALUES ('epoch', $1) ON CONFLICT (name) DO NOTHING",

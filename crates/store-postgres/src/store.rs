@@ -17,9 +17,9 @@
 //!
 //! Because the tenant lock is held until commit, revisions become visible in the order they
 //! were issued: a reader never sees revision n+1 without n, so a feed cursor never skips a
-//! change. A rolled-back write gives its revisions back (the counter update rolls back too):
-//! committed revisions are gap-free except for archives, which take a revision outside the
-//! feed. Content hash and size are checked before the transaction starts. A transaction that
+//! change. A rolled-back write gives its revisions back (the counter update rolls back too),
+//! so committed revisions have no gaps except where the Lamport rule jumps to a client's
+//! `seen`, and archives, which take a revision outside the feed. Content hash and size are checked before the transaction starts. A transaction that
 //! PostgreSQL aborts as a deadlock or serialization failure is run again (up to
 //! [`MAX_ATTEMPTS`] times).
 //!
@@ -142,6 +142,28 @@ impl PgServerStore {
         config: ServerConfig,
         options: PgOptions,
     ) -> Result<PgServerStore, PgStoreError> {
+        Self::start(url, config, options, false).await
+    }
+
+    /// Connects to a database restored from a backup: like [`connect`](Self::connect), but
+    /// first gives the store a new random epoch, so every client's cursor expires and clients
+    /// catch up by comparing hashes (SPEC §2) instead of trusting feed positions the restored
+    /// copy may never have reached. Use it once, on the first start after the restore (with
+    /// the other servers stopped); later starts use [`connect`](Self::connect).
+    pub async fn connect_restored(
+        url: &str,
+        config: ServerConfig,
+        options: PgOptions,
+    ) -> Result<PgServerStore, PgStoreError> {
+        Self::start(url, config, options, true).await
+    }
+
+    async fn start(
+        url: &str,
+        config: ServerConfig,
+        options: PgOptions,
+        new_epoch: bool,
+    ) -> Result<PgServerStore, PgStoreError> {
         let mut pg: tokio_postgres::Config =
             url.parse()
                 .map_err(|e: tokio_postgres::Error| PgStoreError::InvalidUrl {
@@ -187,7 +209,7 @@ impl PgServerStore {
                 detail: e.to_string(),
             })?;
         let mut client = get_client(&pool, &target).await?;
-        let epoch = migrate(&mut client).await?;
+        let epoch = migrate(&mut client, new_epoch).await?;
         drop(client);
 
         let watchers = Arc::new(Watchers::default());

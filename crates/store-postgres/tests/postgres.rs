@@ -328,6 +328,29 @@ async fn a_restart_keeps_the_epoch_the_items_and_the_counter() {
     );
     assert_eq!(next.rev, Revision(m.rev.0 + 1), "the counter continues");
     drop(store);
+
+    // After a restore from backup: a new epoch, old cursors expire, items and counter stay.
+    let store = PgServerStore::connect_restored(&url, ServerConfig::default(), Default::default())
+        .await
+        .unwrap();
+    assert_ne!(
+        store.epoch().await.unwrap(),
+        epoch,
+        "a restored store has a new epoch"
+    );
+    assert_eq!(
+        store.changes(&tenant, Some(&cursor), 10).await,
+        Err(Error::CursorExpired)
+    );
+    let page = store.changes(&tenant, None, 10).await.unwrap();
+    assert_eq!(page.changes.last().unwrap().rev, next.rev);
+    let restored_epoch = store.epoch().await.unwrap();
+    drop(store);
+    assert_eq!(
+        connect(&url).await.epoch().await.unwrap(),
+        restored_epoch,
+        "kept by later starts"
+    );
     schemas.drop_all().await;
 }
 
