@@ -3,7 +3,11 @@
 //! ```text
 //! sync-server --listen 127.0.0.1:8080 --db server.db --token TENANT:TOKEN [--token ...]
 //!             [--max-item-bytes N]
+//! sync-server --listen 127.0.0.1:8081 --postgres postgres://USER:PASS@HOST:PORT/DB --token ...
 //! ```
+//!
+//! With `--postgres` the server is stateless: several of them can serve one database behind one
+//! address, and a write on any of them wakes long-polls on all (PostgreSQL LISTEN/NOTIFY).
 //!
 //! Prints `listening on http://ADDR` once ready. SIGINT/SIGTERM stop it cleanly: the listener
 //! closes, in-flight requests finish, then the database is closed consistent.
@@ -15,6 +19,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use store_postgres::PgServerStore;
 use store_sqlite::SqliteServerStore;
 use sync_core::{ServerConfig, DEFAULT_MAX_ITEM_BYTES};
 use transport_http::server::{router, ServerOptions, StaticTokens};
@@ -26,8 +31,15 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// The SQLite database (created if missing; large blobs go to DB.blobs/ beside it).
-    #[arg(long)]
-    db: PathBuf,
+    #[arg(
+        long,
+        required_unless_present = "postgres",
+        conflicts_with = "postgres"
+    )]
+    db: Option<PathBuf>,
+    /// A PostgreSQL database URL to use instead of --db (several servers may share it).
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
     /// A tenant and its bearer token, as TENANT:TOKEN. Repeat for more.
     #[arg(long = "token", value_name = "TENANT:TOKEN", required = true)]
     tokens: Vec<String>,
@@ -51,23 +63,30 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("--token {t:?}: expected TENANT:TOKEN"))?;
         pairs.push((tenant.to_owned(), token.to_owned()));
     }
-    let store = SqliteServerStore::open(
-        &args.db,
-        ServerConfig {
-            max_item_bytes: args.max_item_bytes,
-            ..ServerConfig::default()
-        },
-    )
-    .await
-    .with_context(|| format!("cannot open the database {}", args.db.display()))?;
-    let app = router(
-        Arc::new(store),
-        Arc::new(StaticTokens::new(pairs)),
-        ServerOptions {
-            max_item_bytes: args.max_item_bytes,
-            ..ServerOptions::default()
-        },
-    );
+    let config = ServerConfig {
+        max_item_bytes: args.max_item_bytes,
+        ..ServerConfig::default()
+    };
+    let auth = Arc::new(StaticTokens::new(pairs));
+    let options = ServerOptions {
+        max_item_bytes: args.max_item_bytes,
+        ..ServerOptions::default()
+    };
+    let app = match (&args.db, &args.postgres) {
+        (_, Some(url)) => {
+            let store = PgServerStore::connect(url, config)
+                .await
+                .context("cannot use the PostgreSQL database")?;
+            router(Arc::new(store), auth, options)
+        }
+        (Some(db), None) => {
+            let store = SqliteServerStore::open(db, config)
+                .await
+                .with_context(|| format!("cannot open the database {}", db.display()))?;
+            router(Arc::new(store), auth, options)
+        }
+        (None, None) => anyhow::bail!("give --db FILE or --postgres URL"),
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

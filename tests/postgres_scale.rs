@@ -1,0 +1,203 @@
+//! Scale-out (issue 8): two `sync-server` processes on one PostgreSQL database, device A on the
+//! first and device B on the second.
+//!
+//! Needs `SYNC_TEST_POSTGRES_URL` (start one with `eval "$(bash .ci/postgres.sh)"`). Without it
+//! the tests say SKIPPED loudly, except under CI (`CI` set), where a missing database fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{files, program, sync_once, write};
+use sync_core::{
+    ContentHash, Key, Precondition, PushOutcome, PushRequest, Revision, Stamp, Transport,
+};
+use transport_http::HttpTransport;
+
+const URL_VAR: &str = "SYNC_TEST_POSTGRES_URL";
+
+fn database_url(test: &str) -> Option<String> {
+    match std::env::var(URL_VAR) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "{test}: {URL_VAR} is not set, but CI is: the PostgreSQL tests must not be skipped in CI. \
+             Start PostgreSQL first: eval \"$(bash .ci/postgres.sh)\""
+        ),
+        _ => {
+            eprintln!("SKIPPED {test}: set {URL_VAR} (see .ci/postgres.sh)");
+            None
+        }
+    }
+}
+
+/// A fresh, empty schema on the test database; returns a URL that uses it.
+fn fresh_schema(url: &str) -> String {
+    let name = format!(
+        "scale_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .await
+            .unwrap();
+    });
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20search_path%3D{name}")
+}
+
+/// A `sync-server --postgres` process, killed when dropped.
+struct PgServer {
+    child: Child,
+    url: String,
+}
+
+impl PgServer {
+    fn start(database: &str) -> PgServer {
+        let mut child = Command::new(program("sync-server"))
+            .args(["--listen", "127.0.0.1:0", "--postgres", database])
+            .args(["--token", "alice:alice-token"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        PgServer { child, url }
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn two_servers_on_one_database_converge_order_revisions_and_wake_each_other() {
+    let Some(base) = database_url("two_servers_on_one_database") else {
+        return;
+    };
+    let database = fresh_schema(&base);
+    let (s1, s2) = (PgServer::start(&database), PgServer::start(&database));
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+
+    // Convergence: A on the first server, B on the second.
+    for i in 0..30 {
+        write(
+            &a.join(format!("docs/{i}.txt")),
+            format!("from A {i}").as_bytes(),
+        );
+    }
+    let (code, report) = sync_once(&a, &s1.url, "alice-token");
+    assert_eq!(code, 0, "{report}");
+    let (code, report) = sync_once(&b, &s2.url, "alice-token");
+    assert_eq!(
+        (code, report["downloaded"].as_u64()),
+        (0, Some(31)),
+        "{report}"
+    );
+    write(&b.join("docs/0.txt"), b"edited on B");
+    assert_eq!(sync_once(&b, &s2.url, "alice-token").0, 0);
+    assert_eq!(sync_once(&a, &s1.url, "alice-token").0, 0);
+    assert_eq!(files(&a), files(&b));
+
+    let rt = runtime();
+    rt.block_on(async {
+        let t1 = HttpTransport::new(&s1.url, "alice-token".to_owned()).unwrap();
+        let t2 = HttpTransport::new(&s2.url, "alice-token".to_owned()).unwrap();
+
+        // §2 order: writes through both servers take distinct revisions, and each server's
+        // feed lists them in strictly increasing revision order.
+        let mut revs = Vec::new();
+        for i in 0..20 {
+            let t = if i % 2 == 0 { &t1 } else { &t2 };
+            let content = format!("interleaved {i}");
+            let out = t
+                .push(PushRequest {
+                    key: Key::new(format!("order/{i}.txt")).unwrap(),
+                    precondition: Precondition::Create,
+                    hash: ContentHash::of(content.as_bytes()),
+                    content: content.into_bytes().into(),
+                    stamp: Stamp::at(1, sync_core::NodeId(7)),
+                    seen: Revision::ZERO,
+                })
+                .await
+                .unwrap();
+            let PushOutcome::Accepted(meta) = out else {
+                panic!("{out:?}")
+            };
+            revs.push(meta.rev);
+        }
+        assert!(revs.windows(2).all(|w| w[0] < w[1]), "{revs:?}");
+        for t in [&t1, &t2] {
+            let page = t.changes(None, 10_000).await.unwrap();
+            let feed: Vec<Revision> = page.changes.iter().map(|c| c.rev).collect();
+            assert!(feed.windows(2).all(|w| w[0] < w[1]), "{feed:?}");
+            assert_eq!(page.cursor.rev(), *revs.last().unwrap());
+        }
+
+        // A write on the first server wakes a long-poll on the second within 2 s.
+        let cursor = t2.changes(None, 10_000).await.unwrap().cursor;
+        let waiter = tokio::spawn(async move {
+            let start = Instant::now();
+            let woke = t2
+                .wait(Some(&cursor), Duration::from_secs(20))
+                .await
+                .unwrap();
+            (woke, start.elapsed())
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let pushed = Instant::now();
+        t1.push(PushRequest {
+            key: Key::new("wake.txt").unwrap(),
+            precondition: Precondition::Create,
+            hash: ContentHash::of(b"wake"),
+            content: b"wake".to_vec().into(),
+            stamp: Stamp::at(1, sync_core::NodeId(7)),
+            seen: Revision::ZERO,
+        })
+        .await
+        .unwrap();
+        let (woke, _) = waiter.await.unwrap();
+        let latency = pushed.elapsed();
+        eprintln!("cross-server wake-up after {latency:?}");
+        assert!(woke, "the long-poll timed out instead of waking");
+        assert!(latency < Duration::from_secs(2), "{latency:?}");
+    });
+    drop((s1, s2));
+}
