@@ -3,42 +3,58 @@
 //!
 //! One `u64` seed decides everything: 2–5 devices (each an `Engine` over a `MemoryReplica`, a
 //! `MemoryStateStore` and a [`sim::faults::SimTransport`], each with its own `ManualTime`), one
-//! `MemoryServerStore` (with its own `ManualTime`), the delete policy (mostly `Keep`, sometimes
-//! `Propagate`), page and batch sizes, and a few hundred steps of events:
+//! `MemoryServerStore` (with its own `ManualTime`), the delete policy (mostly `Keep`, a quarter
+//! `Propagate`), page and batch sizes, fault rates, and 150–300 steps of events. Everything runs
+//! on a current-thread runtime with no timers, so a seed replays exactly.
 //!
 //! - user events: write (content unique per event), delete, rename, delete a whole folder, on
 //!   `a.txt`, `b.txt`, `d/c.txt`, `d/e.txt`, `f/g/h.txt`; time moving by random amounts; syncs of
-//!   random devices in random order;
+//!   random devices; several devices syncing at once (interleaved at every request, so pushes
+//!   race and get `Conflict`), sometimes with a user edit landing in the middle of the syncs;
 //! - faults: dropped requests, duplicated requests (the client sees the second answer), answers
 //!   lost after the server committed, server restarts, the server restored from an older backup
 //!   (`MemoryServerStore::restore_copy`, a new epoch), device crashes at the k-th mutating call
-//!   (replica write/backup/remove/mkdir, state commit, or right after a remote write was
-//!   committed) after which the device's `Engine` is thrown away and rebuilt over the same
+//!   (replica write/backup/remove/mkdir, state commit, or right after the server committed a
+//!   remote write) after which the device's `Engine` is thrown away and rebuilt over the same
 //!   replica and state store, a clock skew of ±1 day on one device, and long offline periods.
 //!
-//! Then everything heals (no faults, all online, clocks moved forward), every device syncs until
+//! Then everything heals (no faults, all online, clocks two days on), every device syncs until
 //! quiet (at most 4 rounds), and the run is checked:
 //!
 //! - **convergence**: every device holds exactly the server's live files, except keys it detached;
-//! - **nothing lost**: every content any device held when one of its syncs started (for a sync
-//!   that stopped early: that it no longer held when the sync stopped) is readable from a
-//!   device, a device's backups, or the server's current items or history, except content
-//!   that, at the moment the server was restored from an older backup, existed nowhere but on
-//!   the lost server (the restore itself destroyed it; no client could keep it);
+//! - **nothing lost**: every content a device held when one of its syncs started is readable
+//!   from a device, a device's backups, or the server's current items or history. Precisely:
+//!   a sync that finished answers for everything its device held when it started; a sync that
+//!   stopped early (offline, crash) for what it took away; a sync during which the user wrote a
+//!   file, for that file too, but not for what the user's write itself replaced. A restore from
+//!   an older backup destroys what only the lost server held, so at a restore the tracked set is
+//!   cut to what the restored server holds; what a device still holds is tracked again at its
+//!   next sync (content a user overwrote in between was never the engine's to save);
 //! - **keep-deletes** (under `Keep`): no sync removed a local file; the server holds no tombstone;
 //! - **idempotence**: one more round transfers nothing and finds no conflict, and no device has
 //!   an error left on its stack;
 //! - after a restore, every device that had a cursor was told `CursorExpired`; the server holds
-//!   no key that no user event made (no duplicates).
+//!   no key that no user event made (a retried write made no duplicate).
+//!
+//! **Known engine bug** (`KNOWN_BUG_RESTORE`, reported on issue 6): after a restore from an
+//! older backup, a local file that is unchanged since its base is overwritten by a different
+//! remote version without being kept, although the restored server lacks the base content;
+//! it is then lost. The test `restore_from_older_backup_must_not_overwrite_newer_local_versions`
+//! (ignored) shows it in ten lines. The simulation marks exactly the contents in that position
+//! before each sync after a restore and, by default, counts their loss (`known_bug_losses`)
+//! instead of failing; `SIM_STRICT=1` fails on it.
 //!
 //! Commands:
 //!
 //! - `cargo test -p sync-core --test simulation` runs the default seeds (0..300; about 10 s in
-//!   debug on 2 cores).
+//!   debug on 2 cores, plus the build).
 //! - `SIM_SEEDS=5000 cargo test -p sync-core --test simulation -- --nocapture` runs seeds
-//!   0..5000 (and `SIM_SEED_START=n` moves the start).
+//!   0..5000 (`SIM_SEED_START=n` moves the start) and prints how often each fault fired.
 //! - `SIM_SEED=<n> cargo test -p sync-core --test simulation -- --nocapture` replays one seed
 //!   exactly and prints its event log. A failing seed prints this command.
+//! - `SIM_STRICT=1` also fails on the known bug; `SIM_WITHOUT=restore,crash,...` (of `drop`,
+//!   `duplicate`, `lose`, `offline`, `restart`, `restore`, `crash`, `skew`) leaves faults out,
+//!   to narrow a failure down (it changes the runs, so name the variables with the seed).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod sim;
@@ -118,6 +134,14 @@ impl Knobs {
     }
 }
 
+/// A user edit that lands while syncs run: after `delay` yields, `device` writes `key`.
+struct MidSyncEdit {
+    device: usize,
+    key: &'static str,
+    content: String,
+    delay: u32,
+}
+
 /// One device: its engine (rebuilt after a crash) and the parts that outlive the process.
 struct Device {
     engine: SimEngine,
@@ -171,6 +195,7 @@ impl Stats {
         f.lost_responses += g.lost_responses;
         f.offline_drops += g.offline_drops;
         f.cursor_expired_seen += g.cursor_expired_seen;
+        f.conflicts_answered += g.conflicts_answered;
     }
 }
 
@@ -338,19 +363,25 @@ impl Sim {
         let n = self.devices.len();
         let faults = self.knobs.rates.drop + self.knobs.rates.duplicate > 0;
         let f = |what: &str| u64::from(faults && !without(what));
+        let skew = u64::from(self.knobs.skewed.is_some() && !without("skew"));
+        // Weights of: write, delete, rename, delete a folder, time passes, sync, several devices
+        // sync at once (maybe with a user edit in the middle), a device goes offline for a
+        // while, server restart, server backup, server restored from an older backup, arm a
+        // crash, clock skew changes.
         let weights = [
-            30,                                                         // 0 write
-            5,                                                          // 1 delete
-            5,                                                          // 2 rename
-            1,                                                          // 3 delete a folder
-            10,                                                         // 4 time passes
-            35,                                                         // 5 sync
-            2 * f("offline"), // 6 a device goes offline for a while
-            f("restart"),     // 7 server restart
-            2 * f("restore"), // 8 server backup (snapshot)
-            f("restore"),     // 9 server restored from an older backup
-            3 * f("crash"),   // 10 arm a crash
-            u64::from(self.knobs.skewed.is_some() && !without("skew")), // 11 clock skew changes
+            30,
+            5,
+            5,
+            1,
+            10,
+            27,
+            8,
+            2 * f("offline"),
+            f("restart"),
+            2 * f("restore"),
+            f("restore"),
+            3 * f("crash"),
+            skew,
         ];
         let d = self.rng.index(n);
         match self.rng.weighted(&weights) {
@@ -393,38 +424,60 @@ impl Sim {
             5 => {
                 let _ = self.sync(d, &format!("{step}")).await;
             }
-            6 => {
+            7 => {
                 let span = self.rng.range(10, 80);
                 self.devices[d].offline_steps = span;
                 self.net.set_offline(d, true);
                 self.stats.offline_spans += 1;
                 self.log(format!("{step}: d{d} offline for {span} steps"));
             }
-            7 => {
+            8 => {
                 self.net.restart_server();
                 self.stats.restarts += 1;
                 self.log(format!("{step}: server restart"));
             }
-            8 => {
+            9 => {
                 let copy = self.net.server().restore_copy();
                 self.snapshots.push((step, copy));
                 self.stats.snapshots += 1;
                 self.log(format!("{step}: server backup taken"));
             }
-            9 => self.restore(step).await,
-            10 => {
+            10 => self.restore(step).await,
+            11 => {
                 let at = self.rng.range(1, 10);
                 self.devices[d].crash.arm(at);
                 self.log(format!(
                     "{step}: d{d} will crash at its mutating call #{at}"
                 ));
             }
-            11 => {
+            12 => {
                 let s = self.knobs.skewed.unwrap_or(0);
                 let skew = [-(DAY as i64), 0, DAY as i64][self.rng.index(3)];
                 self.devices[s].skew = skew;
                 self.stats.skews += 1;
                 self.log(format!("{step}: d{s} clock skew {skew} ms"));
+            }
+            6 => {
+                let mut ds: Vec<usize> = (0..n).filter(|_| self.rng.per_mille(600)).collect();
+                if ds.len() < 2 {
+                    ds = vec![d, (d + 1) % n];
+                    ds.sort_unstable();
+                }
+                let edit = self.rng.per_mille(400).then(|| {
+                    let device = ds[self.rng.index(ds.len())];
+                    let key = KEYS[self.rng.index(KEYS.len())];
+                    MidSyncEdit {
+                        device,
+                        key,
+                        content: format!(
+                            "seed {} step {step} d{device} wrote {key} mid-sync",
+                            self.seed
+                        ),
+                        delay: self.rng.below(12) as u32,
+                    }
+                });
+                self.log(format!("{step}: devices {ds:?} sync at once"));
+                let _ = self.sync_group(&ds, edit, &format!("{step}")).await;
             }
             _ => unreachable!(),
         }
@@ -511,12 +564,78 @@ impl Sim {
 
     /// One sync of device `d`, with the bookkeeping of the checks.
     async fn sync(&mut self, d: usize, when: &str) -> Result<SyncReport, SyncFailed> {
-        let before = self.devices[d].replica.files();
+        self.sync_group(&[d], None, when).await.pop().unwrap()
+    }
+
+    /// Syncs the devices `ds` (ascending) at the same time, interleaved at every request (the
+    /// transport yields before each), and lands the user's `edit` in the middle; returns one
+    /// result per device.
+    async fn sync_group(
+        &mut self,
+        ds: &[usize],
+        edit: Option<MidSyncEdit>,
+        when: &str,
+    ) -> Vec<Result<SyncReport, SyncFailed>> {
+        let befores: Vec<BTreeMap<Key, Vec<u8>>> = ds
+            .iter()
+            .map(|&d| self.devices[d].replica.files())
+            .collect();
         if self.stats.restores > 0 {
-            self.note_at_risk(d, when).await;
+            for &d in ds {
+                self.note_at_risk(d, when).await;
+            }
         }
-        self.stats.syncs += 1;
-        let result = self.devices[d].engine.sync_once().await;
+        self.stats.syncs += ds.len() as u64;
+        let edit_replica = edit
+            .as_ref()
+            .map(|e| self.devices[e.device].replica.clone());
+        let syncs = self
+            .devices
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| ds.contains(i))
+            .map(|(_, dev)| dev.engine.sync_once());
+        let user = async {
+            let (Some(e), Some(r)) = (&edit, &edit_replica) else {
+                return None;
+            };
+            for _ in 0..e.delay {
+                tokio::task::yield_now().await;
+            }
+            let old = r.get(&k(e.key));
+            r.put(&k(e.key), &e.content);
+            Some(old)
+        };
+        let (results, overwritten) = futures::join!(futures::future::join_all(syncs), user);
+        // What the user's own edit overwrote is the user's doing, not the engine's.
+        let exempt: Option<ContentHash> =
+            overwritten.flatten().map(|c| ContentHash::of(c.as_slice()));
+        if let Some(e) = &edit {
+            self.names
+                .insert(ContentHash::of(e.content.as_bytes()), e.content.clone());
+            self.log(format!(
+                "{when}: d{} write {} during the sync (after {} yields)",
+                e.device, e.key, e.delay
+            ));
+        }
+        for ((&d, before), result) in ds.iter().zip(&befores).zip(&results) {
+            self.account(d, before, result, exempt, edit.as_ref(), when);
+        }
+        self.now += 1 + self.rng.below(50);
+        self.set_times();
+        results
+    }
+
+    /// The checks' bookkeeping after one device's sync, and a restart after a crash.
+    fn account(
+        &mut self,
+        d: usize,
+        before: &BTreeMap<Key, Vec<u8>>,
+        result: &Result<SyncReport, SyncFailed>,
+        exempt: Option<ContentHash>,
+        edit: Option<&MidSyncEdit>,
+        when: &str,
+    ) {
         let after = self.devices[d].replica.files();
         // A sync that finished is answerable for everything the device held when it started. A
         // sync that stopped early (offline, crash) is answerable for what it took away from the
@@ -525,7 +644,14 @@ impl Sim {
         let still: BTreeSet<ContentHash> = after.values().map(|c| ContentHash::of(c)).collect();
         for c in before.values() {
             let h = ContentHash::of(c);
-            if result.is_ok() || !still.contains(&h) {
+            if (result.is_ok() || !still.contains(&h)) && Some(h) != exempt {
+                self.held.insert(h);
+            }
+        }
+        // A file the user wrote during the sync must not be taken away by it.
+        if let Some(e) = edit.filter(|e| e.device == d) {
+            let h = ContentHash::of(e.content.as_bytes());
+            if !still.contains(&h) {
                 self.held.insert(h);
             }
         }
@@ -537,7 +663,7 @@ impl Sim {
                 }
             }
         }
-        match &result {
+        match result {
             Ok(r) => {
                 self.stats.conflicts += r.conflicts;
                 let mut line = format!(
@@ -575,9 +701,6 @@ impl Sim {
             let engine = build_engine(&self.net, d, &self.devices[d], &self.knobs);
             self.devices[d].engine = engine;
         }
-        self.now += 1 + self.rng.below(50);
-        self.set_times();
-        result
     }
 
     /// No more faults: every device online, clocks right and moved forward, sync until quiet.
@@ -593,7 +716,10 @@ impl Sim {
         }
         self.now += 2 * DAY;
         self.set_times();
+        // Quiet means a whole round changed nothing anywhere (a report's counts leave out
+        // propagated deletes, so they cannot say it alone).
         for round in 0..4 {
+            let start = self.world().await;
             let mut moved = false;
             for d in 0..self.devices.len() {
                 match self.sync(d, &format!("heal {round}")).await {
@@ -601,11 +727,22 @@ impl Sim {
                     Err(f) => return Err(format!("heal: d{d} sync failed: {}", f.error)),
                 }
             }
-            if !moved {
+            if !moved && self.world().await == start {
                 break;
             }
         }
         Ok(())
+    }
+
+    /// Everything a sync could change: the server's feed (with its head) and every replica.
+    async fn world(&self) -> (Vec<ItemMeta>, u64, Vec<BTreeMap<Key, Vec<u8>>>) {
+        let server = self.net.server();
+        let page = server
+            .changes(&self.net.tenant(), None, 100_000)
+            .await
+            .unwrap();
+        let files = self.devices.iter().map(|d| d.replica.files()).collect();
+        (page.changes, page.cursor.rev().0, files)
     }
 
     async fn check(&mut self) -> Result<(), String> {
@@ -719,6 +856,7 @@ impl Sim {
 
         // Idempotence, and no error left on any stack.
         self.log("--- idempotence round ---");
+        let start = self.world().await;
         for d in 0..self.devices.len() {
             match self.sync(d, "idempotence").await {
                 Ok(r) if r.transferred() == 0 && r.conflicts == 0 => {}
@@ -732,6 +870,9 @@ impl Sim {
                     errors.entries()
                 ));
             }
+        }
+        if self.world().await != start {
+            return Err("idempotence: one more round changed the server or a replica".into());
         }
         Ok(())
     }
@@ -882,6 +1023,7 @@ fn simulated_fleets_converge_and_lose_nothing_under_faults() {
             ("lost responses", f.lost_responses),
             ("offline drops", f.offline_drops),
             ("CursorExpired answers", f.cursor_expired_seen),
+            ("Conflict answers to pushes", f.conflicts_answered),
             ("crashes", total.crashes),
             ("server restarts", total.restarts),
             ("restores", total.restores),

@@ -56,6 +56,8 @@ pub struct FaultCounts {
     pub lost_responses: u64,
     pub offline_drops: u64,
     pub cursor_expired_seen: u64,
+    /// Pushes and deletes answered `Conflict` (stale precondition), as the client saw them.
+    pub conflicts_answered: u64,
 }
 
 #[derive(Debug)]
@@ -296,6 +298,9 @@ impl SimTransport {
         Fut: Future<Output = Result<O>>,
     {
         self.crash.alive()?;
+        // Let other devices' syncs (and the user) run here: concurrent syncs interleave at
+        // every request, deterministically on the current-thread runtime.
+        tokio::task::yield_now().await;
         let (fate, t) = self.net.decide(self.device);
         let d = self.device;
         let out = match fate {
@@ -377,6 +382,9 @@ impl Transport for SimTransport {
                 async move { t.push(req).await }
             })
             .await;
+        if matches!(r, Ok(PushOutcome::Conflict { .. })) {
+            self.net.lock().counts.conflicts_answered += 1;
+        }
         r
     }
 
