@@ -155,7 +155,9 @@ pub struct BaseEntry {
     pub hash: Option<ContentHash>,
     /// Its size.
     pub size: u64,
-    /// The server revision of that version.
+    /// The server revision of that version. [`Revision::ZERO`] (never issued by a server) marks
+    /// a base the current server has not confirmed: after a restore from backup (a new epoch)
+    /// the server may no longer hold this content, so it must not be overwritten unkept.
     pub rev: Revision,
     /// The stamp of that version.
     pub stamp: Stamp,
@@ -170,6 +172,19 @@ pub struct BaseEntry {
 }
 
 impl BaseEntry {
+    /// True when the current server is known to hold this base (see [`BaseEntry::rev`]).
+    pub fn is_confirmed(&self) -> bool {
+        self.rev != Revision::ZERO
+    }
+
+    /// The same base, marked as not confirmed by the current server.
+    pub fn unconfirmed(&self) -> BaseEntry {
+        BaseEntry {
+            rev: Revision::ZERO,
+            ..self.clone()
+        }
+    }
+
     /// The content both sides agreed on.
     pub fn content(&self) -> Content {
         match (self.kind, self.hash) {

@@ -36,13 +36,13 @@
 //! - after a restore, every device that had a cursor was told `CursorExpired`; the server holds
 //!   no key that no user event made (a retried write made no duplicate).
 //!
-//! **Known engine bug** (`KNOWN_BUG_RESTORE`, reported on issue 6): after a restore from an
-//! older backup, a local file that is unchanged since its base is overwritten by a different
-//! remote version without being kept, although the restored server lacks the base content;
-//! it is then lost. The test `restore_from_older_backup_must_not_overwrite_newer_local_versions`
-//! (ignored) shows it in ten lines. The simulation marks exactly the contents in that position
-//! before each sync after a restore and, by default, counts their loss (`known_bug_losses`)
-//! instead of failing; `SIM_STRICT=1` fails on it.
+//! **A bug this simulation found** (fixed): after a restore from an older backup, a local file
+//! unchanged since its base was overwritten by a different remote version without being kept,
+//! although the restored server lacked the base content. The engine now marks every base
+//! unconfirmed on `CursorExpired`, and the reconciler treats such keys as conflicts. The test
+//! `restore_from_older_backup_must_not_overwrite_newer_local_versions` is its regression test,
+//! and the harness still marks the contents in that position before each sync after a restore
+//! and fails if one is lost (`known_bug_losses` must stay 0).
 //!
 //! Commands:
 //!
@@ -52,7 +52,7 @@
 //!   0..5000 (`SIM_SEED_START=n` moves the start) and prints how often each fault fired.
 //! - `SIM_SEED=<n> cargo test -p sync-core --test simulation -- --nocapture` replays one seed
 //!   exactly and prints its event log. A failing seed prints this command.
-//! - `SIM_STRICT=1` also fails on the known bug; `SIM_WITHOUT=restore,crash,...` (of `drop`,
+//! - `SIM_WITHOUT=restore,crash,...` (of `drop`,
 //!   `duplicate`, `lose`, `offline`, `restart`, `restore`, `crash`, `skew`) leaves faults out,
 //!   to narrow a failure down (it changes the runs, so name the variables with the seed).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -167,7 +167,7 @@ struct Stats {
     offline_spans: u64,
     conflicts: u64,
     propagate_runs: u64,
-    /// Contents lost to the known restore bug (tolerated unless `SIM_STRICT=1`).
+    /// Contents lost in the position of the fixed restore bug (must stay 0).
     known_bug_losses: u64,
     known_bug_seeds: u64,
     faults: FaultCounts,
@@ -813,10 +813,7 @@ impl Sim {
             return Err(format!("nothing lost: lost contents {:?}", names(&unknown)));
         }
         if !known.is_empty() {
-            self.log(format!(
-                "KNOWN BUG (restore): lost {:?}; SIM_STRICT=1 fails on it",
-                names(&known)
-            ));
+            self.log(format!("RESTORE BUG (regressed): lost {:?}", names(&known)));
             self.stats.known_bug_losses += known.len() as u64;
             self.stats.known_bug_seeds += 1;
         }
@@ -945,9 +942,9 @@ fn run_seed(seed: u64) -> Outcome {
     }
 }
 
-/// True when `SIM_STRICT=1`: losses to the known restore bug fail the run too.
+/// Losses in the position of the (fixed) restore bug always fail the run.
 fn strict() -> bool {
-    std::env::var("SIM_STRICT").is_ok_and(|v| v.trim() == "1")
+    true
 }
 
 /// True when `SIM_WITHOUT` (a comma-separated list of `drop`, `duplicate`, `lose`, `offline`,
@@ -1047,11 +1044,10 @@ fn a_seed_replays_exactly() {
     }
 }
 
-/// The smallest history that shows the engine bug the simulation finds after a restore from
-/// backup (see `KNOWN_BUG_RESTORE`): two devices agree on `v2`, the server is restored to a
-/// backup holding `v1`, and both devices download `v1` over `v2` without keeping it.
+/// Regression test of the restore bug the simulation found: two devices agree on `v2`, the
+/// server is restored to a backup holding `v1`; `v2` must not be lost (it was downloaded over
+/// without being kept before the fix).
 #[test]
-#[ignore = "engine bug: after CursorExpired an older server version overwrites a newer unchanged local file (run with --ignored)"]
 fn restore_from_older_backup_must_not_overwrite_newer_local_versions() {
     use sync_core::memory::{LocalTransport, MemoryReplica as R, MemoryStateStore as S};
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -185,7 +185,10 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
                     })
                     .await?;
                 match outcome {
-                    PushOutcome::Accepted(meta) => Ok(Applied::record(Some(meta), key, None)),
+                    PushOutcome::Accepted(meta) => {
+                        self.report.uploaded += 1;
+                        Ok(Applied::record(Some(meta), key, None))
+                    }
                     PushOutcome::Conflict { current } => Ok(Applied::replan(current)),
                 }
             }
@@ -196,6 +199,7 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
                 self.replica
                     .remove(local_key, Expected::Present(local.fingerprint))
                     .await?;
+                self.report.downloaded += 1;
                 Ok(Applied::record(None, key, None))
             }
             ActionKind::Skip { .. } => {

@@ -282,9 +282,19 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
                     // The server was replaced or restored: forget the remote tree and compare
                     // everything by hash (SPEC §2). The base stays, so equal items transfer
                     // nothing.
+                    // Every base is marked unconfirmed in the same commit: the restored server
+                    // may have lost it, so nothing unchanged here is overwritten unkept.
                     restarted = true;
+                    let base = self
+                        .loaded()?
+                        .state
+                        .base
+                        .iter()
+                        .map(|(k, b)| (k.clone(), Some(b.unconfirmed())))
+                        .collect();
                     self.commit(StateBatch {
                         reset_remote: true,
+                        base,
                         ..StateBatch::default()
                     })
                     .await?;

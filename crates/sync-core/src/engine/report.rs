@@ -9,9 +9,10 @@ use crate::{Error, ErrorClass, ErrorEntry, Key};
 /// Counts and per-item problems of one sync.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncReport {
-    /// Items (files and folders) written to the server.
+    /// Changes written to the server: files, folders, and tombstones (under
+    /// `DeletePolicy::Propagate`).
     pub uploaded: u64,
-    /// Items written to this replica.
+    /// Changes written to this replica: files, folders, and removals (under `Propagate`).
     pub downloaded: u64,
     /// Conflicts resolved (each kept its loser).
     pub conflicts: u64,

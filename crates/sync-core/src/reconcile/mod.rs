@@ -356,8 +356,18 @@ fn decide(
                 Some(conflict(l, base, r, node, policy))
             }
         }
-        // Row "unchanged | changed": download.
-        (Unchanged, Changed) => download(local, remote?, policy),
+        // Row "unchanged | changed": download. But after a restore from backup the server may
+        // not hold the local content any more (the base is unconfirmed): then this is a
+        // conflict, so the losing side is kept whichever it is.
+        (Unchanged, Changed) => {
+            let (b, r) = (base?, remote?);
+            match local {
+                Some(l) if !b.is_confirmed() && r.kind == ItemKind::File => {
+                    Some(conflict(l, Some(b), r, node, policy))
+                }
+                _ => download(local, r, policy),
+            }
+        }
         // Row "changed | unchanged": upload with base revision.
         (Changed, Unchanged) => upload(local?, base, remote, node, policy, false),
         // Both as in the base: refresh the base if the fingerprint, revision or detached flag

@@ -608,3 +608,39 @@ fn plan_is_deterministic() {
         .r(remote("c", "y", 9, 1));
     assert_eq!(case.plan(), case.plan());
 }
+
+#[test]
+fn after_a_restore_unchanged_but_different_is_a_conflict_not_a_download() {
+    // The base was marked unconfirmed when the server answered CursorExpired: the restored
+    // server may not hold it, so the local file must not be overwritten unkept.
+    let l = local("a", "v2", 10);
+    let r2 = remote("a", "v2", 7, 10);
+    let restored_older = remote("a", "v1", 3, 5);
+    let kind = Case::new()
+        .l(l.clone())
+        .b("a", base(&l, &r2).unconfirmed())
+        .r(restored_older)
+        .one();
+    assert!(
+        matches!(
+            kind,
+            ActionKind::Upload {
+                conflict: true,
+                precondition: Precondition::Match(Revision(3)),
+                ..
+            }
+        ),
+        "the newer local version wins and the restored one stays in history: {kind:?}"
+    );
+    // A newer remote version (another device uploaded after the restore) wins, and the local
+    // loser is kept.
+    let kind = Case::new()
+        .l(l.clone())
+        .b("a", base(&l, &r2).unconfirmed())
+        .r(remote("a", "v3", 9, 99))
+        .one();
+    assert!(
+        matches!(kind, ActionKind::KeepLoserThenDownload { .. }),
+        "{kind:?}"
+    );
+}
