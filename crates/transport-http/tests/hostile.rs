@@ -1195,7 +1195,6 @@ async fn wrong_methods_and_escapes_outside_the_key_routes() {
 /// the fix is a `.fallback(routes::method_not_allowed)` on those two routes in
 /// `crates/transport-http/src/server/mod.rs`.
 #[tokio::test]
-#[ignore = "known bug: /changes and /health answer a wrong method with an empty 405"]
 async fn wrong_methods_on_single_method_routes() {
     let mut cases = Vec::new();
     for (m, p) in [

@@ -7,6 +7,7 @@
 //! Deciding *what* to do is the reconciler's job, not this module's.
 
 use bytes::Bytes;
+use futures::StreamExt;
 
 use crate::reconcile::{Action, ActionKind, Winner};
 use crate::{
@@ -55,6 +56,8 @@ pub(super) struct Context<'a, T, R> {
     pub policy: &'a SyncPolicy,
     pub seen: Revision,
     pub report: &'a mut SyncReport,
+    /// Reads in flight at once when preparing a batch of uploads.
+    pub concurrency: usize,
 }
 
 /// The base entry for a remote version that this replica now holds as `local`.
@@ -121,18 +124,10 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
                 let base = base_of(&meta, Some(local), local_key);
                 Ok(Applied::record(Some(meta), key, Some(base)))
             }
-            ActionKind::Download { remote, expected } => {
-                let fetched = self.fetch_verified(remote).await?;
-                let written = self
-                    .replica
-                    .write(local_key, fetched.content, *expected)
-                    .await?;
+            ActionKind::Download { .. } => {
+                let applied = download(self.transport, self.replica, action).await?;
                 self.report.downloaded += 1;
-                Ok(Applied::record(
-                    None,
-                    key,
-                    Some(base_of(remote, Some(&written), local_key)),
-                ))
+                Ok(applied)
             }
             ActionKind::CreateLocalFolder { remote } => {
                 let made = self.replica.create_folder(local_key).await?;
@@ -225,17 +220,99 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
 
     /// Fetches a remote version and checks its bytes against its hash.
     async fn fetch_verified(&self, remote: &ItemMeta) -> Result<Fetched> {
-        let fetched = self.transport.fetch(&remote.key, Some(remote.rev)).await?;
-        let actual = ContentHash::of(&fetched.content);
-        let expected = remote.hash.unwrap_or_else(|| ContentHash::of(b""));
-        if actual != expected || fetched.version.hash != remote.hash {
-            return Err(Error::HashMismatch {
-                key: remote.key.clone(),
-                expected,
-                actual,
-            });
+        fetch_verified(self.transport, remote).await
+    }
+
+    /// Uploads a batch of `Upload` actions: reads (and re-checks) their content several at a
+    /// time, then pushes them in one `push_many`. One result per action, in order.
+    pub async fn upload_many(&mut self, actions: &[Action]) -> Vec<Result<Applied>> {
+        let reads: Vec<Result<Bytes>> = {
+            let this = &*self;
+            let futures: Vec<_> = actions.iter().map(|a| this.read_for_upload(a)).collect();
+            futures::stream::iter(futures)
+                .buffered(self.concurrency.max(1))
+                .collect()
+                .await
+        };
+        let mut results: Vec<Option<Result<Applied>>> = Vec::with_capacity(actions.len());
+        let mut requests = Vec::new();
+        let mut pushed = Vec::new();
+        for (i, (action, read)) in actions.iter().zip(reads).enumerate() {
+            let ActionKind::Upload {
+                precondition,
+                stamp,
+                ..
+            } = &action.kind
+            else {
+                results.push(Some(Err(Error::item(&action.key, "not an upload"))));
+                continue;
+            };
+            match read {
+                Ok(content) => {
+                    self.clock.observe(*stamp);
+                    requests.push(PushRequest {
+                        key: action.key.clone(),
+                        precondition: *precondition,
+                        hash: ContentHash::of(&content),
+                        content,
+                        stamp: *stamp,
+                        seen: self.seen,
+                    });
+                    pushed.push(i);
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
         }
-        Ok(fetched)
+        if !requests.is_empty() {
+            match self.transport.push_many(requests).await {
+                Ok(outcomes) => {
+                    for (i, outcome) in pushed.iter().zip(outcomes) {
+                        let action = &actions[*i];
+                        results[*i] = Some(outcome.and_then(|o| self.uploaded(action, o)));
+                    }
+                }
+                Err(e) => {
+                    for i in &pushed {
+                        results[*i] = Some(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .zip(actions)
+            .map(|(r, a)| r.unwrap_or_else(|| Err(Error::item(&a.key, "upload result missing"))))
+            .collect()
+    }
+
+    /// Reads the content an `Upload` action sends, re-checked against the plan.
+    async fn read_for_upload(&self, action: &Action) -> Result<Bytes> {
+        match &action.kind {
+            ActionKind::Upload { local, .. } => self.read_verified(&action.local_key, local).await,
+            _ => Err(Error::item(&action.key, "not an upload")),
+        }
+    }
+
+    /// Records the server's answer to an upload.
+    fn uploaded(&mut self, action: &Action, outcome: PushOutcome) -> Result<Applied> {
+        let ActionKind::Upload {
+            local, conflict, ..
+        } = &action.kind
+        else {
+            return Err(Error::item(&action.key, "not an upload"));
+        };
+        match outcome {
+            PushOutcome::Accepted(meta) => {
+                self.report.uploaded += 1;
+                if *conflict {
+                    self.report.conflicts += 1;
+                }
+                let base = base_of(&meta, Some(local), &action.local_key);
+                Ok(Applied::record(Some(meta), &action.key, Some(base)))
+            }
+            PushOutcome::Conflict { current } => Ok(Applied::replan(current)),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -387,4 +464,56 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
         )
         .await
     }
+}
+
+/// Fetches a remote version and checks its bytes against its hash.
+async fn fetch_verified<T: Transport>(transport: &T, remote: &ItemMeta) -> Result<Fetched> {
+    let fetched = transport.fetch(&remote.key, Some(remote.rev)).await?;
+    let actual = ContentHash::of(&fetched.content);
+    let expected = remote.hash.unwrap_or_else(|| ContentHash::of(b""));
+    if actual != expected || fetched.version.hash != remote.hash {
+        return Err(Error::HashMismatch {
+            key: remote.key.clone(),
+            expected,
+            actual,
+        });
+    }
+    Ok(fetched)
+}
+
+/// Applies one `Download` action: fetch, verify, write if the local item is still as planned.
+async fn download<T: Transport, R: Replica>(
+    transport: &T,
+    replica: &R,
+    action: &Action,
+) -> Result<Applied> {
+    let ActionKind::Download { remote, expected } = &action.kind else {
+        return Err(Error::item(&action.key, "not a download"));
+    };
+    let fetched = fetch_verified(transport, remote).await?;
+    let written = replica
+        .write(&action.local_key, fetched.content, *expected)
+        .await?;
+    Ok(Applied::record(
+        None,
+        &action.key,
+        Some(base_of(remote, Some(&written), &action.local_key)),
+    ))
+}
+
+/// Applies `Download` actions, `concurrency` at a time. One result per action, in order.
+pub(super) async fn download_many<T: Transport, R: Replica>(
+    transport: &T,
+    replica: &R,
+    actions: &[Action],
+    concurrency: usize,
+) -> Vec<Result<Applied>> {
+    let futures: Vec<_> = actions
+        .iter()
+        .map(|a| download(transport, replica, a))
+        .collect();
+    futures::stream::iter(futures)
+        .buffered(concurrency.max(1))
+        .collect()
+        .await
 }

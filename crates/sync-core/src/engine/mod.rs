@@ -24,7 +24,7 @@ use tokio::sync::watch;
 pub use report::{ReportedError, SyncFailed, SyncReport};
 pub use run::{RunOptions, SyncHandle};
 
-use crate::reconcile::{reconcile, ReconcileInput};
+use crate::reconcile::{reconcile, Action, ActionKind, ReconcileInput};
 use crate::{
     ClientState, Clock, Error, ErrorEntry, ErrorStack, KnownItem, NodeId, Replica, Revision, Scope,
     StateBatch, StateStore, SyncPolicy, SyncStatus, SystemTimeSource, TimeSource, Transport,
@@ -45,6 +45,8 @@ pub struct EngineConfig {
     pub batch_size: usize,
     /// Plan-and-apply passes per sync (a pass repeats when items changed under the plan).
     pub max_passes: usize,
+    /// Transfers (downloads, reads of files to upload) in flight at once.
+    pub concurrency: usize,
 }
 
 impl Default for EngineConfig {
@@ -56,6 +58,7 @@ impl Default for EngineConfig {
             page_size: 1000,
             batch_size: 512,
             max_passes: 3,
+            concurrency: 8,
         }
     }
 }
@@ -400,16 +403,57 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
         report.unchanged = plan.unchanged;
         report.skipped = scan_skipped;
         let total = plan.actions.len() as u64;
-        let mut batch = StateBatch::default();
-        let mut in_batch = 0usize;
-        let mut replan = false;
-        for (done, action) in plan.actions.into_iter().enumerate() {
-            self.status.send_replace(SyncStatus::Syncing {
-                done: done as u64,
-                total,
-            });
-            let seen = Self::seen(&self.loaded()?.state);
-            let result = {
+        let mut pass = Pass {
+            batch: StateBatch::default(),
+            in_batch: 0,
+            replan: false,
+            done: 0,
+            total,
+            seen: Self::seen(&self.loaded()?.state),
+            now,
+            last_pass,
+        };
+        // Phases: actions in plan order; downloads, several at a time; uploads, in batches
+        // (one request and one server transaction where the transport can); removals last,
+        // children first. Keys are independent, and writes create missing parents, so only
+        // removals depend on order.
+        let mut ordered = Vec::new();
+        let mut downloads = Vec::new();
+        let mut uploads = Vec::new();
+        let mut removals = Vec::new();
+        for action in plan.actions {
+            match action.kind {
+                ActionKind::Download { .. } => downloads.push(action),
+                ActionKind::Upload { .. } => uploads.push(action),
+                ActionKind::DeleteRemote { .. } | ActionKind::DeleteLocal { .. } => {
+                    removals.push(action)
+                }
+                _ => ordered.push(action),
+            }
+        }
+        for action in ordered {
+            let result = self.apply_one(&action, pass.seen, report).await;
+            self.settle(&action, result, &mut pass, report, reported)
+                .await?;
+        }
+        for chunk in downloads.chunks(DOWNLOAD_CHUNK) {
+            let results = apply::download_many(
+                &self.transport,
+                &self.replica,
+                chunk,
+                self.config.concurrency,
+            )
+            .await;
+            for (action, result) in chunk.iter().zip(results) {
+                if result.is_ok() {
+                    report.downloaded += 1;
+                }
+                self.settle(action, result, &mut pass, report, reported)
+                    .await?;
+            }
+        }
+        for chunk in upload_chunks(&uploads) {
+            let results = {
                 let policy = self.config.policy.clone();
                 let loaded = self
                     .loaded
@@ -420,45 +464,98 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
                     replica: &self.replica,
                     clock: &mut loaded.clock,
                     policy: &policy,
-                    seen,
+                    seen: pass.seen,
                     report: &mut *report,
+                    concurrency: self.config.concurrency,
                 };
-                ctx.apply(&action).await
+                ctx.upload_many(chunk).await
             };
-            match result {
-                Ok(apply::Applied {
-                    batch: b,
-                    replan: r,
-                }) => {
-                    replan |= r;
-                    in_batch += 1;
-                    // Apply to the cache now so later actions see it; commit in batches.
-                    b.apply_to(&mut self.loaded()?.state);
-                    merge_batch(&mut batch, b);
-                }
-                Err(e) if e.class().stops_sync() => {
-                    self.flush(&mut batch).await?;
-                    return Err(e);
-                }
-                Err(Error::Changed { .. }) if !last_pass => replan = true,
-                Err(e) => {
-                    let mut entry = ErrorEntry::from_error(&e, now);
-                    entry.scope = Scope::Key(action.local_key.clone());
-                    reported.push(entry);
-                }
+            for (action, result) in chunk.iter().zip(results) {
+                self.settle(action, result, &mut pass, report, reported)
+                    .await?;
             }
-            if in_batch >= self.config.batch_size {
-                self.flush(&mut batch).await?;
-                in_batch = 0;
+        }
+        for action in removals {
+            let result = self.apply_one(&action, pass.seen, report).await;
+            self.settle(&action, result, &mut pass, report, reported)
+                .await?;
+        }
+        self.flush(&mut pass.batch).await?;
+        self.status
+            .send_replace(SyncStatus::Syncing { done: total, total });
+        Ok(pass.replan)
+    }
+
+    /// Applies one action in place.
+    async fn apply_one(
+        &mut self,
+        action: &Action,
+        seen: Revision,
+        report: &mut SyncReport,
+    ) -> crate::Result<apply::Applied> {
+        let policy = self.config.policy.clone();
+        let loaded = self
+            .loaded
+            .as_mut()
+            .ok_or_else(|| Error::storage("sync state was not loaded; sync again"))?;
+        let mut ctx = apply::Context {
+            transport: &self.transport,
+            replica: &self.replica,
+            clock: &mut loaded.clock,
+            policy: &policy,
+            seen,
+            report,
+            concurrency: self.config.concurrency,
+        };
+        ctx.apply(action).await
+    }
+
+    /// Records the outcome of one applied action: its state changes go to the cache at once
+    /// and to the store in batches; per-item failures are reported; a failure that stops the
+    /// sync is returned after what was done is committed.
+    async fn settle(
+        &mut self,
+        action: &Action,
+        result: crate::Result<apply::Applied>,
+        pass: &mut Pass,
+        report: &mut SyncReport,
+        reported: &mut Vec<ErrorEntry>,
+    ) -> crate::Result<()> {
+        let _ = report;
+        pass.done += 1;
+        self.status.send_replace(SyncStatus::Syncing {
+            done: pass.done,
+            total: pass.total,
+        });
+        match result {
+            Ok(apply::Applied { batch, replan }) => {
+                pass.replan |= replan;
+                pass.in_batch += 1;
+                for item in &batch.remote {
+                    pass.seen = pass.seen.max(item.rev);
+                }
+                batch.apply_to(&mut self.loaded()?.state);
+                merge_batch(&mut pass.batch, batch);
             }
-            if let Some(entry) = apply::skip_entry(&action, now) {
+            Err(e) if e.class().stops_sync() => {
+                self.flush(&mut pass.batch).await?;
+                return Err(e);
+            }
+            Err(Error::Changed { .. }) if !pass.last_pass => pass.replan = true,
+            Err(e) => {
+                let mut entry = ErrorEntry::from_error(&e, pass.now);
+                entry.scope = Scope::Key(action.local_key.clone());
                 reported.push(entry);
             }
         }
-        self.flush(&mut batch).await?;
-        self.status
-            .send_replace(SyncStatus::Syncing { done: total, total });
-        Ok(replan)
+        if pass.in_batch >= self.config.batch_size {
+            self.flush(&mut pass.batch).await?;
+            pass.in_batch = 0;
+        }
+        if let Some(entry) = apply::skip_entry(action, pass.now) {
+            reported.push(entry);
+        }
+        Ok(())
     }
 
     /// Commits the accumulated batch (already applied to the cache).
@@ -488,6 +585,48 @@ fn known_items(state: &ClientState) -> BTreeMap<crate::Key, KnownItem> {
             ))
         })
         .collect()
+}
+
+/// Downloads settled per round of concurrent fetches.
+const DOWNLOAD_CHUNK: usize = 256;
+/// Uploads per batch, at most, and their content size, at most.
+const UPLOAD_BATCH_ITEMS: usize = 256;
+const UPLOAD_BATCH_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Uploads split into batches of at most `UPLOAD_BATCH_ITEMS` items and
+/// `UPLOAD_BATCH_BYTES` bytes (a larger single item goes alone).
+fn upload_chunks(uploads: &[Action]) -> Vec<&[Action]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, action) in uploads.iter().enumerate() {
+        let size = match &action.kind {
+            ActionKind::Upload { local, .. } => local.size,
+            _ => 0,
+        };
+        if i > start && (i - start >= UPLOAD_BATCH_ITEMS || bytes + size > UPLOAD_BATCH_BYTES) {
+            out.push(&uploads[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < uploads.len() {
+        out.push(&uploads[start..]);
+    }
+    out
+}
+
+/// The running state of one plan-and-apply pass.
+struct Pass {
+    batch: StateBatch,
+    in_batch: usize,
+    replan: bool,
+    done: u64,
+    total: u64,
+    /// The highest revision seen so far (the Lamport rule), kept up to date as items apply.
+    seen: Revision,
+    now: u64,
+    last_pass: bool,
 }
 
 /// Appends `more` to `into`, in order.

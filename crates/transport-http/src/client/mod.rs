@@ -293,6 +293,9 @@ fn write_headers(b: RequestBuilder, stamp: Stamp, seen: Revision) -> RequestBuil
         .header(X_SYNC_SEEN, seen.0.to_string())
 }
 
+/// Pushes in flight at once in [`HttpTransport`]'s `push_many`.
+pub const PUSH_CONCURRENCY: usize = 16;
+
 #[async_trait]
 impl Transport for HttpTransport {
     async fn changes(&self, since: Option<&Cursor>, limit: usize) -> Result<ChangePage> {
@@ -414,6 +417,25 @@ impl Transport for HttpTransport {
                 Err(self.failure(sent.response, &ctx).await)
             }
         }
+    }
+
+    /// Pushes several files over concurrent requests on the pooled keep-alive connections
+    /// (at most [`PUSH_CONCURRENCY`] in flight). One result per request, in order; a failure
+    /// that stops sync (auth, offline) fails the whole batch.
+    async fn push_many(&self, reqs: Vec<PushRequest>) -> Result<Vec<Result<PushOutcome>>> {
+        use futures::StreamExt;
+        let pushes: Vec<_> = reqs.into_iter().map(|r| self.push(r)).collect();
+        let results: Vec<Result<PushOutcome>> = futures::stream::iter(pushes)
+            .buffered(PUSH_CONCURRENCY)
+            .collect()
+            .await;
+        if let Some(stop) = results
+            .iter()
+            .find_map(|r| r.as_ref().err().filter(|e| e.class().stops_sync()))
+        {
+            return Err(stop.clone());
+        }
+        Ok(results)
     }
 
     async fn delete(&self, req: DeleteRequest) -> Result<PushOutcome> {

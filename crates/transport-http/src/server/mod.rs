@@ -95,7 +95,10 @@ pub fn router<S: ServerStore + 'static>(
     };
     let p = |route: &str| format!("{PREFIX}{route}");
     let protected = Router::new()
-        .route(&p("/changes"), get(routes::changes::<S>))
+        .route(
+            &p("/changes"),
+            get(routes::changes::<S>).fallback(routes::method_not_allowed),
+        )
         .route(
             &p("/items/{*key}"),
             get(routes::get_item::<S>)
@@ -122,7 +125,10 @@ pub fn router<S: ServerStore + 'static>(
         ))
         .with_state(state);
     Router::new()
-        .route(&p("/health"), get(routes::health))
+        .route(
+            &p("/health"),
+            get(routes::health).fallback(routes::method_not_allowed),
+        )
         .merge(protected)
         .fallback(routes::no_such_route)
         .layer(middleware::from_fn_with_state(overall, request_timeout))
