@@ -523,3 +523,88 @@ async fn a_key_ignored_on_one_device_is_neither_downloaded_nor_deleted_there() {
     b.sync().await;
     assert_eq!(b.read("debug.log").unwrap(), b"noisy");
 }
+
+/// Issue 7 item 3: a same-size rewrite within the same second as the last sync, with the same
+/// inode and (as on a file system with whole-second timestamps) the very same modification time,
+/// is detected and synced: by the next sync at once, and also by a sync long after the racy
+/// window (the fingerprint recorded for a racily clean file is marked, so it is read again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_size_rewrite_in_the_same_second_is_synced() {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::os::unix::fs::MetadataExt;
+
+    let w = World::new();
+    let mut a = w.device("a", SyncPolicy::default()).await;
+    let mut b = w.device("b", SyncPolicy::default()).await;
+    let p = a.path("today.txt");
+
+    // Rewrites the file in place (same inode), same size, and puts back the whole-second mtime.
+    let rewrite = |content: &[u8], second: SystemTime| {
+        let mut f = std::fs::File::options().write(true).open(&p).unwrap();
+        f.seek(SeekFrom::Start(0)).unwrap();
+        f.write_all(content).unwrap();
+        f.set_modified(second).unwrap();
+        f.sync_all().unwrap();
+    };
+    let this_second = || {
+        let secs = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    };
+    let id = |p: &Path| {
+        let m = std::fs::metadata(p).unwrap();
+        (m.len(), m.modified().unwrap(), m.ino())
+    };
+
+    // 1. Rewritten right after a sync, synced again at once (inside the racy window).
+    std::fs::write(&p, b"version 1: aaaaaaaa").unwrap();
+    let second = this_second();
+    std::fs::File::options()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_modified(second)
+        .unwrap();
+    assert_eq!(a.sync().await.uploaded, 1);
+    let before = id(&p);
+    rewrite(b"version 2: bbbbbbbb", second);
+    assert_eq!(
+        id(&p),
+        before,
+        "size, mtime and inode must all be unchanged"
+    );
+    let r = a.sync().await;
+    assert_eq!(r.uploaded, 1, "the same-size rewrite was missed: {r:?}");
+    b.sync().await;
+    assert_eq!(b.read("today.txt").unwrap(), b"version 2: bbbbbbbb");
+
+    // 2. Rewritten in the same second as a sync, but the next sync comes after the racy window:
+    //    the fingerprint recorded by that sync was marked racily clean, so it is read again.
+    let second = this_second();
+    rewrite(b"version 3: cccccccc", second);
+    assert_eq!(a.sync().await.uploaded, 1);
+    let before = id(&p);
+    rewrite(b"version 4: dddddddd", second);
+    assert_eq!(
+        id(&p),
+        before,
+        "size, mtime and inode must all be unchanged"
+    );
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let r = a.sync().await;
+    assert_eq!(
+        r.uploaded, 1,
+        "a rewrite found after the racy window was missed: {r:?}"
+    );
+    b.sync().await;
+    assert_eq!(b.read("today.txt").unwrap(), b"version 4: dddddddd");
+
+    // 3. And once settled, an untouched file is trusted again: nothing is read or sent.
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let r = a.sync().await;
+    assert_eq!(r.uploaded, 0, "{r:?}");
+    let r = a.sync().await;
+    assert_eq!((r.uploaded, r.downloaded), (0, 0), "{r:?}");
+}

@@ -49,7 +49,7 @@ fn check_expected(path: &Path, key: &Key, expected: Expected) -> Result<()> {
         (Err(e), Expected::Present(_)) if e.kind() == io::ErrorKind::NotFound => Err(changed()),
         (Err(e), _) => Err(io_to_sync(key, "check", &e)),
         (Ok(_), Expected::Absent) => Err(changed()),
-        (Ok(meta), Expected::Present(fp)) if fingerprint(&meta) == fp => Ok(()),
+        (Ok(meta), Expected::Present(fp)) if fingerprint(&meta) == fp.settled() => Ok(()),
         (Ok(_), Expected::Present(_)) => Err(changed()),
     }
 }
@@ -158,8 +158,13 @@ pub(crate) fn write(
         // Replaced again by someone else in the instant after the rename.
         return Err(Error::Changed { key: key.clone() });
     }
-    let item = file_item(key.clone(), &meta, ContentHash::of(content));
+    let mut item = file_item(key.clone(), &meta, ContentHash::of(content));
     shared.own.record(key, item.fingerprint);
+    if item.fingerprint.mtime_ns % 1_000_000_000 == 0 {
+        // Whole-second timestamps: someone may rewrite the file within this second without
+        // changing its fingerprint, so the next scan must read it again (see `scan`).
+        item.fingerprint = item.fingerprint.racy();
+    }
     Ok(item)
 }
 
@@ -188,7 +193,7 @@ pub(crate) fn remove(root: &Path, key: &Key, expected: Expected) -> Result<()> {
         Err(e) => return Err(io_to_sync(key, "remove", &e)),
     };
     match expected {
-        Expected::Present(fp) if fingerprint(&meta) == fp => {}
+        Expected::Present(fp) if fingerprint(&meta) == fp.settled() => {}
         _ => return Err(Error::Changed { key: key.clone() }),
     }
     let result = if meta.is_dir() {

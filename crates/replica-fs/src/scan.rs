@@ -11,6 +11,11 @@
 //! Fingerprints: a file's is (size, mtime in ns, inode). A folder's is (0, 0, inode): a folder's
 //! mtime changes whenever an entry is added inside it, which says nothing about the folder item
 //! itself, so only its identity is compared.
+//!
+//! Racy files: a file whose mtime is within [`RACY_WINDOW_NS`] of the scan's start is hashed even
+//! when its fingerprint matches, and the fingerprint reported for it is marked
+//! ([`Fingerprint::racy`]), so the base recorded from it makes the next scan read it again: a
+//! same-size rewrite in the same timestamp tick is found however late the next sync comes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, Metadata};
@@ -321,9 +326,13 @@ pub(crate) fn scan(
             content: Content::File(hash),
         }) = known.get(&key)
         {
-            let racy = fp.mtime_ns >= start_ns - RACY_WINDOW_NS;
-            if *fingerprint == fp && (!racy || own.vouches(&key, fp)) {
-                out.items.insert(key.clone(), file_item(key, &meta, *hash));
+            // Trusted: unchanged, and neither racy now nor marked racy when it was recorded,
+            // unless this process wrote exactly this file itself (`OwnWrites`).
+            let racy = fp.mtime_ns >= start_ns - RACY_WINDOW_NS || fingerprint.is_racy();
+            if fingerprint.settled() == fp && (!racy || own.vouches(&key, fp)) {
+                let mut item = file_item(key.clone(), &meta, *hash);
+                item.fingerprint = *fingerprint;
+                out.items.insert(key, item);
                 continue;
             }
         }
@@ -343,7 +352,13 @@ pub(crate) fn scan(
             out.hashed += 1;
         }
         match result {
-            Hashed::Item(item) => {
+            Hashed::Item(mut item) => {
+                if item.fingerprint.mtime_ns >= start_ns - RACY_WINDOW_NS {
+                    // Racily clean: a same-size rewrite in the same timestamp tick after this
+                    // read would keep this fingerprint, and a sync long after the window would
+                    // trust it. Marked, the base makes the next scan read the file again.
+                    item.fingerprint = item.fingerprint.racy();
+                }
                 out.items.insert(item.key.clone(), item);
             }
             Hashed::Skip(s) => out.skipped.push(s),

@@ -6,15 +6,17 @@
 //! binding, once made, is kept in the base), or to its own path when there is none. Conflicting
 //! claims are per-item problems, never silent choices.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::{BaseEntry, Identity, ItemKind, ItemMeta, Key, LocalItem};
 
 /// The result of binding local items to remote keys.
 #[derive(Debug, Clone, Default)]
-pub struct Binding {
-    /// Local items by the remote key they bind to (each item keeps its own local key).
-    pub local: BTreeMap<Key, LocalItem>,
+pub struct Binding<'a> {
+    /// Local items by the remote key they bind to (each item keeps its own local key). Under
+    /// [`Identity::Path`] this borrows the scan as it is (no copy of a large tree).
+    pub local: Cow<'a, BTreeMap<Key, LocalItem>>,
     /// Local keys that could not bind, with the reason (per-item `Item` errors); the engine
     /// leaves them and whatever they were bound to alone.
     pub problems: Vec<(Key, String)>,
@@ -25,17 +27,19 @@ fn is_app_named(item: &LocalItem) -> bool {
 }
 
 /// Binds every local item to a remote key under `identity`.
-pub fn bind(
+pub fn bind<'a>(
     identity: Identity,
-    local: &BTreeMap<Key, LocalItem>,
+    local: &'a BTreeMap<Key, LocalItem>,
     base: &BTreeMap<Key, BaseEntry>,
     remote: &BTreeMap<Key, ItemMeta>,
-) -> Binding {
-    let mut out = Binding::default();
+) -> Binding<'a> {
     if identity == Identity::Path {
-        out.local = local.clone();
-        return out;
+        return Binding {
+            local: Cow::Borrowed(local),
+            problems: Vec::new(),
+        };
     }
+    let mut out = Binding::default();
     // Bindings made at earlier syncs: local key -> remote key.
     let previous: HashMap<&Key, &Key> = base
         .iter()
@@ -60,7 +64,7 @@ pub fn bind(
     for (key, item) in local {
         if !is_app_named(item) {
             claimed.insert(key.clone());
-            out.local.insert(key.clone(), item.clone());
+            out.local.to_mut().insert(key.clone(), item.clone());
         }
     }
     for (key, item) in local.iter().filter(|(_, i)| is_app_named(i)) {
@@ -98,7 +102,7 @@ pub fn bind(
             )),
             Ok(target) => {
                 claimed.insert(target.clone());
-                out.local.insert(target, item.clone());
+                out.local.to_mut().insert(target, item.clone());
             }
             Err(msg) => out.problems.push((key.clone(), msg)),
         }
@@ -154,7 +158,7 @@ mod tests {
             &BTreeMap::new(),
             &remotes(&["other/index2.html"]),
         );
-        assert_eq!(b.local, l);
+        assert_eq!(*b.local, l);
         assert!(b.problems.is_empty());
     }
 

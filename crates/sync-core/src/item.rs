@@ -124,6 +124,55 @@ pub struct Fingerprint {
     pub inode: u64,
 }
 
+/// Added to `mtime_ns` to mark a fingerprint racily clean; far above any real modification time
+/// (2^120 ns is about 4·10^19 years).
+const RACY_MARK: i128 = 1 << 120;
+
+impl Fingerprint {
+    /// This fingerprint marked *racily clean*: it was taken while the file could still be
+    /// rewritten within the same timestamp tick without its size, modification time or inode
+    /// changing (git's "racy clean" entries). A marked fingerprint never equals one read from a
+    /// file, so when a base records it, the next scan reads the file again instead of trusting
+    /// the fast path; a later scan, out of the racy window, records the unmarked one.
+    ///
+    /// ```
+    /// # use sync_core::Fingerprint;
+    /// let fp = Fingerprint { size: 3, mtime_ns: 1_700_000_000_000_000_000, inode: 7 };
+    /// assert_ne!(fp.racy(), fp);
+    /// assert!(fp.racy().is_racy() && !fp.is_racy());
+    /// assert_eq!(fp.racy().settled(), fp);
+    /// ```
+    #[must_use]
+    pub fn racy(self) -> Fingerprint {
+        if self.is_racy() {
+            return self;
+        }
+        match self.mtime_ns.checked_add(RACY_MARK) {
+            Some(mtime_ns) => Fingerprint { mtime_ns, ..self },
+            None => self,
+        }
+    }
+
+    /// True when this fingerprint is marked racily clean (see [`Fingerprint::racy`]).
+    pub fn is_racy(&self) -> bool {
+        self.mtime_ns >= RACY_MARK / 2
+    }
+
+    /// The fingerprint as read from the file, without the racy mark: what a replica compares with
+    /// the file's current state before it replaces or removes it.
+    #[must_use]
+    pub fn settled(self) -> Fingerprint {
+        if self.is_racy() {
+            Fingerprint {
+                mtime_ns: self.mtime_ns - RACY_MARK,
+                ..self
+            }
+        } else {
+            self
+        }
+    }
+}
+
 /// One item found by a replica's scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalItem {

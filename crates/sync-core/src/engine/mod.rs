@@ -310,6 +310,16 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
                 loaded.clock.observe(item.stamp);
             }
             let more = page.more;
+            if page.changes.is_empty() && cursor.as_ref() == Some(&page.cursor) {
+                // Nothing new (the common no-change sync): no write to the state store.
+                if more {
+                    return Err(Error::offline(
+                        "the server said more changes follow but sent none and did not move \
+                         the cursor; it is misbehaving: check its version and logs",
+                    ));
+                }
+                return Ok(());
+            }
             self.commit(StateBatch {
                 cursor: Some(page.cursor),
                 remote: page.changes,
