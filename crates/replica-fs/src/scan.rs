@@ -218,129 +218,51 @@ pub(crate) fn scan(
             problem.clone(),
         ));
     }
-    let mut jobs = Vec::new();
+    // The root's own entries first, then each top-level folder's subtree on rayon's pool (a
+    // no-change scan is mostly `stat` calls, which run in parallel on separate folders); the
+    // parts are merged in name order, so the result is the same as one sequential walk.
+    let walker = Walker {
+        root,
+        known,
+        rules: &rules,
+        shared,
+        max_item_bytes,
+        start_ns,
+    };
+    let mut top = Part::default();
     let mut walk = WalkDir::new(root)
         .follow_links(false)
         .min_depth(1)
+        .max_depth(1)
         .sort_by_file_name()
         .into_iter();
     while let Some(entry) = walk.next() {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(e) => {
-                walk_error(root, known, &e, &mut out);
-                continue;
-            }
-        };
-        let path = entry.path();
-        let Ok(rel) = path.strip_prefix(root) else {
-            continue;
-        };
-        let ft = entry.file_type();
-        let is_dir = ft.is_dir();
-        let name = entry.file_name().to_str().unwrap_or("");
-        if ft.is_file() && name.starts_with(TEMP_PREFIX) {
-            sweep_temp_file(&shared.in_flight, path);
-            continue;
+        if let Next::SkipDir = walker.visit(entry, &mut top, true) {
+            walk.skip_current_dir();
         }
-        if rules.is_ignored(rel, name, is_dir) {
-            if is_dir {
-                walk.skip_current_dir();
-            }
-            // An ignored item that synced before is left alone, not treated as deleted.
-            if let Some(key) = rel.to_str().and_then(|s| Key::new(s).ok()) {
-                for k in known_under(known, &key, is_dir) {
-                    out.skipped.push(skipped(
-                        Some(k.clone()),
-                        Path::new(k.as_str()),
-                        ErrorClass::Warning,
-                        "ignored (built-in rule or .syncignore); it is not synced",
-                    ));
-                }
-            }
-            continue;
-        }
-        let key = match key_of(root, rel, &entry) {
-            Ok(k) => k,
-            Err(skip) => {
-                out.skipped.push(skip);
-                if is_dir {
+    }
+    let parts: Vec<Part> = std::mem::take(&mut top.descend)
+        .into_par_iter()
+        .map(|dir| {
+            let mut part = Part::default();
+            let mut walk = WalkDir::new(dir)
+                .follow_links(false)
+                .min_depth(1)
+                .sort_by_file_name()
+                .into_iter();
+            while let Some(entry) = walk.next() {
+                if let Next::SkipDir = walker.visit(entry, &mut part, false) {
                     walk.skip_current_dir();
                 }
-                continue;
             }
-        };
-        if ft.is_symlink() {
-            out.skipped.push(skipped(
-                Some(key),
-                rel,
-                ErrorClass::Warning,
-                "is a symbolic link; symlinks are not followed, so it is not synced",
-            ));
-            continue;
-        }
-        let meta = match entry.metadata() {
-            Ok(m) => m,
-            Err(e) => {
-                let message = match e.io_error() {
-                    Some(io) => unreadable_message(io),
-                    None => format!("cannot be read: {e}"),
-                };
-                out.skipped
-                    .push(skipped(Some(key), rel, ErrorClass::Item, message));
-                if is_dir {
-                    walk.skip_current_dir();
-                }
-                continue;
-            }
-        };
-        if is_dir {
-            out.items.insert(key.clone(), folder_item(key, &meta));
-            continue;
-        }
-        if !ft.is_file() {
-            out.skipped.push(skipped(
-                Some(key),
-                rel,
-                ErrorClass::Warning,
-                "is not a regular file or folder (a device, socket or pipe); it is not synced",
-            ));
-            continue;
-        }
-        if meta.len() > max_item_bytes {
-            out.skipped.push(skipped(
-                Some(key),
-                rel,
-                ErrorClass::Warning,
-                format!(
-                    "{} bytes is over the limit of {} bytes; it is not synced (raise max_item_bytes, or add it to {IGNORE_FILE})",
-                    meta.len(),
-                    max_item_bytes
-                ),
-            ));
-            continue;
-        }
-        let fp = fingerprint(&meta);
-        if let Some(KnownItem {
-            fingerprint,
-            content: Content::File(hash),
-        }) = known.get(&key)
-        {
-            // Trusted: unchanged, and neither racy now nor marked racy when it was recorded,
-            // unless this process wrote exactly this file itself (`OwnWrites`).
-            let racy = fp.mtime_ns >= start_ns - RACY_WINDOW_NS || fingerprint.is_racy();
-            if fingerprint.settled() == fp && (!racy || own.vouches(&key, fp)) {
-                let mut item = file_item(key.clone(), &meta, *hash);
-                item.fingerprint = *fingerprint;
-                out.items.insert(key, item);
-                continue;
-            }
-        }
-        jobs.push(Job {
-            key,
-            path: path.to_path_buf(),
-            fingerprint: fp,
-        });
+            part
+        })
+        .collect();
+    let mut jobs = Vec::new();
+    for part in std::iter::once(top).chain(parts) {
+        out.items.extend(part.items);
+        out.skipped.extend(part.skipped);
+        jobs.extend(part.jobs);
     }
 
     let results: Vec<(bool, Hashed)> = jobs
@@ -365,6 +287,165 @@ pub(crate) fn scan(
         }
     }
     Ok(out)
+}
+
+/// What the walk does after an entry.
+enum Next {
+    /// Go on (into the entry, if it is a folder the walk descends into).
+    Continue,
+    /// Do not descend into this folder (ignored, unreadable or not a valid key).
+    SkipDir,
+}
+
+/// What one walk (the root's entries, or one top-level folder's subtree) found.
+#[derive(Default)]
+struct Part {
+    items: BTreeMap<Key, LocalItem>,
+    skipped: Vec<Skipped>,
+    jobs: Vec<Job>,
+    /// Top-level folders to walk next (only the root's walk fills it).
+    descend: Vec<PathBuf>,
+}
+
+/// The inputs every walk of one scan shares.
+struct Walker<'a> {
+    root: &'a Path,
+    known: &'a BTreeMap<Key, KnownItem>,
+    rules: &'a IgnoreRules,
+    shared: &'a Shared,
+    max_item_bytes: u64,
+    start_ns: i128,
+}
+
+impl Walker<'_> {
+    /// Classifies one entry of a walk: a skipped item, a folder, a file recognised by its
+    /// fingerprint, or a file to hash (`out.jobs`). `top`: the entry is in the root itself.
+    fn visit(&self, entry: walkdir::Result<walkdir::DirEntry>, out: &mut Part, top: bool) -> Next {
+        let (root, known, shared) = (self.root, self.known, self.shared);
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                walk_error(root, known, &e, &mut out.skipped);
+                return Next::Continue;
+            }
+        };
+        let path = entry.path();
+        let Ok(rel) = path.strip_prefix(root) else {
+            return Next::Continue;
+        };
+        let ft = entry.file_type();
+        let is_dir = ft.is_dir();
+        let name = entry.file_name().to_str().unwrap_or("");
+        if ft.is_file() && name.starts_with(TEMP_PREFIX) {
+            sweep_temp_file(&shared.in_flight, path);
+            return Next::Continue;
+        }
+        if self.rules.is_ignored(rel, name, is_dir) {
+            // An ignored item that synced before is left alone, not treated as deleted.
+            if let Some(key) = rel.to_str().and_then(|s| Key::new(s).ok()) {
+                for k in known_under(known, &key, is_dir) {
+                    out.skipped.push(skipped(
+                        Some(k.clone()),
+                        Path::new(k.as_str()),
+                        ErrorClass::Warning,
+                        "ignored (built-in rule or .syncignore); it is not synced",
+                    ));
+                }
+            }
+            return if is_dir {
+                Next::SkipDir
+            } else {
+                Next::Continue
+            };
+        }
+        let key = match key_of(root, rel, &entry) {
+            Ok(k) => k,
+            Err(skip) => {
+                out.skipped.push(skip);
+                return if is_dir {
+                    Next::SkipDir
+                } else {
+                    Next::Continue
+                };
+            }
+        };
+        if ft.is_symlink() {
+            out.skipped.push(skipped(
+                Some(key),
+                rel,
+                ErrorClass::Warning,
+                "is a symbolic link; symlinks are not followed, so it is not synced",
+            ));
+            return Next::Continue;
+        }
+        let meta = match entry.metadata() {
+            Ok(m) => m,
+            Err(e) => {
+                let message = match e.io_error() {
+                    Some(io) => unreadable_message(io),
+                    None => format!("cannot be read: {e}"),
+                };
+                out.skipped
+                    .push(skipped(Some(key), rel, ErrorClass::Item, message));
+                return if is_dir {
+                    Next::SkipDir
+                } else {
+                    Next::Continue
+                };
+            }
+        };
+        if is_dir {
+            out.items.insert(key.clone(), folder_item(key, &meta));
+            if top {
+                out.descend.push(path.to_path_buf());
+            }
+            return Next::Continue;
+        }
+        if !ft.is_file() {
+            out.skipped.push(skipped(
+                Some(key),
+                rel,
+                ErrorClass::Warning,
+                "is not a regular file or folder (a device, socket or pipe); it is not synced",
+            ));
+            return Next::Continue;
+        }
+        if meta.len() > self.max_item_bytes {
+            out.skipped.push(skipped(
+            Some(key),
+            rel,
+            ErrorClass::Warning,
+            format!(
+                "{} bytes is over the limit of {} bytes; it is not synced (raise max_item_bytes, or add it to {IGNORE_FILE})",
+                meta.len(),
+                self.max_item_bytes
+            ),
+        ));
+            return Next::Continue;
+        }
+        let fp = fingerprint(&meta);
+        if let Some(KnownItem {
+            fingerprint,
+            content: Content::File(hash),
+        }) = known.get(&key)
+        {
+            // Trusted: unchanged, and neither racy now nor marked racy when it was recorded,
+            // unless this process wrote exactly this file itself (`OwnWrites`).
+            let racy = fp.mtime_ns >= self.start_ns - RACY_WINDOW_NS || fingerprint.is_racy();
+            if fingerprint.settled() == fp && (!racy || shared.own.vouches(&key, fp)) {
+                let mut item = file_item(key.clone(), &meta, *hash);
+                item.fingerprint = *fingerprint;
+                out.items.insert(key, item);
+                return Next::Continue;
+            }
+        }
+        out.jobs.push(Job {
+            key,
+            path: path.to_path_buf(),
+            fingerprint: fp,
+        });
+        Next::Continue
+    }
 }
 
 /// Removes a `.sync-tmp-*` file the walk met unless a write of this process is filling it: it
@@ -397,7 +478,12 @@ fn known_under<'a>(
 
 /// A walk failure (typically a folder that cannot be listed): the folder and everything the
 /// last sync knew inside it are skipped, so none of it is mistaken for deleted.
-fn walk_error(root: &Path, known: &BTreeMap<Key, KnownItem>, e: &walkdir::Error, out: &mut Scan) {
+fn walk_error(
+    root: &Path,
+    known: &BTreeMap<Key, KnownItem>,
+    e: &walkdir::Error,
+    out: &mut Vec<Skipped>,
+) {
     let path = e.path().unwrap_or(root);
     let rel = path.strip_prefix(root).unwrap_or(path);
     let message = match e.io_error() {
@@ -410,14 +496,14 @@ fn walk_error(root: &Path, known: &BTreeMap<Key, KnownItem>, e: &walkdir::Error,
                 .filter(|k| *k != &key)
                 .cloned()
                 .collect();
-            out.skipped.push(skipped(
+            out.push(skipped(
                 Some(key.clone()),
                 rel,
                 ErrorClass::Item,
                 message.clone(),
             ));
             for k in inside {
-                out.skipped.push(skipped(
+                out.push(skipped(
                     Some(k.clone()),
                     Path::new(k.as_str()),
                     ErrorClass::Item,
@@ -425,9 +511,7 @@ fn walk_error(root: &Path, known: &BTreeMap<Key, KnownItem>, e: &walkdir::Error,
                 ));
             }
         }
-        None => out
-            .skipped
-            .push(skipped(None, rel, ErrorClass::Item, message)),
+        None => out.push(skipped(None, rel, ErrorClass::Item, message)),
     }
 }
 
