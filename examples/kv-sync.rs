@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{ensure, Context};
+use axum::serve::ListenerExt;
 use serde_json::Value;
 use store_sqlite::{SqliteServerStore, SqliteStateStore};
 use sync_core::memory::MemoryReplica;
@@ -73,6 +74,8 @@ async fn main() -> anyhow::Result<()> {
     let app = router(Arc::new(store), Arc::new(tokens), ServerOptions::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
+    // TCP_NODELAY: else each response waits ~40 ms for a delayed ACK.
+    let listener = listener.tap_io(|tcp| drop(tcp.set_nodelay(true)));
     tokio::spawn(async move { axum::serve(listener, app).await });
     println!("server on {url}");
 
