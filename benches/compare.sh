@@ -12,6 +12,8 @@
 #   benches/compare.sh latency     # edit-to-other-disk latency, two watching folder-syncs, HTTP
 #   benches/compare.sh idle        # N idle long-polls against one sync-server: memory, threads
 #   benches/compare.sh report      # print the table again from $ROOT/results.tsv
+#   TOOLS="ours-http" benches/compare.sh rerun   # run the trees again for TOOLS (on DATASETS)
+#                                  # only, replacing their rows in $ROOT/results.tsv
 #
 # Env knobs [defaults]: ROOT [/tmp/syncbench], RUNS [3], DATASETS ["small large big"],
 #   TOOLS ["ours-fs ours-http unison bisync rsync"], SMALL_N/SMALL_SIZE [10000/8192],
@@ -153,7 +155,7 @@ reset_for_initial() {   # empty the receiving side and forget all sync state
   rm -rf "$WORK/B" "$WORK/R" "$WORK/state" "$UNISON" "$WORK/A/.sync"
   mkdir -p "$WORK/B" "$WORK/R" "$WORK/state" "$UNISON"
   if [[ $tool == ours-http ]]; then
-    server_stop; rm -f "$WORK"/server.db*; rm -rf "$WORK/server.db.blobs"; server_start "$WORK/server.db"
+    server_stop; rm -rf "$WORK"/server.db*; server_start "$WORK/server.db"
   fi
 }
 
@@ -366,6 +368,10 @@ def fmt(v):
     return s
 print("| tree | scenario | " + " | ".join(ours + peers) + " | best peer | ours-fs ÷ best | ours-http ÷ best |")
 print("|---" * (len(ours) + len(peers) + 5) + "|")
+scen_rank = {"A": 0, "A↓": 1, "B": 2, "C": 3}
+ds_rank = {}
+for k in order: ds_rank.setdefault(k[0], len(ds_rank))
+order.sort(key=lambda k: (ds_rank[k[0]], scen_rank.get(k[3], 9)))
 for key in order:
     ds, n, size, scen = key
     c = cell[key]
@@ -389,6 +395,15 @@ main() {
   case ${1:-all} in
     install) install_peers ;;
     report) report ;;
+    rerun)
+      build_ours; touch "$RESULTS"
+      for t in $TOOLS; do      # drop the rows of TOOLS on DATASETS only
+        awk -F'\t' -v t="$t" -v ds=" ${DATASETS:-small large big} " \
+          '!($5 == t && index(ds, " " tolower($1) " "))' "$RESULTS" >"$RESULTS.tmp"
+        mv "$RESULTS.tmp" "$RESULTS"
+      done
+      echo "Rows of $TOOLS re-run at $(cd "$REPO" && git rev-parse --short HEAD) on $(date -u +%H:%M) UTC (load average $(cut -d' ' -f1-3 /proc/loadavg))." >>"$ROOT/machine.txt"
+      trees; report | tee "$ROOT/results.md" ;;
     trees) build_ours; machine >"$ROOT/machine.txt"; : >"$RESULTS"; trees; report ;;
     latency) build_ours; latency ;;
     idle) build_ours; idle ;;
