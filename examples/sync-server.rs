@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! sync-server --listen 127.0.0.1:8080 --db server.db --token TENANT:TOKEN [--token ...]
-//!             [--max-item-bytes N]
+//!             [--max-item-bytes N] [--rate-limit PER_SECOND]
 //! sync-server --listen 127.0.0.1:8081 --postgres postgres://USER:PASS@HOST:PORT/DB --token ...
 //! ```
 //!
@@ -47,6 +47,10 @@ struct Args {
     /// The largest item accepted, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_ITEM_BYTES)]
     max_item_bytes: u64,
+    /// Requests per second one token may send on average (bursts up to twice as many); over
+    /// it the server answers 429 with Retry-After.
+    #[arg(long, value_name = "PER_SECOND", default_value_t = ServerOptions::default().rate_limit_per_second)]
+    rate_limit: u32,
 }
 
 #[tokio::main]
@@ -69,8 +73,14 @@ async fn main() -> anyhow::Result<()> {
         ..ServerConfig::default()
     };
     let auth = Arc::new(StaticTokens::new(pairs));
+    anyhow::ensure!(
+        args.rate_limit > 0,
+        "--rate-limit must be at least 1 request per second"
+    );
     let options = ServerOptions {
         max_item_bytes: args.max_item_bytes,
+        rate_limit_per_second: args.rate_limit,
+        rate_limit_burst: args.rate_limit.saturating_mul(2),
         ..ServerOptions::default()
     };
     let app = match (&args.db, &args.postgres) {
