@@ -892,6 +892,20 @@ async fn gzip_when_asked_and_only_then() {
     assert_eq!(unzipped, plain.body.to_vec());
     let page: Value = serde_json::from_slice(&unzipped).unwrap();
     assert_eq!(page["changes"].as_array().unwrap().len(), 2);
+    // Item contents are sent as they are, even when gzip is accepted (deflating large or
+    // already-compressed files costs more than it saves).
+    let item = call(
+        &s.app,
+        req("GET", "/sync/v1/items/docs/a.txt")
+            .header(header::AUTHORIZATION, A)
+            .header(header::ACCEPT_ENCODING, "gzip")
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(item.status, StatusCode::OK);
+    assert!(item.headers.get(header::CONTENT_ENCODING).is_none());
+    assert_eq!(&item.body[..], b"hello");
 }
 
 #[tokio::test]

@@ -21,7 +21,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, put};
 use axum::Router;
 use sync_core::ServerStore;
-use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{NotForContentType, Predicate};
+use tower_http::compression::{CompressionLayer, DefaultPredicate};
 use tower_http::trace::TraceLayer;
 
 pub use auth::{Authenticator, StaticTokens};
@@ -135,7 +136,12 @@ pub fn router<S: ServerStore + 'static>(
         .merge(protected)
         .fallback(routes::no_such_route)
         .layer(middleware::from_fn_with_state(overall, request_timeout))
-        .layer(CompressionLayer::new())
+        // gzip for JSON (change pages, histories, errors) but not item contents: they are
+        // often already compressed or random, and deflating a 5 MiB body costs more than
+        // sending it on a fast link (it made downloads of large files about 10x slower).
+        .layer(CompressionLayer::new().compress_when(
+            DefaultPredicate::new().and(NotForContentType::const_new("application/octet-stream")),
+        ))
         .layer(TraceLayer::new_for_http())
 }
 
