@@ -412,7 +412,10 @@ async fn an_interrupted_sync_converges_and_leaves_no_partial_file() {
         .await
         .expect_err("the injected failure stops the sync");
     assert_eq!(failed.error.class(), ErrorClass::Storage);
-    assert!(failed.partial.downloaded >= 15, "{:?}", failed.partial);
+    // 15 writes succeeded, but downloads run 8 at a time and are settled in plan order: up to
+    // 7 written files may sit behind the failed one and are not counted (the next sync finds
+    // them equal to the remote and transfers nothing for them).
+    assert!(failed.partial.downloaded >= 15 - 7, "{:?}", failed.partial);
     assert!(temp_files(&dir).is_empty(), "{:?}", temp_files(&dir));
 
     // A new engine (as after a restart) on the same state and folder finishes the job.
