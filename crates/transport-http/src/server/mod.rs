@@ -39,7 +39,8 @@ pub struct ServerOptions {
     /// Requests per second allowed to one token on average. Default 5,000: a device's first
     /// sync sends one request per file as fast as the server answers (a 2-core server answers
     /// about 3,000 a second), so a lower default would make the limiter the bottleneck of every
-    /// first sync; lower it to bound what one token can take from the others.
+    /// first sync; lower it to bound what one token can take from the others. There is no
+    /// "off": 0 is taken as 1 request per second.
     pub rate_limit_per_second: u32,
     /// Requests one token may send at once before the rate applies. Default 10,000.
     pub rate_limit_burst: u32,
