@@ -1,9 +1,11 @@
-//! `load-test`: many concurrent simulated clients against one sync server on loopback
-//! (issue 6, item 4), then a check that nothing a client was told is stored was lost.
+//! `load-test`: many concurrent simulated clients against sync servers on loopback
+//! (issue 6, item 4; issue 8, item 5), then a check that nothing a client was told is stored
+//! was lost.
 //!
 //! ```text
 //! cargo run --release --example load-test -- [--clients 100] [--seconds 60] [--keys 8]
-//!                                            [--server URL --token TOKEN [--token ...]]
+//!                                            [--server URL [--server URL ...]
+//!                                             --token TOKEN [--token ...]]
 //! ```
 //!
 //! - Without `--server` it starts an embedded server in this process: a `SqliteServerStore`
@@ -11,10 +13,19 @@
 //!   on 127.0.0.1:0. The server and the clients then share this process's CPU (and the tokio
 //!   runtime), so the figures are those of both together on this machine.
 //! - With `--server URL` it drives a running `sync-server` (only on loopback: 127.0.0.1,
-//!   `localhost` or `[::1]`). Client `i` uses token `i mod n` of the `--token` values. The
-//!   server limits each token to 200 requests/s (burst 400), so give it one token per client
-//!   (`sync-server --token load:t0 --token load:t1 ...` and the same `--token t0 --token t1 ...`
-//!   here), or the figures measure the rate limiter.
+//!   `localhost` or `[::1]`; every URL is checked). Client `i` uses token `i mod m` of the `m`
+//!   `--token` values. The server limits the requests of each token (`--rate-limit`, per
+//!   server process), so give it one token per client (`sync-server --token load:t0 --token
+//!   load:t1 ...` and the same `--token t0 --token t1 ...` here), or the figures may measure
+//!   the rate limiter.
+//! - `--server` may be repeated: client `i` then talks only to server `i mod n` of the `n`
+//!   URLs, e.g. several `sync-server --postgres URL` processes on one PostgreSQL database
+//!   (each with the same tokens). The nothing-lost check reads everything through the first
+//!   server: all servers must share one database, so any of them sees every write. (Servers
+//!   with separate databases fail the check, the writes made through the others being "lost".)
+//! - An external server's database must not hold this tenant's `load/...` keys yet (a fresh
+//!   `--db` file or PostgreSQL database per run): a second run on the same database would see
+//!   its creates conflict, and counts them as errors.
 //!
 //! All clients are devices of **one tenant** (the embedded server gives each its own token, as
 //! real devices have): every write takes the next revision of the same per-tenant counter, and
@@ -39,6 +50,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context};
+use axum::serve::ListenerExt;
 use bytes::Bytes;
 use clap::Parser;
 use store_sqlite::SqliteServerStore;
@@ -52,7 +64,7 @@ use transport_http::server::{router, ServerOptions, StaticTokens};
 #[derive(Parser, Debug)]
 #[command(
     name = "load-test",
-    about = "Concurrent clients against one sync server on loopback"
+    about = "Concurrent clients against sync servers on loopback"
 )]
 struct Args {
     /// Concurrent simulated clients.
@@ -64,10 +76,11 @@ struct Args {
     /// Keys each client writes in turn.
     #[arg(long, default_value_t = 8)]
     keys: usize,
-    /// A running sync-server's base URL (loopback only); without it an embedded one is used.
-    #[arg(long, requires = "tokens")]
-    server: Option<String>,
-    /// A bearer token of the external server (repeat: client i uses token i mod n).
+    /// A running sync-server's base URL (loopback only; repeat: client i uses server i mod n,
+    /// all on one database). Without it an embedded server is used.
+    #[arg(long = "server", value_name = "URL", requires = "tokens")]
+    servers: Vec<String>,
+    /// A bearer token of the external servers (repeat: client i uses token i mod m).
     #[arg(long = "token", value_name = "TOKEN")]
     tokens: Vec<String>,
 }
@@ -432,18 +445,10 @@ async fn main() -> anyhow::Result<()> {
         "--seconds must be 1..=3600"
     );
 
-    // The server: external (loopback only) or embedded.
+    // The servers: external (loopback only, one or more on one database) or embedded.
     let mut _tmp = None;
-    let (url, tokens, what) = match &args.server {
-        Some(url) => {
-            loopback_only(url)?;
-            (
-                url.trim_end_matches('/').to_owned(),
-                args.tokens.clone(),
-                format!("external server {url}"),
-            )
-        }
-        None => {
+    let (urls, tokens, what) = match args.servers.as_slice() {
+        [] => {
             let tmp = tempfile::tempdir().context("a temporary folder for the database")?;
             let db: PathBuf = tmp.path().join("load.db");
             let store = SqliteServerStore::open(&db, ServerConfig::default())
@@ -454,12 +459,41 @@ async fn main() -> anyhow::Result<()> {
             let app = router(Arc::new(store), Arc::new(auth), ServerOptions::default());
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let addr = listener.local_addr()?;
+            // TCP_NODELAY, as sync-server sets it: without it a response written in two
+            // segments waits for the client's delayed ACK (about 40 ms).
+            let listener = listener.tap_io(|tcp| drop(tcp.set_nodelay(true)));
             tokio::spawn(async move { axum::serve(listener, app).await });
             _tmp = Some(tmp);
             (
-                format!("http://{addr}"),
+                vec![format!("http://{addr}")],
                 tokens,
                 format!("embedded server on http://{addr} (SQLite; shares this process's CPU with the clients)"),
+            )
+        }
+        [url] => {
+            loopback_only(url)?;
+            (
+                vec![url.trim_end_matches('/').to_owned()],
+                args.tokens.clone(),
+                format!("external server {url}"),
+            )
+        }
+        servers => {
+            for url in servers {
+                loopback_only(url)?;
+            }
+            (
+                servers
+                    .iter()
+                    .map(|u| u.trim_end_matches('/').to_owned())
+                    .collect(),
+                args.tokens.clone(),
+                format!(
+                    "{} external servers on one database ({}; client i uses server i mod {})",
+                    servers.len(),
+                    servers.join(", "),
+                    servers.len()
+                ),
             )
         }
     };
@@ -474,14 +508,16 @@ async fn main() -> anyhow::Result<()> {
     let deadline = start + Duration::from_secs(args.seconds);
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..args.clients {
-        let transport = HttpTransport::new(&url, tokens[i % tokens.len()].clone())
+        let url = &urls[i % urls.len()];
+        let transport = HttpTransport::new(url, tokens[i % tokens.len()].clone())
             .context("making a client")?
             .with_retry(RetryPolicy::none())
             .with_request_timeout(Duration::from_secs(30));
         let own = (0..args.keys)
             .map(|j| Key::new(format!("load/c{i:03}/k{j}")))
             .collect::<Result<Vec<Key>, _>>()?;
-        tasks.spawn(client(i, own, transport, deadline));
+        let server = i % urls.len();
+        tasks.spawn(async move { (server, client(i, own, transport, deadline).await) });
     }
     let mut logs = Vec::new();
     let bound = Duration::from_secs(args.seconds + 60);
@@ -499,7 +535,12 @@ async fn main() -> anyhow::Result<()> {
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let mut samples = Vec::new();
     let mut writes = Vec::new();
-    for log in logs {
+    // Per server: clients, requests, errors.
+    let mut per_server = vec![(0usize, 0usize, 0u64); urls.len()];
+    for (server, log) in logs {
+        per_server[server].0 += 1;
+        per_server[server].1 += log.latency.values().map(Vec::len).sum::<usize>();
+        per_server[server].2 += log.errors.values().sum::<u64>();
         for (op, l) in log.latency {
             by_op.entry(op).or_default().extend(l);
         }
@@ -523,6 +564,14 @@ async fn main() -> anyhow::Result<()> {
         l.sort_unstable();
         println!("{}", latency_line(op.name(), &l));
     }
+    if urls.len() > 1 {
+        for (url, (clients, requests, errs)) in urls.iter().zip(&per_server) {
+            println!(
+                "  server {url}: {clients} clients, {requests} requests ({:.0} req/s), {errs} errors",
+                *requests as f64 / secs
+            );
+        }
+    }
     let error_count: u64 = errors.values().sum();
     println!(
         "writes accepted: {} ({:.0}/s)",
@@ -541,12 +590,14 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    // Nothing lost.
-    let checker = HttpTransport::new(&url, tokens[0].clone())?;
+    // Nothing lost, read through the first server: every server shares its database, so the
+    // writes made through the others must be visible there too.
+    let checker = HttpTransport::new(&urls[0], tokens[0].clone())?;
     let check_start = Instant::now();
     let (keys, checked, lost) = verify(checker, writes).await?;
     println!(
-        "nothing-lost check: {checked} accepted writes on {keys} keys, lost = {} ({:.1} s)",
+        "nothing-lost check through {}: {checked} accepted writes on {keys} keys, lost = {} ({:.1} s)",
+        urls[0],
         lost.len(),
         check_start.elapsed().as_secs_f64()
     );
