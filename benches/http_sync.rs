@@ -35,87 +35,29 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::collections::{BTreeMap, BTreeSet};
+mod common;
+
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::serve::ListenerExt;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
-use replica_fs::FolderReplica;
-use store_sqlite::{SqliteServerStore, SqliteStateStore};
-use sync_core::{
-    Cursor, EngineConfig, ItemKind, KnownItem, Replica, ServerConfig, StateStore, SyncReport,
-    Transport,
-};
+use store_sqlite::SqliteServerStore;
+use sync_core::{Cursor, EngineConfig, ItemKind, ServerConfig, Transport};
 use sync_engine::folder;
+
+use common::{assert_no_file_is_hashed, check, fresh_dir, gen_tree, FILES, FILE_SIZE};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use transport_http::client::{HttpTransport, RetryPolicy};
 use transport_http::server::{router, ServerOptions, StaticTokens};
 
-/// Files in the tree.
-const FILES: usize = 10_000;
-/// Bytes per file.
-const FILE_SIZE: usize = 8 * 1024;
-/// Files per leaf folder.
-const FILES_PER_DIR: usize = 20;
-/// Fixed modification times start here (seconds since the epoch), one second apart, as in
-/// peers.sh: old enough that no file is inside the scan's racy window.
-const T0: u64 = 1_700_000_000;
 /// The one tenant and its token.
 const TENANT: &str = "bench";
 const TOKEN: &str = "bench-token";
-
-/// The leaf folders' fan-out: the smallest `f` with `f³ ≥ leaves`.
-fn fan(leaves: usize) -> usize {
-    (1..).find(|f| f * f * f >= leaves).unwrap_or(1)
-}
-
-/// Writes the tree under `root` (deterministic pseudo-random content, the same as
-/// `benches/folder_sync.rs`) and returns how many folders it has.
-fn gen_tree(root: &Path) -> usize {
-    let leaves = FILES.div_ceil(FILES_PER_DIR);
-    let fan = fan(leaves);
-    let mut state: u64 = 42;
-    let mut folders = BTreeSet::new();
-    let mut buf = vec![0u8; FILE_SIZE];
-    for i in 0..FILES {
-        let (leaf, k) = (i / FILES_PER_DIR, i % FILES_PER_DIR);
-        let (a, rest) = (leaf / (fan * fan), leaf % (fan * fan));
-        let (b, c) = (rest / fan, rest % fan);
-        let dir = root.join(format!("d{a:02}/d{b:02}/d{c:02}"));
-        if folders.insert(dir.clone()) {
-            fs::create_dir_all(&dir).unwrap();
-        }
-        for chunk in buf.chunks_mut(8) {
-            // xorshift64*
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            let v = state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-        let path = dir.join(format!("f{k:03}.bin"));
-        fs::write(&path, &buf).unwrap();
-        fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(UNIX_EPOCH + Duration::from_secs(T0 + i as u64))
-            .unwrap();
-    }
-    // Every folder on the way: dA, dA/dB, dA/dB/dC.
-    let mut all = BTreeSet::new();
-    for leaf in &folders {
-        let rel = leaf.strip_prefix(root).unwrap();
-        for anc in rel.ancestors().filter(|p| !p.as_os_str().is_empty()) {
-            all.insert(anc.to_path_buf());
-        }
-    }
-    all.len()
-}
 
 /// A sync server embedded in this process, on 127.0.0.1:0.
 struct Server {
@@ -174,18 +116,6 @@ async fn engine(dir: &Path, server: &Server) -> folder::FolderEngine<HttpTranspo
     folder::open(dir, server.transport(), EngineConfig::default())
         .await
         .unwrap()
-}
-
-fn check(report: &SyncReport) {
-    assert!(report.errors.is_empty(), "{:?}", report.errors);
-}
-
-/// Empties `dir` (or creates it).
-fn fresh_dir(dir: &Path) {
-    if dir.exists() {
-        fs::remove_dir_all(dir).unwrap();
-    }
-    fs::create_dir_all(dir).unwrap();
 }
 
 /// Reads the server's whole change feed and checks it lists exactly `files` live files of
@@ -314,36 +244,6 @@ fn benches(c: &mut Criterion) {
 
     drop(a);
     rt.block_on(main.stop());
-}
-
-/// A scan of `dir` with the fingerprints its state store recorded reads no file.
-async fn assert_no_file_is_hashed(dir: &Path) {
-    let state = SqliteStateStore::open(dir.join(".sync/state.db"))
-        .await
-        .unwrap()
-        .load()
-        .await
-        .unwrap();
-    let known: BTreeMap<_, _> = state
-        .base
-        .iter()
-        .filter_map(|(key, b)| {
-            Some((
-                key.clone(),
-                KnownItem {
-                    fingerprint: b.fingerprint?,
-                    content: b.content(),
-                },
-            ))
-        })
-        .collect();
-    let scan = FolderReplica::new(dir)
-        .unwrap()
-        .scan(&known, sync_core::DEFAULT_MAX_ITEM_BYTES)
-        .await
-        .unwrap();
-    assert_eq!(scan.hashed, 0, "a no-change rescan must not read any file");
-    assert!(scan.items.len() >= FILES, "{}", scan.items.len());
 }
 
 criterion_group!(http_sync, benches);
