@@ -22,7 +22,7 @@ use sync_core::{ContentHash, Error, Expected, Key, LocalItem, Result};
 
 use crate::error::io_to_sync;
 use crate::ignore_rules::reserved;
-use crate::scan::{check_root, file_item, fingerprint, folder_item};
+use crate::scan::{check_root, file_item, fingerprint, folder_item, whole_second};
 use crate::Shared;
 
 /// The path of `key` under `root`.
@@ -160,7 +160,7 @@ pub(crate) fn write(
     }
     let mut item = file_item(key.clone(), &meta, ContentHash::of(content));
     shared.own.record(key, item.fingerprint);
-    if item.fingerprint.mtime_ns % 1_000_000_000 == 0 {
+    if whole_second(item.fingerprint) {
         // Whole-second timestamps: someone may rewrite the file within this second without
         // changing its fingerprint, so the next scan must read it again (see `scan`).
         item.fingerprint = item.fingerprint.racy();

@@ -109,6 +109,12 @@ pub(crate) fn check_root(root: &Path) -> Result<()> {
     }
 }
 
+/// True when `fp`'s mtime has no sub-second part: the file system (most likely) keeps whole
+/// seconds only, so a rewrite within the same second keeps the mtime.
+pub(crate) fn whole_second(fp: Fingerprint) -> bool {
+    fp.mtime_ns % 1_000_000_000 == 0
+}
+
 /// Fingerprints of files this replica wrote itself (by `write`), kept while they are within the
 /// racy window.
 ///
@@ -136,7 +142,7 @@ impl OwnWrites {
     /// True when `key` is a file this replica wrote with exactly `fp`, on a file system with
     /// sub-second timestamps.
     fn vouches(&self, key: &Key, fp: Fingerprint) -> bool {
-        fp.mtime_ns % 1_000_000_000 != 0 && self.map().get(key) == Some(&fp)
+        !whole_second(fp) && self.map().get(key) == Some(&fp)
     }
 
     /// Forgets the writes that are out of the racy window of a scan started at `start_ns`.
@@ -229,34 +235,10 @@ pub(crate) fn scan(
         max_item_bytes,
         start_ns,
     };
-    let mut top = Part::default();
-    let mut walk = WalkDir::new(root)
-        .follow_links(false)
-        .min_depth(1)
-        .max_depth(1)
-        .sort_by_file_name()
-        .into_iter();
-    while let Some(entry) = walk.next() {
-        if let Next::SkipDir = walker.visit(entry, &mut top, true) {
-            walk.skip_current_dir();
-        }
-    }
+    let mut top = walker.walk(root, true);
     let parts: Vec<Part> = std::mem::take(&mut top.descend)
         .into_par_iter()
-        .map(|dir| {
-            let mut part = Part::default();
-            let mut walk = WalkDir::new(dir)
-                .follow_links(false)
-                .min_depth(1)
-                .sort_by_file_name()
-                .into_iter();
-            while let Some(entry) = walk.next() {
-                if let Next::SkipDir = walker.visit(entry, &mut part, false) {
-                    walk.skip_current_dir();
-                }
-            }
-            part
-        })
+        .map(|dir| walker.walk(&dir, false))
         .collect();
     let mut jobs = Vec::new();
     for part in std::iter::once(top).chain(parts) {
@@ -275,7 +257,7 @@ pub(crate) fn scan(
         }
         match result {
             Hashed::Item(mut item) => {
-                if item.fingerprint.mtime_ns >= start_ns - RACY_WINDOW_NS {
+                if walker.is_racy(item.fingerprint) {
                     // Racily clean: a same-size rewrite in the same timestamp tick after this
                     // read would keep this fingerprint, and a sync long after the window would
                     // trust it. Marked, the base makes the next scan read the file again.
@@ -295,6 +277,17 @@ enum Next {
     Continue,
     /// Do not descend into this folder (ignored, unreadable or not a valid key).
     SkipDir,
+}
+
+impl Next {
+    /// `SkipDir` for a folder (nothing inside it is walked), `Continue` for anything else.
+    fn skip_if(is_dir: bool) -> Next {
+        if is_dir {
+            Next::SkipDir
+        } else {
+            Next::Continue
+        }
+    }
 }
 
 /// What one walk (the root's entries, or one top-level folder's subtree) found.
@@ -318,6 +311,29 @@ struct Walker<'a> {
 }
 
 impl Walker<'_> {
+    /// Walks `dir` in name order: only its own entries when `top` (the root, whose folders
+    /// go to `Part::descend`), else its whole subtree.
+    fn walk(&self, dir: &Path, top: bool) -> Part {
+        let mut part = Part::default();
+        let mut walk = WalkDir::new(dir)
+            .follow_links(false)
+            .min_depth(1)
+            .max_depth(if top { 1 } else { usize::MAX })
+            .sort_by_file_name()
+            .into_iter();
+        while let Some(entry) = walk.next() {
+            if let Next::SkipDir = self.visit(entry, &mut part, top) {
+                walk.skip_current_dir();
+            }
+        }
+        part
+    }
+
+    /// True when `fp`'s mtime is within the racy window of this scan's start.
+    fn is_racy(&self, fp: Fingerprint) -> bool {
+        fp.mtime_ns >= self.start_ns - RACY_WINDOW_NS
+    }
+
     /// Classifies one entry of a walk: a skipped item, a folder, a file recognised by its
     /// fingerprint, or a file to hash (`out.jobs`). `top`: the entry is in the root itself.
     fn visit(&self, entry: walkdir::Result<walkdir::DirEntry>, out: &mut Part, top: bool) -> Next {
@@ -352,21 +368,13 @@ impl Walker<'_> {
                     ));
                 }
             }
-            return if is_dir {
-                Next::SkipDir
-            } else {
-                Next::Continue
-            };
+            return Next::skip_if(is_dir);
         }
         let key = match key_of(root, rel, &entry) {
             Ok(k) => k,
             Err(skip) => {
                 out.skipped.push(skip);
-                return if is_dir {
-                    Next::SkipDir
-                } else {
-                    Next::Continue
-                };
+                return Next::skip_if(is_dir);
             }
         };
         if ft.is_symlink() {
@@ -387,11 +395,7 @@ impl Walker<'_> {
                 };
                 out.skipped
                     .push(skipped(Some(key), rel, ErrorClass::Item, message));
-                return if is_dir {
-                    Next::SkipDir
-                } else {
-                    Next::Continue
-                };
+                return Next::skip_if(is_dir);
             }
         };
         if is_dir {
@@ -411,16 +415,13 @@ impl Walker<'_> {
             return Next::Continue;
         }
         if meta.len() > self.max_item_bytes {
-            out.skipped.push(skipped(
-            Some(key),
-            rel,
-            ErrorClass::Warning,
-            format!(
+            let message = format!(
                 "{} bytes is over the limit of {} bytes; it is not synced (raise max_item_bytes, or add it to {IGNORE_FILE})",
                 meta.len(),
                 self.max_item_bytes
-            ),
-        ));
+            );
+            out.skipped
+                .push(skipped(Some(key), rel, ErrorClass::Warning, message));
             return Next::Continue;
         }
         let fp = fingerprint(&meta);
@@ -431,7 +432,7 @@ impl Walker<'_> {
         {
             // Trusted: unchanged, and neither racy now nor marked racy when it was recorded,
             // unless this process wrote exactly this file itself (`OwnWrites`).
-            let racy = fp.mtime_ns >= self.start_ns - RACY_WINDOW_NS || fingerprint.is_racy();
+            let racy = self.is_racy(fp) || fingerprint.is_racy();
             if fingerprint.settled() == fp && (!racy || shared.own.vouches(&key, fp)) {
                 let mut item = file_item(key.clone(), &meta, *hash);
                 item.fingerprint = *fingerprint;
