@@ -10,12 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{ensure, Context};
-use axum::serve::ListenerExt;
 use store_sqlite::SqliteServerStore;
 use sync_core::{EngineConfig, Key, ServerConfig, Transport};
 use sync_engine::folder::{self, FolderEngine};
 use transport_http::client::HttpTransport;
-use transport_http::server::{router, ServerOptions, StaticTokens};
+use transport_http::server::{nodelay, router, ServerOptions, StaticTokens};
 
 type Device = FolderEngine<HttpTransport>;
 
@@ -31,9 +30,7 @@ async fn main() -> anyhow::Result<()> {
     let app = router(Arc::new(store), Arc::new(tokens), ServerOptions::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
-    // TCP_NODELAY: else each response waits ~40 ms for a delayed ACK.
-    let listener = listener.tap_io(|tcp| drop(tcp.set_nodelay(true)));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(async move { axum::serve(nodelay(listener), app).await });
     say(&format!(
         "1. A sync server runs on {url}, storing in {}",
         root.join("server.db").display()

@@ -9,13 +9,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{ensure, Context};
-use axum::serve::ListenerExt;
 use serde_json::Value;
 use store_sqlite::{SqliteServerStore, SqliteStateStore};
 use sync_core::memory::MemoryReplica;
 use sync_core::{ConflictPolicy, Engine, EngineConfig, Key, ServerConfig, SyncPolicy};
 use transport_http::client::HttpTransport;
-use transport_http::server::{router, ServerOptions, StaticTokens};
+use transport_http::server::{nodelay, router, ServerOptions, StaticTokens};
 
 type Client = Engine<HttpTransport, SqliteStateStore, MemoryReplica>;
 
@@ -74,9 +73,7 @@ async fn main() -> anyhow::Result<()> {
     let app = router(Arc::new(store), Arc::new(tokens), ServerOptions::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
-    // TCP_NODELAY: else each response waits ~40 ms for a delayed ACK.
-    let listener = listener.tap_io(|tcp| drop(tcp.set_nodelay(true)));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(async move { axum::serve(nodelay(listener), app).await });
     println!("server on {url}");
 
     let (mut phone, mut tablet) = (client(&url).await?, client(&url).await?);

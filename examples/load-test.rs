@@ -50,7 +50,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context};
-use axum::serve::ListenerExt;
 use bytes::Bytes;
 use clap::Parser;
 use store_sqlite::SqliteServerStore;
@@ -59,7 +58,7 @@ use sync_core::{
     ServerConfig, Stamp, Transport,
 };
 use transport_http::client::{HttpTransport, RetryPolicy};
-use transport_http::server::{router, ServerOptions, StaticTokens};
+use transport_http::server::{nodelay, router, ServerOptions, StaticTokens};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -459,10 +458,7 @@ async fn main() -> anyhow::Result<()> {
             let app = router(Arc::new(store), Arc::new(auth), ServerOptions::default());
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let addr = listener.local_addr()?;
-            // TCP_NODELAY, as sync-server sets it: without it a response written in two
-            // segments waits for the client's delayed ACK (about 40 ms).
-            let listener = listener.tap_io(|tcp| drop(tcp.set_nodelay(true)));
-            tokio::spawn(async move { axum::serve(listener, app).await });
+            tokio::spawn(async move { axum::serve(nodelay(listener), app).await });
             _tmp = Some(tmp);
             (
                 vec![format!("http://{addr}")],

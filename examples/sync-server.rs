@@ -18,12 +18,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use clap::Parser;
 use store_postgres::PgServerStore;
 use store_sqlite::SqliteServerStore;
 use sync_core::{ServerConfig, DEFAULT_MAX_ITEM_BYTES};
-use transport_http::server::{router, ServerOptions, StaticTokens};
+use transport_http::server::{nodelay, router, ServerOptions, StaticTokens};
 
 #[derive(Parser, Debug)]
 #[command(name = "sync-server", about = "The sync server on SQLite")]
@@ -102,13 +101,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    // TCP_NODELAY: without it a response written in two segments (headers, then body) waits
-    // for the client's delayed ACK, about 40 ms per request on loopback.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            eprintln!("cannot set TCP_NODELAY on a connection: {e}");
-        }
-    });
+    let listener = nodelay(listener);
     println!("listening on http://{addr}");
     // On SIGINT/SIGTERM: stop accepting, let in-flight requests finish, but do not let an open
     // long-poll (up to 60 s) hold the exit: after the grace period the rest are cut. Every write

@@ -18,7 +18,7 @@
 //! use std::sync::Arc;
 //! use sync_core::memory::MemoryServerStore;
 //! use sync_core::ServerConfig;
-//! use transport_http::{router, ServerOptions, StaticTokens};
+//! use transport_http::{nodelay, router, ServerOptions, StaticTokens};
 //!
 //! # async fn serve() -> std::io::Result<()> {
 //! let store = Arc::new(MemoryServerStore::new(ServerConfig::default()));
@@ -26,13 +26,9 @@
 //! let sync = router(store, tokens, ServerOptions::default());
 //! // Mounted under the app's own prefix: clients use "http://host:8080/myapp".
 //! let app = axum::Router::new().nest("/myapp", sync);
-//! // TCP_NODELAY on every connection: without it a response written in two segments waits
-//! // for the client's delayed ACK (about 40 ms per request).
-//! use axum::serve::ListenerExt;
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080")
-//!     .await?
-//!     .tap_io(|tcp| drop(tcp.set_nodelay(true)));
-//! axum::serve(listener, app).await
+//! // `nodelay`: TCP_NODELAY on every connection (else ~40 ms delayed-ACK stalls per request).
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(nodelay(listener), app).await
 //! # }
 //! ```
 //!
@@ -55,4 +51,4 @@ pub mod server;
 mod wire;
 
 pub use client::{ClientError, HttpTransport, RetryPolicy, StaticToken, TokenProvider};
-pub use server::{router, ApiError, Authenticator, ServerOptions, StaticTokens};
+pub use server::{nodelay, router, ApiError, Authenticator, ServerOptions, StaticTokens};
