@@ -466,30 +466,26 @@ async fn main() -> anyhow::Result<()> {
                 format!("embedded server on http://{addr} (SQLite; shares this process's CPU with the clients)"),
             )
         }
-        [url] => {
-            loopback_only(url)?;
-            (
-                vec![url.trim_end_matches('/').to_owned()],
-                args.tokens.clone(),
-                format!("external server {url}"),
-            )
-        }
         servers => {
             for url in servers {
                 loopback_only(url)?;
             }
+            let what = match servers {
+                [url] => format!("external server {url}"),
+                _ => format!(
+                    "{} external servers on one database ({}; client i uses server i mod {})",
+                    servers.len(),
+                    servers.join(", "),
+                    servers.len()
+                ),
+            };
             (
                 servers
                     .iter()
                     .map(|u| u.trim_end_matches('/').to_owned())
                     .collect(),
                 args.tokens.clone(),
-                format!(
-                    "{} external servers on one database ({}; client i uses server i mod {})",
-                    servers.len(),
-                    servers.join(", "),
-                    servers.len()
-                ),
+                what,
             )
         }
     };
