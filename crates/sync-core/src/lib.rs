@@ -57,6 +57,7 @@ mod transport;
 pub mod engine;
 pub mod memory;
 pub mod reconcile;
+pub mod server;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 

@@ -1,10 +1,11 @@
 //! [`MemoryServerStore`]: a [`ServerStore`] that keeps every tenant's items, version history,
 //! deduplicated blobs and Lamport revision counter in memory.
 //!
-//! It implements the server side of SPEC §2–§4 exactly (it is the reference the conformance
-//! suite is written against) and is used by unit tests, simulations and the in-process
-//! [`super::LocalTransport`]. It must not do I/O of any kind, must not hold its lock across an
-//! `.await`, and must not poll: [`ServerStore::wait`] sleeps on a per-tenant watch channel.
+//! It is used by unit tests, simulations and the in-process [`super::LocalTransport`]. Every
+//! decision about a write is [`crate::server`]'s; this file only keeps the maps, reads them
+//! for the rules and stores what they return. It must not do I/O of any kind, must not hold
+//! its lock across an `.await`, and must not poll: [`ServerStore::wait`] sleeps on
+//! [`Watchers`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -13,17 +14,20 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tokio::sync::watch;
 
+use crate::server::{
+    change_page, check_content, feed_after, keys_to_read, rows_to_read, Decision, Watchers, Write,
+    WriteRules,
+};
 use crate::{
     ArchiveRequest, ChangePage, ContentHash, Cursor, DeleteRequest, Epoch, Error, Fetched,
-    FolderRequest, ItemKind, ItemMeta, Key, Precondition, PushOutcome, PushRequest, Result,
-    Revision, ServerConfig, ServerStore, Stamp, TenantId, VersionMeta,
+    FolderRequest, ItemMeta, Key, PushOutcome, PushRequest, Result, Revision, ServerConfig,
+    ServerStore, TenantId, VersionMeta,
 };
 
 /// One key's server state: its current version (`None` when only archived versions exist)
 /// and every version ever accepted or archived, oldest first.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Entry {
     current: Option<ItemMeta>,
     history: Vec<ItemMeta>,
@@ -37,43 +41,16 @@ impl Entry {
 }
 
 /// One tenant's namespace.
-#[derive(Debug)]
+#[derive(Debug, Clone, Default)]
 struct Tenant {
     /// The last revision issued (the head of the feed).
     counter: Revision,
     items: BTreeMap<Key, Entry>,
     /// Current revision of every key that has a current version → that key: the change feed.
     feed: BTreeMap<Revision, Key>,
-    /// Bumped on every change that enters the feed; `wait` sleeps on it.
-    changed: watch::Sender<u64>,
 }
 
 impl Tenant {
-    fn new() -> Tenant {
-        Tenant {
-            counter: Revision::ZERO,
-            items: BTreeMap::new(),
-            feed: BTreeMap::new(),
-            changed: watch::Sender::new(0),
-        }
-    }
-
-    /// A deep copy with its own (new) watch channel.
-    fn deep_copy(&self) -> Tenant {
-        Tenant {
-            counter: self.counter,
-            items: self.items.clone(),
-            feed: self.feed.clone(),
-            changed: watch::Sender::new(0),
-        }
-    }
-
-    /// The next revision by the Lamport rule.
-    fn next_rev(&mut self, seen: Revision) -> Revision {
-        self.counter = self.counter.lamport_next(seen);
-        self.counter
-    }
-
     /// True when the feed holds a change after `after`.
     fn has_changes_after(&self, after: Revision) -> bool {
         self.feed
@@ -82,66 +59,37 @@ impl Tenant {
             .is_some()
     }
 
-    /// The live item at `key`, if any.
-    fn live(&self, key: &Key) -> Option<&ItemMeta> {
-        self.items.get(key).and_then(Entry::live)
+    /// The current version of `key`, tombstones included.
+    fn current(&self, key: &Key) -> Option<ItemMeta> {
+        self.items.get(key).and_then(|e| e.current.clone())
     }
 
-    /// Makes `meta` the current version of its key: history, feed, wake-up.
-    fn set_current(&mut self, meta: ItemMeta) {
-        let entry = self.items.entry(meta.key.clone()).or_insert(Entry {
-            current: None,
-            history: Vec::new(),
-        });
-        if let Some(old) = &entry.current {
-            self.feed.remove(&old.rev);
-        }
-        self.feed.insert(meta.rev, meta.key.clone());
-        entry.history.push(meta.clone());
-        entry.current = Some(meta);
-        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    /// What the write rules need to decide a write to `key`.
+    fn read_path(&self, key: &Key) -> Vec<Option<ItemMeta>> {
+        keys_to_read(key).iter().map(|k| self.current(k)).collect()
     }
 
-    /// Fails with `Error::Item` when a live file sits at one of `folders` (nothing is changed).
-    fn check_no_file_in_way(&self, folders: &[Key], for_key: &Key) -> Result<()> {
-        for folder in folders {
-            if let Some(m) = self.live(folder) {
-                if m.kind == ItemKind::File {
-                    return Err(Error::item(
-                        for_key,
-                        format!(
-                            "the server holds a file at {folder}, where a folder is needed; \
-                             rename or remove that file"
-                        ),
-                    ));
+    /// Stores the rows of an accepted write and its counter.
+    fn store<T>(&mut self, write: &Write<T>) {
+        for row in &write.rows {
+            let meta = row.item.clone();
+            let entry = self.items.entry(meta.key.clone()).or_default();
+            if row.current {
+                if let Some(old) = &entry.current {
+                    self.feed.remove(&old.rev);
                 }
+                self.feed.insert(meta.rev, meta.key.clone());
+                entry.history.push(meta.clone());
+                entry.current = Some(meta);
+            } else {
+                entry.history.push(meta);
             }
         }
-        Ok(())
-    }
-
-    /// Creates every folder of `folders` (outermost first) that is not a live folder yet, each
-    /// with its own revision. The caller checked that no file is in the way.
-    fn create_folders(&mut self, folders: &[Key], stamp: Stamp, seen: Revision) {
-        for folder in folders {
-            if self.live(folder).is_some() {
-                continue;
-            }
-            let rev = self.next_rev(seen);
-            self.set_current(ItemMeta {
-                key: folder.clone(),
-                kind: ItemKind::Folder,
-                rev,
-                hash: None,
-                size: 0,
-                stamp,
-                deleted: false,
-            });
-        }
+        self.counter = write.counter;
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Inner {
     tenants: HashMap<TenantId, Tenant>,
     /// Every content ever stored, deduplicated by hash.
@@ -150,9 +98,7 @@ struct Inner {
 
 impl Inner {
     fn tenant_mut(&mut self, tenant: &TenantId) -> &mut Tenant {
-        self.tenants
-            .entry(tenant.clone())
-            .or_insert_with(Tenant::new)
+        self.tenants.entry(tenant.clone()).or_default()
     }
 }
 
@@ -171,7 +117,8 @@ impl Inner {
 #[derive(Debug)]
 pub struct MemoryServerStore {
     epoch: Epoch,
-    config: ServerConfig,
+    rules: WriteRules,
+    watchers: Watchers,
     inner: Mutex<Inner>,
 }
 
@@ -180,7 +127,8 @@ impl MemoryServerStore {
     pub fn new(config: ServerConfig) -> MemoryServerStore {
         MemoryServerStore {
             epoch: Epoch::random(),
-            config,
+            rules: WriteRules::new(config),
+            watchers: Watchers::new(),
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -188,63 +136,43 @@ impl MemoryServerStore {
     /// A deep copy of everything with a new epoch: what a restore from backup looks like to
     /// clients (their cursors expire; revisions continue from the copy's counters).
     pub fn restore_copy(&self) -> MemoryServerStore {
-        let inner = self.lock();
-        let copy = Inner {
-            tenants: inner
-                .tenants
-                .iter()
-                .map(|(id, t)| (id.clone(), t.deep_copy()))
-                .collect(),
-            blobs: inner.blobs.clone(),
-        };
         MemoryServerStore {
             epoch: Epoch::random(),
-            config: self.config.clone(),
-            inner: Mutex::new(copy),
+            rules: self.rules.clone(),
+            watchers: Watchers::new(),
+            inner: Mutex::new(self.lock().clone()),
         }
     }
 
     /// The settings this store was made with.
     pub fn config(&self) -> &ServerConfig {
-        &self.config
+        self.rules.config()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn clamp(&self, stamp: Stamp) -> Stamp {
-        stamp.clamped(self.config.time.now_millis(), self.config.max_skew)
+    /// Size limit then hash, before anything is touched (in place: contents here are small).
+    fn verify(&self, key: &Key, content: &Bytes, hash: &ContentHash) -> Result<()> {
+        check_content(key, content, hash, self.config().max_item_bytes)
     }
 
-    /// The revision a cursor continues after; another epoch is `CursorExpired`.
-    fn after(&self, since: Option<&Cursor>) -> Result<Revision> {
-        match since {
-            None => Ok(Revision::ZERO),
-            Some(c) if c.epoch() == self.epoch => Ok(c.rev()),
-            Some(_) => Err(Error::CursorExpired),
+    /// Stores an accepted write (and its content, if any) and wakes the tenant's waiters.
+    fn store<T>(
+        &self,
+        inner: &mut Inner,
+        tenant: &TenantId,
+        write: &Write<T>,
+        blob: Option<(ContentHash, Bytes)>,
+    ) {
+        inner.tenant_mut(tenant).store(write);
+        if let Some((hash, content)) = blob {
+            inner.blobs.entry(hash).or_insert(content);
         }
-    }
-
-    /// Size limit then hash, before anything is touched.
-    fn verify(&self, key: &Key, content: &Bytes, hash: ContentHash) -> Result<()> {
-        let size = content.len() as u64;
-        if size > self.config.max_item_bytes {
-            return Err(Error::TooLarge {
-                key: key.clone(),
-                size,
-                limit: self.config.max_item_bytes,
-            });
+        if write.feed_head().is_some() {
+            self.watchers.notify(tenant.as_str());
         }
-        let actual = ContentHash::of(content);
-        if actual != hash {
-            return Err(Error::HashMismatch {
-                key: key.clone(),
-                expected: hash,
-                actual,
-            });
-        }
-        Ok(())
     }
 }
 
@@ -260,37 +188,18 @@ impl ServerStore for MemoryServerStore {
         since: Option<&Cursor>,
         limit: usize,
     ) -> Result<ChangePage> {
-        let after = self.after(since)?;
-        let limit = limit.max(1);
+        let after = feed_after(since, self.epoch)?;
         let inner = self.lock();
         let Some(t) = inner.tenants.get(tenant) else {
-            return Ok(ChangePage {
-                changes: Vec::new(),
-                cursor: Cursor::new(self.epoch, Revision::ZERO),
-                more: false,
-            });
+            return Ok(change_page(self.epoch, Revision::ZERO, Vec::new(), limit));
         };
-        let mut changes = Vec::new();
-        let mut more = false;
-        for (_, key) in t.feed.range((Bound::Excluded(after), Bound::Unbounded)) {
-            if changes.len() == limit {
-                more = true;
-                break;
-            }
-            if let Some(meta) = t.items.get(key).and_then(|e| e.current.as_ref()) {
-                changes.push(meta.clone());
-            }
-        }
-        let rev = match changes.last() {
-            Some(last) if more => last.rev,
-            // The head, not the last entry: archives take revisions that never enter the feed.
-            _ => t.counter,
-        };
-        Ok(ChangePage {
-            changes,
-            cursor: Cursor::new(self.epoch, rev),
-            more,
-        })
+        let rows = t
+            .feed
+            .range((Bound::Excluded(after), Bound::Unbounded))
+            .take(rows_to_read(limit))
+            .filter_map(|(_, key)| t.current(key))
+            .collect();
+        Ok(change_page(self.epoch, t.counter, rows, limit))
     }
 
     async fn fetch(&self, tenant: &TenantId, key: &Key, rev: Option<Revision>) -> Result<Fetched> {
@@ -322,80 +231,34 @@ impl ServerStore for MemoryServerStore {
     }
 
     async fn push(&self, tenant: &TenantId, req: PushRequest) -> Result<PushOutcome> {
-        self.verify(&req.key, &req.content, req.hash)?;
-        let stamp = self.clamp(req.stamp);
+        self.verify(&req.key, &req.content, &req.hash)?;
         let mut inner = self.lock();
         let t = inner.tenant_mut(tenant);
-        let current = t.items.get(&req.key).and_then(|e| e.current.clone());
-        let allowed = match (req.precondition, &current) {
-            (Precondition::Create, None) => true,
-            (Precondition::Create, Some(cur)) => cur.deleted,
-            (Precondition::Match(rev), Some(cur)) => cur.rev == rev,
-            (Precondition::Match(_), None) => false,
-        };
-        if !allowed {
-            return Ok(PushOutcome::Conflict { current });
+        let decision = self.rules.push(&req, &t.read_path(&req.key), t.counter)?;
+        if let Decision::Accept(write) = &decision {
+            self.store(&mut inner, tenant, write, Some((req.hash, req.content)));
         }
-        if let Some(cur) = current.as_ref().filter(|c| c.is_live()) {
-            if cur.kind == ItemKind::Folder {
-                return Err(Error::item(
-                    &req.key,
-                    "the server holds a folder at this key; a file cannot replace it",
-                ));
-            }
-        }
-        let parents = req.key.ancestors();
-        t.check_no_file_in_way(&parents, &req.key)?;
-        t.create_folders(&parents, stamp, req.seen);
-        let rev = t.next_rev(req.seen);
-        let meta = ItemMeta {
-            key: req.key.clone(),
-            kind: ItemKind::File,
-            rev,
-            hash: Some(req.hash),
-            size: req.content.len() as u64,
-            stamp,
-            deleted: false,
-        };
-        t.set_current(meta.clone());
-        inner.blobs.entry(req.hash).or_insert(req.content);
-        Ok(PushOutcome::Accepted(meta))
+        Ok(decision.into_outcome())
     }
 
     async fn delete(&self, tenant: &TenantId, req: DeleteRequest) -> Result<PushOutcome> {
-        let stamp = self.clamp(req.stamp);
         let mut inner = self.lock();
         let t = inner.tenant_mut(tenant);
-        let current = t.items.get(&req.key).and_then(|e| e.current.clone());
-        let live = match &current {
-            Some(cur) if cur.is_live() && cur.rev == req.rev => cur.clone(),
-            _ => return Ok(PushOutcome::Conflict { current }),
-        };
-        let rev = t.next_rev(req.seen);
-        let tombstone = ItemMeta {
-            key: req.key.clone(),
-            kind: live.kind,
-            rev,
-            hash: None,
-            size: 0,
-            stamp,
-            deleted: true,
-        };
-        t.set_current(tombstone.clone());
-        Ok(PushOutcome::Accepted(tombstone))
+        let decision = self
+            .rules
+            .delete(&req, t.current(&req.key).as_ref(), t.counter)?;
+        if let Decision::Accept(write) = &decision {
+            self.store(&mut inner, tenant, write, None);
+        }
+        Ok(decision.into_outcome())
     }
 
     async fn ensure_folder(&self, tenant: &TenantId, req: FolderRequest) -> Result<ItemMeta> {
-        let stamp = self.clamp(req.stamp);
         let mut inner = self.lock();
         let t = inner.tenant_mut(tenant);
-        let mut path = req.key.ancestors();
-        path.push(req.key.clone());
-        t.check_no_file_in_way(&path, &req.key)?;
-        t.create_folders(&path, stamp, req.seen);
-        t.live(&req.key)
-            .cloned()
-            .ok_or_else(|| Error::storage(format!("{}: the folder was not created", req.key)))
+        let write = self.rules.folder(&req, &t.read_path(&req.key), t.counter)?;
+        self.store(&mut inner, tenant, &write, None);
+        Ok(write.value)
     }
 
     async fn history(&self, tenant: &TenantId, key: &Key) -> Result<Vec<VersionMeta>> {
@@ -409,31 +272,11 @@ impl ServerStore for MemoryServerStore {
     }
 
     async fn archive(&self, tenant: &TenantId, req: ArchiveRequest) -> Result<VersionMeta> {
-        self.verify(&req.key, &req.content, req.hash)?;
-        let stamp = self.clamp(req.stamp);
+        self.verify(&req.key, &req.content, &req.hash)?;
         let mut inner = self.lock();
-        let t = inner.tenant_mut(tenant);
-        let rev = t.next_rev(req.seen);
-        let meta = ItemMeta {
-            key: req.key.clone(),
-            kind: ItemKind::File,
-            rev,
-            hash: Some(req.hash),
-            size: req.content.len() as u64,
-            stamp,
-            deleted: false,
-        };
-        let version = meta.version();
-        t.items
-            .entry(req.key.clone())
-            .or_insert(Entry {
-                current: None,
-                history: Vec::new(),
-            })
-            .history
-            .push(meta);
-        inner.blobs.entry(req.hash).or_insert(req.content);
-        Ok(version)
+        let write = self.rules.archive(&req, inner.tenant_mut(tenant).counter)?;
+        self.store(&mut inner, tenant, &write, Some((req.hash, req.content)));
+        Ok(write.value)
     }
 
     async fn wait(
@@ -442,44 +285,28 @@ impl ServerStore for MemoryServerStore {
         since: Option<&Cursor>,
         timeout: Duration,
     ) -> Result<bool> {
-        let after = self.after(since)?;
-        let mut rx = {
-            let mut inner = self.lock();
-            let t = inner.tenant_mut(tenant);
-            if t.has_changes_after(after) {
-                return Ok(true);
-            }
-            // Subscribed under the lock: no change between the check and now is missed.
-            t.changed.subscribe()
-        };
-        let woken = tokio::time::timeout(timeout, async {
-            loop {
-                if rx.changed().await.is_err() {
-                    return false;
-                }
-                let inner = self.lock();
-                if inner
+        let after = feed_after(since, self.epoch)?;
+        self.watchers
+            .wait_until(tenant.as_str(), timeout, || {
+                let pending = self
+                    .lock()
                     .tenants
                     .get(tenant)
-                    .is_some_and(|t| t.has_changes_after(after))
-                {
-                    return true;
-                }
-            }
-        })
-        .await;
-        Ok(woken.unwrap_or(false))
+                    .is_some_and(|t| t.has_changes_after(after));
+                std::future::ready(Ok(pending))
+            })
+            .await
     }
 
     fn max_item_bytes(&self) -> u64 {
-        self.config.max_item_bytes
+        self.config().max_item_bytes
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{NodeId, Precondition};
+    use crate::{ItemKind, NodeId, Precondition, Stamp};
 
     fn key(s: &str) -> Key {
         Key::new(s).unwrap()
