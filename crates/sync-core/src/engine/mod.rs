@@ -2,8 +2,8 @@
 //! agreed in a [`StateStore`], and reports status and errors (SPEC §3–§5).
 //!
 //! One sync ([`Engine::sync_once`]): pull the change feed from the stored cursor into the remote
-//! tree; scan the replica (fast path by fingerprint); [`reconcile`](crate::reconcile::reconcile)
-//! into a [`Plan`] of phases; execute the phases in the plan's order ([`apply`]): the
+//! tree; scan the replica (fast path by fingerprint); [`reconcile`]
+//! into a [`Plan`] of phases; execute the phases in the plan's order (`apply.rs`): the
 //! one-at-a-time phases, then downloads several at a time, uploads in batches, removals last;
 //! settle each step's result in one place (`Engine::settle`: state changes in batched commits,
 //! counts in the [`SyncReport`], per-item errors); plan again (at most
