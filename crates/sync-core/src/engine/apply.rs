@@ -1,32 +1,49 @@
-//! Applying one planned [`Action`]: the I/O of a sync, through the traits only.
+//! Executing the steps of a [`Plan`](crate::reconcile::Plan): the I/O of a sync, through the
+//! traits only.
 //!
-//! Every action re-checks what the plan saw before it touches anything: local content is
-//! re-read and its hash compared, local writes and removals pass the fingerprint the plan saw to
-//! the replica, remote writes carry a precondition. Content arriving from the server is checked
-//! against its hash before it is written. A loser is always kept before it is overwritten.
-//! Deciding *what* to do is the reconciler's job, not this module's.
+//! [`InPlace`] runs one step of a one-at-a-time phase; [`download_many`] and
+//! [`Context::upload_many`] run the downloads and uploads several at a time. Every step
+//! re-checks what the plan saw before it touches anything: local content is re-read and its
+//! hash compared, local writes and removals pass the fingerprint the plan saw to the replica,
+//! remote writes carry a precondition. Content arriving from the server is checked against its
+//! hash before it is written. A loser is always kept before it is overwritten.
+//!
+//! Each result says what it changed in the state and what it did ([`Outcome`]), for the engine
+//! to record and count. Deciding *what* to do, including a merge's fallback, is the
+//! reconciler's job, not this module's; nothing here counts or reports.
+
+use std::future::Future;
 
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::reconcile::{Action, ActionKind, Winner};
+use crate::reconcile::{
+    base_entry, BaseChange, CreateLocalFolder, CreateRemoteFolder, Download, KeepLoserThenDownload,
+    Merge, MergeFallback, Removal, Skip, Step, Upload,
+};
 use crate::{
-    ArchiveRequest, BaseEntry, Clock, ConflictPolicy, ContentHash, DeleteRequest, Error,
-    ErrorEntry, Expected, Fetched, FolderRequest, ItemKind, ItemMeta, Key, LocalItem, Precondition,
-    PushOutcome, PushRequest, Replica, Result, Revision, Scope, Stamp, StateBatch, SyncPolicy,
-    Transport,
+    ArchiveRequest, BaseEntry, Clock, ContentHash, DeleteRequest, Error, Expected, Fetched,
+    FolderRequest, ItemKind, ItemMeta, Key, LocalItem, Precondition, PushOutcome, PushRequest,
+    Replica, Result, Revision, Stamp, StateBatch, Transport,
 };
 
-use super::SyncReport;
+use super::report::Outcome;
 
-/// What applying an action changed in the state, and whether the plan must be made again.
+/// What applying a step changed in the state, what it did, and whether the plan must be made
+/// again.
 pub(super) struct Applied {
     pub batch: StateBatch,
     pub replan: bool,
+    pub outcome: Outcome,
 }
 
 impl Applied {
-    fn record(remote: Option<ItemMeta>, key: &Key, base: Option<BaseEntry>) -> Applied {
+    fn record(
+        remote: Option<ItemMeta>,
+        key: &Key,
+        base: Option<BaseEntry>,
+        outcome: Outcome,
+    ) -> Applied {
         Applied {
             batch: StateBatch {
                 remote: remote.into_iter().collect(),
@@ -34,6 +51,7 @@ impl Applied {
                 ..StateBatch::default()
             },
             replan: false,
+            outcome,
         }
     }
 
@@ -44,169 +62,198 @@ impl Applied {
                 ..StateBatch::default()
             },
             replan: true,
+            outcome: Outcome::Nothing,
+        }
+    }
+
+    /// The server's answer to a write that changes it: `on_accept` records the accepted
+    /// version, a conflict asks for a new plan.
+    fn pushed(outcome: PushOutcome, on_accept: impl FnOnce(ItemMeta) -> Applied) -> Applied {
+        match outcome {
+            PushOutcome::Accepted(meta) => on_accept(meta),
+            PushOutcome::Conflict { current } => Applied::replan(current),
         }
     }
 }
 
-/// Everything an action needs.
+/// Everything a step needs.
 pub(super) struct Context<'a, T, R> {
     pub transport: &'a T,
     pub replica: &'a R,
     pub clock: &'a mut Clock,
-    pub policy: &'a SyncPolicy,
     pub seen: Revision,
-    pub report: &'a mut SyncReport,
     /// Reads in flight at once when preparing a batch of uploads.
     pub concurrency: usize,
 }
 
-/// The base entry for a remote version that this replica now holds as `local`.
-fn base_of(remote: &ItemMeta, local: Option<&LocalItem>, local_key: &Key) -> BaseEntry {
-    BaseEntry {
-        kind: remote.kind,
-        hash: remote.hash,
-        size: remote.size,
-        rev: remote.rev,
-        stamp: remote.stamp,
-        fingerprint: local.map(|l| l.fingerprint),
-        local_key: (local_key != &remote.key).then(|| local_key.clone()),
-        detached: false,
+/// A phase whose steps are applied one at a time, in plan order.
+pub(super) trait InPlace: Sized {
+    /// Applies one step of this phase.
+    fn apply<T: Transport, R: Replica>(
+        ctx: &mut Context<'_, T, R>,
+        step: &Step<Self>,
+    ) -> impl Future<Output = Result<Applied>> + Send;
+}
+
+impl InPlace for Skip {
+    async fn apply<T: Transport, R: Replica>(
+        _: &mut Context<'_, T, R>,
+        step: &Step<Skip>,
+    ) -> Result<Applied> {
+        Ok(Applied {
+            batch: StateBatch::default(),
+            replan: false,
+            outcome: Outcome::Skipped {
+                class: step.op.class,
+                message: step.op.message.clone(),
+            },
+        })
     }
 }
 
-/// The stack entry a skip action reports, if it is one.
-pub(super) fn skip_entry(action: &Action, now: u64) -> Option<ErrorEntry> {
-    match &action.kind {
-        ActionKind::Skip { class, message } => Some(ErrorEntry {
-            class: *class,
-            scope: Scope::Key(action.local_key.clone()),
-            message: format!("{}: {message}", action.local_key),
-            first_seen_millis: now,
-        }),
-        _ => None,
+impl InPlace for BaseChange {
+    async fn apply<T: Transport, R: Replica>(
+        _: &mut Context<'_, T, R>,
+        step: &Step<BaseChange>,
+    ) -> Result<Applied> {
+        let base = step.op.entry().cloned();
+        Ok(Applied::record(None, &step.key, base, Outcome::Nothing))
+    }
+}
+
+impl InPlace for CreateRemoteFolder {
+    async fn apply<T: Transport, R: Replica>(
+        ctx: &mut Context<'_, T, R>,
+        step: &Step<CreateRemoteFolder>,
+    ) -> Result<Applied> {
+        let stamp = ctx.clock.now();
+        let meta = ctx
+            .transport
+            .ensure_folder(FolderRequest {
+                key: step.key.clone(),
+                stamp,
+                seen: ctx.seen,
+            })
+            .await?;
+        let base = base_entry(&meta, &step.local_key, &step.op.local);
+        let done = Outcome::Uploaded { conflict: false };
+        Ok(Applied::record(Some(meta), &step.key, Some(base), done))
+    }
+}
+
+impl InPlace for CreateLocalFolder {
+    async fn apply<T: Transport, R: Replica>(
+        ctx: &mut Context<'_, T, R>,
+        step: &Step<CreateLocalFolder>,
+    ) -> Result<Applied> {
+        let made = ctx.replica.create_folder(&step.local_key).await?;
+        let base = base_entry(&step.op.remote, &step.local_key, &made);
+        let done = Outcome::Downloaded { conflict: false };
+        Ok(Applied::record(None, &step.key, Some(base), done))
+    }
+}
+
+impl InPlace for KeepLoserThenDownload {
+    async fn apply<T: Transport, R: Replica>(
+        ctx: &mut Context<'_, T, R>,
+        step: &Step<KeepLoserThenDownload>,
+    ) -> Result<Applied> {
+        let (key, local_key, op) = (&step.key, &step.local_key, &step.op);
+        let loser = ctx.read_verified(local_key, &op.local).await?;
+        ctx.keep_loser(key, local_key, &op.local, loser, op.local_stamp)
+            .await?;
+        let fetched = fetch_verified(ctx.transport, &op.remote).await?;
+        ctx.write_winner(key, local_key, op, fetched.content).await
+    }
+}
+
+impl InPlace for Merge {
+    /// Keeps the local version, writes the merge here and uploads it over the remote version
+    /// (which stays in the server's history); when the app's merge fails, executes the step's
+    /// fallback with the content already read and fetched.
+    async fn apply<T: Transport, R: Replica>(
+        ctx: &mut Context<'_, T, R>,
+        step: &Step<Merge>,
+    ) -> Result<Applied> {
+        let (key, local_key, op) = (&step.key, &step.local_key, &step.op);
+        let mine = ctx.read_verified(local_key, &op.local).await?;
+        let theirs = fetch_verified(ctx.transport, &op.remote).await?;
+        let merged = match op.merger.0.merge(key, &mine, &theirs.content) {
+            Ok(m) => Bytes::from(m),
+            Err(why) => {
+                tracing::warn!(%key, %why, "merge failed; newest stamp wins");
+                return match &op.if_merge_fails {
+                    MergeFallback::Upload(upload) => ctx.upload(key, local_key, upload, mine).await,
+                    MergeFallback::KeepLoserThenDownload(keep) => {
+                        ctx.keep_loser(key, local_key, &keep.local, mine, keep.local_stamp)
+                            .await?;
+                        ctx.write_winner(key, local_key, keep, theirs.content).await
+                    }
+                };
+            }
+        };
+        ctx.keep_loser(key, local_key, &op.local, mine, op.local_stamp)
+            .await?;
+        let written = ctx
+            .replica
+            .write(
+                local_key,
+                merged.clone(),
+                Expected::Present(op.local.fingerprint),
+            )
+            .await?;
+        let stamp = ctx
+            .clock
+            .now()
+            .max(op.remote.stamp.successor(ctx.clock.node()));
+        let upload = Upload {
+            local: written,
+            precondition: Precondition::Match(op.remote.rev),
+            stamp,
+            conflict: true,
+        };
+        ctx.upload(key, local_key, &upload, merged).await
+    }
+}
+
+impl InPlace for Removal {
+    async fn apply<T: Transport, R: Replica>(
+        ctx: &mut Context<'_, T, R>,
+        step: &Step<Removal>,
+    ) -> Result<Applied> {
+        let (key, local_key) = (&step.key, &step.local_key);
+        match &step.op {
+            Removal::DeleteRemote { rev } => {
+                let stamp = ctx.clock.now();
+                let outcome = ctx
+                    .transport
+                    .delete(DeleteRequest {
+                        key: key.clone(),
+                        rev: *rev,
+                        stamp,
+                        seen: ctx.seen,
+                    })
+                    .await?;
+                Ok(Applied::pushed(outcome, |meta| {
+                    let done = Outcome::Uploaded { conflict: false };
+                    Applied::record(Some(meta), key, None, done)
+                }))
+            }
+            Removal::DeleteLocal { local } => {
+                if local.kind() == ItemKind::File {
+                    ctx.replica.backup(local_key, ctx.clock.now()).await?;
+                }
+                ctx.replica
+                    .remove(local_key, Expected::Present(local.fingerprint))
+                    .await?;
+                let done = Outcome::Downloaded { conflict: false };
+                Ok(Applied::record(None, key, None, done))
+            }
+        }
     }
 }
 
 impl<T: Transport, R: Replica> Context<'_, T, R> {
-    pub async fn apply(&mut self, action: &Action) -> Result<Applied> {
-        let key = &action.key;
-        let local_key = &action.local_key;
-        match &action.kind {
-            ActionKind::Upload {
-                local,
-                precondition,
-                stamp,
-                conflict,
-            } => {
-                let content = self.read_verified(local_key, local).await?;
-                self.upload(
-                    key,
-                    local_key,
-                    local,
-                    content,
-                    *precondition,
-                    *stamp,
-                    *conflict,
-                )
-                .await
-            }
-            ActionKind::CreateRemoteFolder { local } => {
-                let stamp = self.clock.now();
-                let meta = self
-                    .transport
-                    .ensure_folder(FolderRequest {
-                        key: key.clone(),
-                        stamp,
-                        seen: self.seen,
-                    })
-                    .await?;
-                self.report.uploaded += 1;
-                let base = base_of(&meta, Some(local), local_key);
-                Ok(Applied::record(Some(meta), key, Some(base)))
-            }
-            ActionKind::Download { .. } => {
-                let applied = download(self.transport, self.replica, action).await?;
-                self.report.downloaded += 1;
-                Ok(applied)
-            }
-            ActionKind::CreateLocalFolder { remote } => {
-                let made = self.replica.create_folder(local_key).await?;
-                self.report.downloaded += 1;
-                Ok(Applied::record(
-                    None,
-                    key,
-                    Some(base_of(remote, Some(&made), local_key)),
-                ))
-            }
-            ActionKind::RecordBase { base } | ActionKind::Detach { base } => {
-                Ok(Applied::record(None, key, Some(base.clone())))
-            }
-            ActionKind::Forget => Ok(Applied::record(None, key, None)),
-            ActionKind::KeepLoserThenDownload {
-                local,
-                local_stamp,
-                remote,
-            } => {
-                let loser = self.read_verified(local_key, local).await?;
-                self.keep_loser(key, local_key, local, loser, *local_stamp)
-                    .await?;
-                let fetched = self.fetch_verified(remote).await?;
-                let written = self
-                    .replica
-                    .write(
-                        local_key,
-                        fetched.content,
-                        Expected::Present(local.fingerprint),
-                    )
-                    .await?;
-                self.report.conflicts += 1;
-                self.report.downloaded += 1;
-                Ok(Applied::record(
-                    None,
-                    key,
-                    Some(base_of(remote, Some(&written), local_key)),
-                ))
-            }
-            ActionKind::Merge { local, remote } => self.merge(key, local_key, local, remote).await,
-            ActionKind::DeleteRemote { remote } => {
-                let stamp = self.clock.now();
-                let outcome = self
-                    .transport
-                    .delete(DeleteRequest {
-                        key: key.clone(),
-                        rev: remote.rev,
-                        stamp,
-                        seen: self.seen,
-                    })
-                    .await?;
-                match outcome {
-                    PushOutcome::Accepted(meta) => {
-                        self.report.uploaded += 1;
-                        Ok(Applied::record(Some(meta), key, None))
-                    }
-                    PushOutcome::Conflict { current } => Ok(Applied::replan(current)),
-                }
-            }
-            ActionKind::DeleteLocal { local, .. } => {
-                if local.kind() == ItemKind::File {
-                    self.replica.backup(local_key, self.clock.now()).await?;
-                }
-                self.replica
-                    .remove(local_key, Expected::Present(local.fingerprint))
-                    .await?;
-                self.report.downloaded += 1;
-                Ok(Applied::record(None, key, None))
-            }
-            ActionKind::Skip { .. } => {
-                self.report.skipped += 1;
-                Ok(Applied {
-                    batch: StateBatch::default(),
-                    replan: false,
-                })
-            }
-        }
-    }
-
     /// Reads a local file and checks it is still the content the plan saw.
     async fn read_verified(&self, local_key: &Key, local: &LocalItem) -> Result<Bytes> {
         let content = self.replica.read(local_key).await?;
@@ -218,46 +265,27 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
         Ok(content)
     }
 
-    /// Fetches a remote version and checks its bytes against its hash.
-    async fn fetch_verified(&self, remote: &ItemMeta) -> Result<Fetched> {
-        fetch_verified(self.transport, remote).await
-    }
-
-    /// Uploads a batch of `Upload` actions: reads (and re-checks) their content several at a
-    /// time, then pushes them in one `push_many`. One result per action, in order.
-    pub async fn upload_many(&mut self, actions: &[Action]) -> Vec<Result<Applied>> {
+    /// Uploads a batch of steps: reads (and re-checks) their content several at a time, then
+    /// pushes them in one `push_many`. One result per step, in order.
+    pub async fn upload_many(&mut self, steps: &[Step<Upload>]) -> Vec<Result<Applied>> {
         let reads: Vec<Result<Bytes>> = {
             let this = &*self;
-            let futures: Vec<_> = actions.iter().map(|a| this.read_for_upload(a)).collect();
+            let futures: Vec<_> = steps
+                .iter()
+                .map(|s| this.read_verified(&s.local_key, &s.op.local))
+                .collect();
             futures::stream::iter(futures)
                 .buffered(self.concurrency.max(1))
                 .collect()
                 .await
         };
-        let mut results: Vec<Option<Result<Applied>>> = Vec::with_capacity(actions.len());
+        let mut results: Vec<Option<Result<Applied>>> = Vec::with_capacity(steps.len());
         let mut requests = Vec::new();
         let mut pushed = Vec::new();
-        for (i, (action, read)) in actions.iter().zip(reads).enumerate() {
-            let ActionKind::Upload {
-                precondition,
-                stamp,
-                ..
-            } = &action.kind
-            else {
-                results.push(Some(Err(Error::item(&action.key, "not an upload"))));
-                continue;
-            };
+        for (i, (step, read)) in steps.iter().zip(reads).enumerate() {
             match read {
                 Ok(content) => {
-                    self.clock.observe(*stamp);
-                    requests.push(PushRequest {
-                        key: action.key.clone(),
-                        precondition: *precondition,
-                        hash: ContentHash::of(&content),
-                        content,
-                        stamp: *stamp,
-                        seen: self.seen,
-                    });
+                    requests.push(self.push_request(&step.key, &step.op, content));
                     pushed.push(i);
                     results.push(None);
                 }
@@ -268,8 +296,10 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
             match self.transport.push_many(requests).await {
                 Ok(outcomes) => {
                     for (i, outcome) in pushed.iter().zip(outcomes) {
-                        let action = &actions[*i];
-                        results[*i] = Some(outcome.and_then(|o| self.uploaded(action, o)));
+                        let step = &steps[*i];
+                        results[*i] = Some(
+                            outcome.map(|o| uploaded(&step.key, &step.local_key, &step.op, o)),
+                        );
                     }
                 }
                 Err(e) => {
@@ -281,75 +311,35 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
         }
         results
             .into_iter()
-            .zip(actions)
-            .map(|(r, a)| r.unwrap_or_else(|| Err(Error::item(&a.key, "upload result missing"))))
+            .zip(steps)
+            .map(|(r, s)| r.unwrap_or_else(|| Err(Error::item(&s.key, "upload result missing"))))
             .collect()
     }
 
-    /// Reads the content an `Upload` action sends, re-checked against the plan.
-    async fn read_for_upload(&self, action: &Action) -> Result<Bytes> {
-        match &action.kind {
-            ActionKind::Upload { local, .. } => self.read_verified(&action.local_key, local).await,
-            _ => Err(Error::item(&action.key, "not an upload")),
+    /// The request that uploads `content` as `op` says, the clock having seen its stamp.
+    fn push_request(&mut self, key: &Key, op: &Upload, content: Bytes) -> PushRequest {
+        self.clock.observe(op.stamp);
+        PushRequest {
+            key: key.clone(),
+            precondition: op.precondition,
+            hash: ContentHash::of(&content),
+            content,
+            stamp: op.stamp,
+            seen: self.seen,
         }
     }
 
-    /// Records the server's answer to an upload.
-    fn uploaded(&mut self, action: &Action, outcome: PushOutcome) -> Result<Applied> {
-        let ActionKind::Upload {
-            local, conflict, ..
-        } = &action.kind
-        else {
-            return Err(Error::item(&action.key, "not an upload"));
-        };
-        match outcome {
-            PushOutcome::Accepted(meta) => {
-                self.report.uploaded += 1;
-                if *conflict {
-                    self.report.conflicts += 1;
-                }
-                let base = base_of(&meta, Some(local), &action.local_key);
-                Ok(Applied::record(Some(meta), &action.key, Some(base)))
-            }
-            PushOutcome::Conflict { current } => Ok(Applied::replan(current)),
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
+    /// Uploads `content` on its own, as `op` says.
     async fn upload(
         &mut self,
         key: &Key,
         local_key: &Key,
-        local: &LocalItem,
+        op: &Upload,
         content: Bytes,
-        precondition: Precondition,
-        stamp: Stamp,
-        conflict: bool,
     ) -> Result<Applied> {
-        self.clock.observe(stamp);
-        let hash = ContentHash::of(&content);
-        let outcome = self
-            .transport
-            .push(PushRequest {
-                key: key.clone(),
-                precondition,
-                content,
-                hash,
-                stamp,
-                seen: self.seen,
-            })
-            .await?;
-        match outcome {
-            PushOutcome::Accepted(meta) => {
-                self.report.uploaded += 1;
-                if conflict {
-                    self.report.conflicts += 1;
-                }
-                let base = base_of(&meta, Some(local), local_key);
-                Ok(Applied::record(Some(meta), key, Some(base)))
-            }
-            PushOutcome::Conflict { current } => Ok(Applied::replan(current)),
-        }
+        let request = self.push_request(key, op, content);
+        let outcome = self.transport.push(request).await?;
+        Ok(uploaded(key, local_key, op, outcome))
     }
 
     /// Keeps the losing local content: in local backups and in the server's history.
@@ -378,92 +368,33 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
         Ok(())
     }
 
-    /// Both changed and the app merges: keep the local version, write the merge locally, and
-    /// upload it over the remote version (which stays in the server's history).
-    async fn merge(
+    /// Writes a conflict's winning remote content over the (already kept) local loser.
+    async fn write_winner(
         &mut self,
         key: &Key,
         local_key: &Key,
-        local: &LocalItem,
-        remote: &ItemMeta,
+        op: &KeepLoserThenDownload,
+        content: Bytes,
     ) -> Result<Applied> {
-        let ConflictPolicy::Merge(merger) = &self.policy.conflicts else {
-            return Err(Error::item(key, "merge planned without a merge policy"));
-        };
-        let merger = merger.clone();
-        let mine = self.read_verified(local_key, local).await?;
-        let theirs = self.fetch_verified(remote).await?;
-        let local_stamp = Stamp::for_edit(local.modified_millis, self.clock.node(), None);
-        let merged = match merger.merge(key, &mine, &theirs.content) {
-            Ok(m) => Bytes::from(m),
-            Err(why) => {
-                // Fall back to the newest stamp; the loser is kept either way.
-                tracing::warn!(%key, %why, "merge failed; newest stamp wins");
-                let winner = if local_stamp > remote.stamp {
-                    Winner::Local
-                } else {
-                    Winner::Remote
-                };
-                return match winner {
-                    Winner::Local => {
-                        self.upload(
-                            key,
-                            local_key,
-                            local,
-                            mine,
-                            Precondition::Match(remote.rev),
-                            local_stamp,
-                            true,
-                        )
-                        .await
-                    }
-                    Winner::Remote => {
-                        self.keep_loser(key, local_key, local, mine, local_stamp)
-                            .await?;
-                        let written = self
-                            .replica
-                            .write(
-                                local_key,
-                                theirs.content,
-                                Expected::Present(local.fingerprint),
-                            )
-                            .await?;
-                        self.report.conflicts += 1;
-                        self.report.downloaded += 1;
-                        Ok(Applied::record(
-                            None,
-                            key,
-                            Some(base_of(remote, Some(&written), local_key)),
-                        ))
-                    }
-                };
-            }
-        };
-        self.keep_loser(key, local_key, local, mine, local_stamp)
-            .await?;
         let written = self
             .replica
-            .write(
-                local_key,
-                merged.clone(),
-                Expected::Present(local.fingerprint),
-            )
+            .write(local_key, content, Expected::Present(op.local.fingerprint))
             .await?;
-        let stamp = self
-            .clock
-            .now()
-            .max(remote.stamp.successor(self.clock.node()));
-        self.upload(
-            key,
-            local_key,
-            &written,
-            merged,
-            Precondition::Match(remote.rev),
-            stamp,
-            true,
-        )
-        .await
+        let base = base_entry(&op.remote, local_key, &written);
+        let done = Outcome::Downloaded { conflict: true };
+        Ok(Applied::record(None, key, Some(base), done))
     }
+}
+
+/// Records the server's answer to an upload.
+fn uploaded(key: &Key, local_key: &Key, op: &Upload, outcome: PushOutcome) -> Applied {
+    Applied::pushed(outcome, |meta| {
+        let base = base_entry(&meta, local_key, &op.local);
+        let done = Outcome::Uploaded {
+            conflict: op.conflict,
+        };
+        Applied::record(Some(meta), key, Some(base), done)
+    })
 }
 
 /// Fetches a remote version and checks its bytes against its hash.
@@ -481,36 +412,32 @@ async fn fetch_verified<T: Transport>(transport: &T, remote: &ItemMeta) -> Resul
     Ok(fetched)
 }
 
-/// Applies one `Download` action: fetch, verify, write if the local item is still as planned.
+/// Applies one download: fetch, verify, write if the local item is still as planned.
 async fn download<T: Transport, R: Replica>(
     transport: &T,
     replica: &R,
-    action: &Action,
+    step: &Step<Download>,
 ) -> Result<Applied> {
-    let ActionKind::Download { remote, expected } = &action.kind else {
-        return Err(Error::item(&action.key, "not a download"));
-    };
+    let remote = &step.op.remote;
     let fetched = fetch_verified(transport, remote).await?;
     let written = replica
-        .write(&action.local_key, fetched.content, *expected)
+        .write(&step.local_key, fetched.content, step.op.expected)
         .await?;
-    Ok(Applied::record(
-        None,
-        &action.key,
-        Some(base_of(remote, Some(&written), &action.local_key)),
-    ))
+    let base = base_entry(remote, &step.local_key, &written);
+    let done = Outcome::Downloaded { conflict: false };
+    Ok(Applied::record(None, &step.key, Some(base), done))
 }
 
-/// Applies `Download` actions, `concurrency` at a time. One result per action, in order.
+/// Applies downloads, `concurrency` at a time. One result per step, in order.
 pub(super) async fn download_many<T: Transport, R: Replica>(
     transport: &T,
     replica: &R,
-    actions: &[Action],
+    steps: &[Step<Download>],
     concurrency: usize,
 ) -> Vec<Result<Applied>> {
-    let futures: Vec<_> = actions
+    let futures: Vec<_> = steps
         .iter()
-        .map(|a| download(transport, replica, a))
+        .map(|s| download(transport, replica, s))
         .collect();
     futures::stream::iter(futures)
         .buffered(concurrency.max(1))

@@ -2,14 +2,18 @@
 //! agreed in a [`StateStore`], and reports status and errors (SPEC §3–§5).
 //!
 //! One sync ([`Engine::sync_once`]): pull the change feed from the stored cursor into the remote
-//! tree; scan the replica (fast path by fingerprint); [`reconcile`](crate::reconcile::reconcile)
-//! into a plan; apply it action by action ([`apply`]), recording each applied item in batched
-//! state commits; plan again (at most [`EngineConfig::max_passes`] times) when an item changed
-//! under the plan or the server answered with a conflict.
+//! tree; scan the replica (fast path by fingerprint); [`reconcile`]
+//! into a [`Plan`] of phases; execute the phases in the plan's order (`apply.rs`): the
+//! one-at-a-time phases, then downloads several at a time, uploads in batches, removals last;
+//! settle each step's result in one place (`Engine::settle`: state changes in batched commits,
+//! counts in the [`SyncReport`], per-item errors); plan again (at most
+//! [`EngineConfig::max_passes`] times) when an item changed under the plan or the server
+//! answered with a conflict.
 //!
 //! The engine owns its parts and takes `&mut self`, so a watch-and-sync loop can own it in one
 //! task; status goes out on a `tokio::sync::watch` channel. Deciding what to do lives in the
-//! reconciler, not here: this module only sequences I/O through the traits.
+//! reconciler, not here: this module only sequences I/O through the traits, and never re-sorts
+//! a plan or looks at what kind of step it holds.
 
 mod apply;
 mod report;
@@ -24,11 +28,14 @@ use tokio::sync::watch;
 pub use report::{ReportedError, SyncFailed, SyncReport};
 pub use run::{RunOptions, SyncHandle};
 
-use crate::reconcile::{reconcile, Action, ActionKind, ReconcileInput};
+use crate::reconcile::{reconcile, Plan, ReconcileInput, Step, Upload};
 use crate::{
-    ClientState, Clock, Error, ErrorEntry, ErrorStack, KnownItem, NodeId, Replica, Revision, Scope,
-    StateBatch, StateStore, SyncPolicy, SyncStatus, SystemTimeSource, TimeSource, Transport,
+    ClientState, Clock, Error, ErrorEntry, ErrorStack, Key, KnownItem, NodeId, Replica, Revision,
+    Scope, StateBatch, StateStore, SyncPolicy, SyncStatus, SystemTimeSource, TimeSource, Transport,
 };
+
+use apply::InPlace;
+use report::Outcome;
 
 /// How an [`Engine`] behaves.
 #[derive(Debug, Clone)]
@@ -266,9 +273,24 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
     }
 
     fn loaded(&mut self) -> crate::Result<&mut Loaded> {
-        self.loaded
-            .as_mut()
-            .ok_or_else(|| Error::storage("sync state was not loaded; sync again"))
+        self.loaded.as_mut().ok_or_else(not_loaded)
+    }
+
+    /// The loaded state, read-only (so the replica can be borrowed beside it).
+    fn cached(&self) -> crate::Result<&Loaded> {
+        self.loaded.as_ref().ok_or_else(not_loaded)
+    }
+
+    /// What the steps of a phase need, with the Lamport `seen` so far.
+    fn context(&mut self, seen: Revision) -> crate::Result<apply::Context<'_, T, R>> {
+        let loaded = self.loaded.as_mut().ok_or_else(not_loaded)?;
+        Ok(apply::Context {
+            transport: &self.transport,
+            replica: &self.replica,
+            clock: &mut loaded.clock,
+            seen,
+            concurrency: self.config.concurrency,
+        })
     }
 
     /// Pulls the change feed into the remote tree, one committed page at a time.
@@ -386,10 +408,7 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
         {
             // Remote keys the replica would never show in a scan must not look deleted there,
             // nor be downloaded only to vanish from the next scan.
-            let loaded = self
-                .loaded
-                .as_ref()
-                .ok_or_else(|| Error::storage("sync state was not loaded; sync again"))?;
+            let loaded = self.cached()?;
             for key in loaded.state.remote.keys() {
                 if !scan.items.contains_key(key) && self.replica.ignores(key) {
                     untouchable.insert(key.clone());
@@ -397,10 +416,7 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             }
         }
         let plan = {
-            let loaded = self
-                .loaded
-                .as_ref()
-                .ok_or_else(|| Error::storage("sync state was not loaded; sync again"))?;
+            let loaded = self.cached()?;
             let input = ReconcileInput {
                 local: &scan.items,
                 untouchable: &untouchable,
@@ -410,9 +426,8 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             };
             reconcile(input, &self.config.policy)
         };
-        report.unchanged = plan.unchanged;
-        report.skipped = scan_skipped;
-        let total = plan.actions.len() as u64;
+        report.start_pass(plan.unchanged, scan_skipped);
+        let total = plan.len() as u64;
         let mut pass = Pass {
             batch: StateBatch::default(),
             in_batch: 0,
@@ -423,29 +438,32 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             now,
             last_pass,
         };
-        // Phases: actions in plan order; downloads, several at a time; uploads, in batches
-        // (one request and one server transaction where the transport can); removals last,
-        // children first. Keys are independent, and writes create missing parents, so only
-        // removals depend on order.
-        let mut ordered = Vec::new();
-        let mut downloads = Vec::new();
-        let mut uploads = Vec::new();
-        let mut removals = Vec::new();
-        for action in plan.actions {
-            match action.kind {
-                ActionKind::Download { .. } => downloads.push(action),
-                ActionKind::Upload { .. } => uploads.push(action),
-                ActionKind::DeleteRemote { .. } | ActionKind::DeleteLocal { .. } => {
-                    removals.push(action)
-                }
-                _ => ordered.push(action),
-            }
-        }
-        for action in ordered {
-            let result = self.apply_one(&action, pass.seen, report).await;
-            self.settle(&action, result, &mut pass, report, reported)
-                .await?;
-        }
+        // The phases in the plan's order (see `Plan`): the one-at-a-time phases; downloads,
+        // several at a time; uploads, in batches (one request and one server transaction where
+        // the transport can); removals last, children first.
+        let Plan {
+            skips,
+            base_changes,
+            remote_folders,
+            local_folders,
+            keep_loser_then_download,
+            merges,
+            downloads,
+            uploads,
+            removals,
+            unchanged: _,
+        } = plan;
+        let mut run = Run {
+            pass: &mut pass,
+            report,
+            reported,
+        };
+        self.in_place(&skips, &mut run).await?;
+        self.in_place(&base_changes, &mut run).await?;
+        self.in_place(&remote_folders, &mut run).await?;
+        self.in_place(&local_folders, &mut run).await?;
+        self.in_place(&keep_loser_then_download, &mut run).await?;
+        self.in_place(&merges, &mut run).await?;
         for chunk in downloads.chunks(DOWNLOAD_CHUNK) {
             let results = apply::download_many(
                 &self.transport,
@@ -454,91 +472,67 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
                 self.config.concurrency,
             )
             .await;
-            for (action, result) in chunk.iter().zip(results) {
-                if result.is_ok() {
-                    report.downloaded += 1;
-                }
-                self.settle(action, result, &mut pass, report, reported)
-                    .await?;
-            }
+            self.settle_all(chunk, results, &mut run).await?;
         }
         for chunk in upload_chunks(&uploads) {
-            let results = {
-                let policy = self.config.policy.clone();
-                let loaded = self
-                    .loaded
-                    .as_mut()
-                    .ok_or_else(|| Error::storage("sync state was not loaded; sync again"))?;
-                let mut ctx = apply::Context {
-                    transport: &self.transport,
-                    replica: &self.replica,
-                    clock: &mut loaded.clock,
-                    policy: &policy,
-                    seen: pass.seen,
-                    report: &mut *report,
-                    concurrency: self.config.concurrency,
-                };
-                ctx.upload_many(chunk).await
-            };
-            for (action, result) in chunk.iter().zip(results) {
-                self.settle(action, result, &mut pass, report, reported)
-                    .await?;
-            }
+            let results = self.context(run.pass.seen)?.upload_many(chunk).await;
+            self.settle_all(chunk, results, &mut run).await?;
         }
-        for action in removals {
-            let result = self.apply_one(&action, pass.seen, report).await;
-            self.settle(&action, result, &mut pass, report, reported)
-                .await?;
-        }
+        self.in_place(&removals, &mut run).await?;
         self.flush(&mut pass.batch).await?;
         self.status
             .send_replace(SyncStatus::Syncing { done: total, total });
         Ok(pass.replan)
     }
 
-    /// Applies one action in place.
-    async fn apply_one(
+    /// Applies the steps of a one-at-a-time phase, in order, settling each.
+    async fn in_place<P: InPlace>(
         &mut self,
-        action: &Action,
-        seen: Revision,
-        report: &mut SyncReport,
-    ) -> crate::Result<apply::Applied> {
-        let policy = self.config.policy.clone();
-        let loaded = self
-            .loaded
-            .as_mut()
-            .ok_or_else(|| Error::storage("sync state was not loaded; sync again"))?;
-        let mut ctx = apply::Context {
-            transport: &self.transport,
-            replica: &self.replica,
-            clock: &mut loaded.clock,
-            policy: &policy,
-            seen,
-            report,
-            concurrency: self.config.concurrency,
-        };
-        ctx.apply(action).await
+        steps: &[Step<P>],
+        run: &mut Run<'_>,
+    ) -> crate::Result<()> {
+        for step in steps {
+            let result = P::apply(&mut self.context(run.pass.seen)?, step).await;
+            self.settle(&step.local_key, result, run).await?;
+        }
+        Ok(())
     }
 
-    /// Records the outcome of one applied action: its state changes go to the cache at once
-    /// and to the store in batches; per-item failures are reported; a failure that stops the
-    /// sync is returned after what was done is committed.
+    /// Settles the results of a batch of steps, one per step, in order.
+    async fn settle_all<P>(
+        &mut self,
+        steps: &[Step<P>],
+        results: Vec<crate::Result<apply::Applied>>,
+        run: &mut Run<'_>,
+    ) -> crate::Result<()> {
+        for (step, result) in steps.iter().zip(results) {
+            self.settle(&step.local_key, result, run).await?;
+        }
+        Ok(())
+    }
+
+    /// Records the outcome of one applied step, the one place that does: its state changes go
+    /// to the cache at once and to the store in batches; what it did is counted in the report;
+    /// skips and per-item failures are reported; a failure that stops the sync is returned
+    /// after what was done is committed.
     async fn settle(
         &mut self,
-        action: &Action,
+        local_key: &Key,
         result: crate::Result<apply::Applied>,
-        pass: &mut Pass,
-        report: &mut SyncReport,
-        reported: &mut Vec<ErrorEntry>,
+        run: &mut Run<'_>,
     ) -> crate::Result<()> {
-        let _ = report;
+        let pass = &mut *run.pass;
         pass.done += 1;
         self.status.send_replace(SyncStatus::Syncing {
             done: pass.done,
             total: pass.total,
         });
         match result {
-            Ok(apply::Applied { batch, replan }) => {
+            Ok(apply::Applied {
+                batch,
+                replan,
+                outcome,
+            }) => {
                 pass.replan |= replan;
                 pass.in_batch += 1;
                 for item in &batch.remote {
@@ -546,6 +540,15 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
                 }
                 batch.apply_to(&mut self.loaded()?.state);
                 merge_batch(&mut pass.batch, batch);
+                run.report.count(&outcome);
+                if let Outcome::Skipped { class, message } = outcome {
+                    run.reported.push(ErrorEntry {
+                        class,
+                        scope: Scope::Key(local_key.clone()),
+                        message: format!("{local_key}: {message}"),
+                        first_seen_millis: pass.now,
+                    });
+                }
             }
             Err(e) if e.class().stops_sync() => {
                 self.flush(&mut pass.batch).await?;
@@ -554,16 +557,13 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             Err(Error::Changed { .. }) if !pass.last_pass => pass.replan = true,
             Err(e) => {
                 let mut entry = ErrorEntry::from_error(&e, pass.now);
-                entry.scope = Scope::Key(action.local_key.clone());
-                reported.push(entry);
+                entry.scope = Scope::Key(local_key.clone());
+                run.reported.push(entry);
             }
         }
         if pass.in_batch >= self.config.batch_size {
             self.flush(&mut pass.batch).await?;
             pass.in_batch = 0;
-        }
-        if let Some(entry) = apply::skip_entry(action, pass.now) {
-            reported.push(entry);
         }
         Ok(())
     }
@@ -605,14 +605,11 @@ const UPLOAD_BATCH_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Uploads split into batches of at most `UPLOAD_BATCH_ITEMS` items and
 /// `UPLOAD_BATCH_BYTES` bytes (a larger single item goes alone).
-fn upload_chunks(uploads: &[Action]) -> Vec<&[Action]> {
+fn upload_chunks(uploads: &[Step<Upload>]) -> Vec<&[Step<Upload>]> {
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0, 0u64);
-    for (i, action) in uploads.iter().enumerate() {
-        let size = match &action.kind {
-            ActionKind::Upload { local, .. } => local.size,
-            _ => 0,
-        };
+    for (i, step) in uploads.iter().enumerate() {
+        let size = step.op.local.size;
         if i > start && (i - start >= UPLOAD_BATCH_ITEMS || bytes + size > UPLOAD_BATCH_BYTES) {
             out.push(&uploads[start..i]);
             start = i;
@@ -637,6 +634,18 @@ struct Pass {
     seen: Revision,
     now: u64,
     last_pass: bool,
+}
+
+/// Where the results of one pass go while its steps are settled.
+struct Run<'a> {
+    pass: &'a mut Pass,
+    report: &'a mut SyncReport,
+    reported: &'a mut Vec<ErrorEntry>,
+}
+
+/// The error for state used before [`Engine::load`] (a bug, reported as a storage failure).
+fn not_loaded() -> Error {
+    Error::storage("sync state was not loaded; sync again")
 }
 
 /// Appends `more` to `into`, in order.

@@ -344,6 +344,56 @@ async fn merge_policy_joins_both_edits_and_keeps_the_local_version() {
 }
 
 #[tokio::test]
+async fn a_failed_merge_falls_back_to_the_newest_stamp_and_keeps_the_loser() {
+    let failing: Arc<dyn crate::Merge> =
+        Arc::new(|_: &Key, _: &[u8], _: &[u8]| -> Result<Vec<u8>, String> {
+            Err("cannot merge".into())
+        });
+    let policy = SyncPolicy {
+        conflicts: ConflictPolicy::Merge(failing),
+        ..SyncPolicy::default()
+    };
+    for local_newer in [true, false] {
+        let w = World::new();
+        let mut a = w.device(1, policy.clone());
+        let mut b = w.device(2, policy.clone());
+        a.replica().put(&k("list"), b"base");
+        sync(&mut a).await;
+        sync(&mut b).await;
+        w.tick();
+        let (first, second) = if local_newer {
+            (a.replica(), b.replica())
+        } else {
+            (b.replica(), a.replica())
+        };
+        first.put(&k("list"), b"older");
+        w.tick();
+        second.put(&k("list"), b"newer");
+        sync(&mut a).await;
+        let r = sync(&mut b).await;
+        assert_eq!(r.conflicts, 1, "{r:?}");
+        if local_newer {
+            // b's edit is newer: it goes up over a's, which stays in the server's history.
+            assert_eq!((r.uploaded, r.downloaded), (1, 0), "{r:?}");
+        } else {
+            // a's edit is newer: b keeps its own version, then takes a's.
+            assert_eq!((r.uploaded, r.downloaded), (0, 1), "{r:?}");
+            assert!(b.replica().backup_contents().contains(&b"older".to_vec()));
+        }
+        sync(&mut a).await;
+        assert_eq!(a.replica().get(&k("list")).unwrap(), b"newer");
+        assert_eq!(b.replica().get(&k("list")).unwrap(), b"newer");
+        let history = w.server.history(&w.tenant, &k("list")).await.unwrap();
+        assert!(
+            history
+                .iter()
+                .any(|v| v.hash == Some(crate::ContentHash::of(b"older"))),
+            "the loser stays in the server's history: {history:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn too_large_items_are_skipped_with_a_warning_and_the_rest_syncs() {
     let w = World::new();
     let mut a = w.device(

@@ -1,17 +1,27 @@
 //! The three-way reconciler (SPEC §3): a pure function from (local scan, base, remote tree) to
-//! a [`Plan`].
+//! a [`Plan`] already split into its phases (`plan.rs`).
 //!
-//! Every rule of the §3 table is decided in [`decide`], one `match` arm per row; the arms are
-//! labelled with the row they implement. The reconciler does no I/O and calls no app code; it
-//! only says what to do. The engine applies the plan and re-checks each local item before it
-//! touches it.
+//! Every rule of the §3 table is decided in `decide`, one `match` arm per row; the arms are
+//! labelled with the row they implement. Each decision goes to the end of its phase, in key
+//! order. The reconciler does no I/O and calls no app code; it only says what to do, including
+//! what a merge falls back to when the app's merge function fails. The engine executes the plan
+//! and re-checks each local item before it touches it.
 //!
-//! Architecture invariant: no action in a plan deletes or overwrites local or remote content
+//! Architecture invariant: no step in a plan deletes or overwrites local or remote content
 //! without the content first being kept: a remote overwrite keeps the old version in the
-//! server's history; a local overwrite by a conflict winner is [`ActionKind::KeepLoserThenDownload`];
-//! a local delete exists only under [`DeletePolicy::Propagate`] and backs up first.
+//! server's history; a local overwrite by a conflict winner is a [`KeepLoserThenDownload`] (or
+//! a [`Merge`], which keeps the local version first); a local delete exists only under
+//! [`DeletePolicy::Propagate`] and backs up first.
+
+mod plan;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+pub use plan::{
+    BaseChange, CreateLocalFolder, CreateRemoteFolder, Download, KeepLoserThenDownload, Merge,
+    MergeFallback, Merger, Plan, Removal, Skip, Step, Upload,
+};
 
 use crate::identity::{self, Binding};
 use crate::{
@@ -43,136 +53,37 @@ pub enum Winner {
     Remote,
 }
 
-/// One step of a plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Action {
-    /// The remote key.
-    pub key: Key,
-    /// Where the item is (or goes) on this replica; equal to `key` unless identity binds them
-    /// differently.
-    pub local_key: Key,
-    /// What to do.
-    pub kind: ActionKind,
-}
-
-/// What to do for one key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ActionKind {
-    /// Upload the local file under `precondition`. `conflict` is set when it wins a conflict
-    /// (the remote version it overwrites stays in the server's history).
-    Upload {
-        /// The local file as scanned.
-        local: LocalItem,
-        /// Create, or overwrite the revision the plan saw.
-        precondition: Precondition,
-        /// The edit's stamp.
-        stamp: Stamp,
-        /// True when this upload is the winner of a conflict.
-        conflict: bool,
-    },
-    /// Create the local folder's path on the server.
-    CreateRemoteFolder {
-        /// The local folder.
-        local: LocalItem,
-    },
-    /// Download the remote file (replacing the local item only if it is still as `expected`).
-    Download {
-        /// The remote version.
-        remote: ItemMeta,
-        /// What the plan saw locally.
-        expected: Expected,
-    },
-    /// Create the remote folder locally.
-    CreateLocalFolder {
-        /// The remote folder.
-        remote: ItemMeta,
-    },
-    /// Both sides already agree: record the base, transfer nothing.
-    RecordBase {
-        /// The new base.
-        base: BaseEntry,
-    },
-    /// One side deleted and the delete is not propagated: mark the key detached.
-    Detach {
-        /// The base, with `detached: true`.
-        base: BaseEntry,
-    },
-    /// Both sides are gone: forget the key.
-    Forget,
-    /// The remote version won a conflict: back up the local loser (locally and into the
-    /// server's history), then download the winner.
-    KeepLoserThenDownload {
-        /// The losing local file.
-        local: LocalItem,
-        /// The loser's stamp.
-        local_stamp: Stamp,
-        /// The winning remote version.
-        remote: ItemMeta,
-    },
-    /// Both changed and the app merges: back up the local version, then write and upload the
-    /// merge over the remote version.
-    Merge {
-        /// The local file.
-        local: LocalItem,
-        /// The remote version.
-        remote: ItemMeta,
-    },
-    /// `DeletePolicy::Propagate`: the local item was deleted; tombstone the remote one.
-    DeleteRemote {
-        /// The remote version deleted (it stays in history).
-        remote: ItemMeta,
-    },
-    /// `DeletePolicy::Propagate`: the remote item was deleted; back up and remove the local one.
-    DeleteLocal {
-        /// The local item.
-        local: LocalItem,
-        /// The tombstone.
-        remote: ItemMeta,
-    },
-    /// Leave the key alone and report it.
-    Skip {
-        /// `Item` or `Warning`.
-        class: ErrorClass,
-        /// What happened and what to do.
-        message: String,
-    },
-}
-
-impl ActionKind {
-    /// True for actions that move content or change the other side.
-    pub fn transfers(&self) -> bool {
-        !matches!(
-            self,
-            ActionKind::RecordBase { .. }
-                | ActionKind::Detach { .. }
-                | ActionKind::Forget
-                | ActionKind::Skip { .. }
-        )
-    }
-
-    /// True for actions that remove something (applied children first).
-    fn is_removal(&self) -> bool {
-        matches!(
-            self,
-            ActionKind::DeleteRemote { .. } | ActionKind::DeleteLocal { .. }
-        )
-    }
-}
-
-/// The actions for one sync, in the order to apply them: parents before children, removals
-/// last and children first.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Plan {
-    /// The actions.
-    pub actions: Vec<Action>,
-    /// How many keys needed nothing.
-    pub unchanged: u64,
+/// What [`decide`] says for one key: the step of one phase.
+enum Decision {
+    Skip(Skip),
+    Base(BaseChange),
+    RemoteFolder(CreateRemoteFolder),
+    LocalFolder(CreateLocalFolder),
+    KeepLoser(KeepLoserThenDownload),
+    /// Boxed: a merge carries its fallback too, and is rare.
+    Merge(Box<Merge>),
+    Download(Download),
+    Upload(Upload),
+    Removal(Removal),
 }
 
 impl Plan {
-    /// True when nothing needs doing.
-    pub fn is_empty(&self) -> bool {
-        self.actions.is_empty()
+    /// Adds `decision` for `key` to the end of its phase.
+    fn add(&mut self, key: Key, local_key: Key, decision: Decision) {
+        fn step<T>(key: Key, local_key: Key, op: T) -> Step<T> {
+            Step { key, local_key, op }
+        }
+        match decision {
+            Decision::Skip(op) => self.skips.push(step(key, local_key, op)),
+            Decision::Base(op) => self.base_changes.push(step(key, local_key, op)),
+            Decision::RemoteFolder(op) => self.remote_folders.push(step(key, local_key, op)),
+            Decision::LocalFolder(op) => self.local_folders.push(step(key, local_key, op)),
+            Decision::KeepLoser(op) => self.keep_loser_then_download.push(step(key, local_key, op)),
+            Decision::Merge(op) => self.merges.push(step(key, local_key, *op)),
+            Decision::Download(op) => self.downloads.push(step(key, local_key, op)),
+            Decision::Upload(op) => self.uploads.push(step(key, local_key, op)),
+            Decision::Removal(op) => self.removals.push(step(key, local_key, op)),
+        }
     }
 }
 
@@ -185,17 +96,13 @@ pub fn reconcile(input: ReconcileInput<'_>, policy: &SyncPolicy) -> Plan {
 
     let mut untouchable: BTreeSet<Key> = input.untouchable.clone();
     let mut plan = Plan::default();
-    let mut removals = Vec::new();
     for (local_key, message) in problems {
         untouchable.insert(local_key.clone());
-        plan.actions.push(Action {
-            key: local_key.clone(),
-            local_key,
-            kind: ActionKind::Skip {
-                class: ErrorClass::Item,
-                message,
-            },
-        });
+        let skip = Skip {
+            class: ErrorClass::Item,
+            message,
+        };
+        plan.add(local_key.clone(), local_key, Decision::Skip(skip));
     }
     // Local paths taken by an item bound to another remote key.
     let occupied: BTreeMap<&Key, &Key> = bound
@@ -220,35 +127,24 @@ pub fn reconcile(input: ReconcileInput<'_>, policy: &SyncPolicy) -> Plan {
         if untouchable.contains(&local_key) {
             continue;
         }
-        let kind = if local.is_none() && occupied.contains_key(&local_key) {
-            Some(ActionKind::Skip {
+        let decision = if local.is_none() && occupied.contains_key(&local_key) {
+            Some(Decision::Skip(Skip {
                 class: ErrorClass::Item,
                 message: format!(
                     "the local path {local_key} already holds the twin of {}; rename one of them",
                     occupied[&local_key]
                 ),
-            })
+            }))
         } else {
             decide(local, base, remote, input.node, policy)
         };
-        match kind {
+        match decision {
             None => plan.unchanged += 1,
-            Some(kind) => {
-                let action = Action {
-                    key: key.clone(),
-                    local_key,
-                    kind,
-                };
-                if action.kind.is_removal() {
-                    removals.push(action);
-                } else {
-                    plan.actions.push(action);
-                }
-            }
+            Some(decision) => plan.add(key.clone(), local_key, decision),
         }
     }
-    removals.reverse();
-    plan.actions.extend(removals);
+    // Children before their parents.
+    plan.removals.reverse();
     plan
 }
 
@@ -292,16 +188,17 @@ fn precondition(remote: Option<&ItemMeta>) -> Precondition {
     }
 }
 
-fn base_from(remote: &ItemMeta, local: Option<&LocalItem>, detached: bool) -> BaseEntry {
+/// The base for `remote` held on this replica at `local_key` as `local`.
+pub(crate) fn base_entry(remote: &ItemMeta, local_key: &Key, local: &LocalItem) -> BaseEntry {
     BaseEntry {
         kind: remote.kind,
         hash: remote.hash,
         size: remote.size,
         rev: remote.rev,
         stamp: remote.stamp,
-        fingerprint: local.map(|l| l.fingerprint),
-        local_key: local.and_then(|l| (l.key != remote.key).then(|| l.key.clone())),
-        detached,
+        fingerprint: Some(local.fingerprint),
+        local_key: (local_key != &remote.key).then(|| local_key.clone()),
+        detached: false,
     }
 }
 
@@ -312,7 +209,7 @@ fn decide(
     remote: Option<&ItemMeta>,
     node: NodeId,
     policy: &SyncPolicy,
-) -> Option<ActionKind> {
+) -> Option<Decision> {
     let lc = local.map(|l| l.content);
     let rc = remote.and_then(ItemMeta::content);
     let ls = side(lc, base, true);
@@ -323,14 +220,14 @@ fn decide(
     // version: leave both and say so.
     if let (Some(l), Some(r)) = (lc, rc) {
         if l.kind() != r.kind() {
-            return Some(ActionKind::Skip {
+            return Some(Decision::Skip(Skip {
                 class: ErrorClass::Item,
                 message: format!(
                     "is a {} here and a {} on the server; rename one of them",
                     kind_name(l.kind()),
                     kind_name(r.kind())
                 ),
-            });
+            }));
         }
     }
 
@@ -349,9 +246,7 @@ fn decide(
         (New, New) | (Changed, Changed) => {
             let (l, r) = (local?, remote?);
             if lc == rc {
-                Some(ActionKind::RecordBase {
-                    base: base_from(r, Some(l), false),
-                })
+                Some(Decision::Base(BaseChange::Record(base_entry(r, &l.key, l))))
             } else {
                 Some(conflict(l, base, r, node, policy))
             }
@@ -374,8 +269,8 @@ fn decide(
         // moved, otherwise nothing.
         (Unchanged, Unchanged) => {
             let (l, b, r) = (local?, base?, remote?);
-            let fresh = base_from(r, Some(l), false);
-            (fresh != *b).then_some(ActionKind::RecordBase { base: fresh })
+            let fresh = base_entry(r, &l.key, l);
+            (fresh != *b).then_some(Decision::Base(BaseChange::Record(fresh)))
         }
         // Row "deleted | unchanged": keep remote, mark detached (or propagate the delete).
         (Deleted, Unchanged) => {
@@ -383,15 +278,13 @@ fn decide(
             if detached {
                 None
             } else if policy.deletes == DeletePolicy::Propagate {
-                Some(ActionKind::DeleteRemote { remote: r.clone() })
+                Some(Decision::Removal(Removal::DeleteRemote { rev: r.rev }))
             } else {
-                Some(ActionKind::Detach {
-                    base: BaseEntry {
-                        detached: true,
-                        fingerprint: None,
-                        ..b.clone()
-                    },
-                })
+                Some(Decision::Base(BaseChange::Detach(BaseEntry {
+                    detached: true,
+                    fingerprint: None,
+                    ..b.clone()
+                })))
             }
         }
         // Row "unchanged | deleted (tombstone)": keep local, mark detached (or propagate).
@@ -400,23 +293,18 @@ fn decide(
             if detached {
                 None
             } else if policy.deletes == DeletePolicy::Propagate {
-                Some(ActionKind::DeleteLocal {
-                    local: l.clone(),
-                    remote: r.clone(),
-                })
+                Some(Decision::Removal(Removal::DeleteLocal { local: l.clone() }))
             } else {
-                Some(ActionKind::Detach {
-                    base: BaseEntry {
-                        detached: true,
-                        rev: r.rev,
-                        fingerprint: Some(l.fingerprint),
-                        ..b.clone()
-                    },
-                })
+                Some(Decision::Base(BaseChange::Detach(BaseEntry {
+                    detached: true,
+                    rev: r.rev,
+                    fingerprint: Some(l.fingerprint),
+                    ..b.clone()
+                })))
             }
         }
         // Both gone: forget the key.
-        (Deleted, Deleted | Lost) => Some(ActionKind::Forget),
+        (Deleted, Deleted | Lost) => Some(Decision::Base(BaseChange::Forget)),
         // Nothing on either side.
         (Absent, Absent) => None,
         // Unreachable combinations (a side is New only without a base, Deleted/Unchanged/
@@ -439,50 +327,88 @@ fn upload(
     node: NodeId,
     policy: &SyncPolicy,
     conflict: bool,
-) -> Option<ActionKind> {
+) -> Option<Decision> {
     if local.kind() == ItemKind::Folder {
-        return Some(ActionKind::CreateRemoteFolder {
+        return Some(Decision::RemoteFolder(CreateRemoteFolder {
             local: local.clone(),
-        });
+        }));
     }
     // Row "over size limit | any": skip, never uploaded.
     if local.size > policy.max_item_bytes {
         return Some(too_large(local.size, policy, "here"));
     }
-    Some(ActionKind::Upload {
+    Some(Decision::Upload(Upload {
         local: local.clone(),
         precondition: precondition(remote),
         stamp: Stamp::for_edit(local.modified_millis, node, base.map(|b| b.stamp)),
         conflict,
-    })
+    }))
 }
 
-fn download(
-    local: Option<&LocalItem>,
-    remote: &ItemMeta,
-    policy: &SyncPolicy,
-) -> Option<ActionKind> {
+fn download(local: Option<&LocalItem>, remote: &ItemMeta, policy: &SyncPolicy) -> Option<Decision> {
     if remote.kind == ItemKind::Folder {
-        return Some(ActionKind::CreateLocalFolder {
+        return Some(Decision::LocalFolder(CreateLocalFolder {
             remote: remote.clone(),
-        });
+        }));
     }
     if remote.size > policy.max_item_bytes {
         return Some(too_large(remote.size, policy, "on the server"));
     }
-    Some(ActionKind::Download {
+    Some(Decision::Download(Download {
         remote: remote.clone(),
         expected: expected(local),
-    })
+    }))
 }
 
-fn too_large(size: u64, policy: &SyncPolicy, side: &str) -> ActionKind {
-    ActionKind::Skip {
+fn too_large(size: u64, policy: &SyncPolicy, side: &str) -> Decision {
+    Decision::Skip(Skip {
         class: ErrorClass::Warning,
         message: format!(
             "{size} bytes {side} is over the limit of {} bytes; not synced (raise max_item_bytes to sync it)",
             policy.max_item_bytes
         ),
+    })
+}
+
+/// A conflict decided for `winner`: the local version uploaded over the remote one (which
+/// stays in the server's history), or the local loser kept and the remote version downloaded.
+/// The same steps are what a merge falls back to.
+fn resolved(
+    winner: Winner,
+    local: &LocalItem,
+    local_stamp: Stamp,
+    remote: &ItemMeta,
+) -> MergeFallback {
+    match winner {
+        Winner::Local => MergeFallback::Upload(Upload {
+            local: local.clone(),
+            precondition: Precondition::Match(remote.rev),
+            stamp: local_stamp,
+            conflict: true,
+        }),
+        Winner::Remote => MergeFallback::KeepLoserThenDownload(KeepLoserThenDownload {
+            local: local.clone(),
+            local_stamp,
+            remote: remote.clone(),
+        }),
+    }
+}
+
+impl From<MergeFallback> for Decision {
+    fn from(resolution: MergeFallback) -> Decision {
+        match resolution {
+            MergeFallback::Upload(upload) => Decision::Upload(upload),
+            MergeFallback::KeepLoserThenDownload(keep) => Decision::KeepLoser(keep),
+        }
+    }
+}
+
+/// Who wins by [`ConflictPolicy::NewestStamp`].
+fn newest(local_stamp: Stamp, remote: &ItemMeta) -> Winner {
+    if local_stamp > remote.stamp {
+        Winner::Local
+    } else {
+        Winner::Remote
     }
 }
 
@@ -493,22 +419,16 @@ fn conflict(
     remote: &ItemMeta,
     node: NodeId,
     policy: &SyncPolicy,
-) -> ActionKind {
+) -> Decision {
     let local_stamp = Stamp::for_edit(local.modified_millis, node, base.map(|b| b.stamp));
     let winner = match &policy.conflicts {
-        ConflictPolicy::NewestStamp if local_stamp > remote.stamp => Winner::Local,
-        ConflictPolicy::NewestStamp => Winner::Remote,
+        ConflictPolicy::NewestStamp => newest(local_stamp, remote),
         ConflictPolicy::PreferLocal => Winner::Local,
         ConflictPolicy::PreferRemote => Winner::Remote,
         ConflictPolicy::Merge(_) if local.size.max(remote.size) > policy.max_item_bytes => {
             return too_large(local.size.max(remote.size), policy, "here or on the server");
         }
-        ConflictPolicy::Merge(_) => {
-            return ActionKind::Merge {
-                local: local.clone(),
-                remote: remote.clone(),
-            }
-        }
+        ConflictPolicy::Merge(merger) => return merge(merger, local, remote, node),
     };
     if local.size > policy.max_item_bytes {
         return too_large(local.size, policy, "here");
@@ -516,19 +436,25 @@ fn conflict(
     if winner == Winner::Remote && remote.size > policy.max_item_bytes {
         return too_large(remote.size, policy, "on the server");
     }
-    match winner {
-        Winner::Local => ActionKind::Upload {
-            local: local.clone(),
-            precondition: Precondition::Match(remote.rev),
-            stamp: local_stamp,
-            conflict: true,
-        },
-        Winner::Remote => ActionKind::KeepLoserThenDownload {
-            local: local.clone(),
-            local_stamp,
-            remote: remote.clone(),
-        },
-    }
+    resolved(winner, local, local_stamp, remote).into()
+}
+
+/// A conflict the app merges. If its merge function fails, the newest stamp wins; the local
+/// version is stamped with its modification time alone (not ordered after the base).
+fn merge(
+    merger: &Arc<dyn crate::Merge>,
+    local: &LocalItem,
+    remote: &ItemMeta,
+    node: NodeId,
+) -> Decision {
+    let local_stamp = Stamp::for_edit(local.modified_millis, node, None);
+    Decision::Merge(Box::new(Merge {
+        merger: Merger(merger.clone()),
+        local: local.clone(),
+        remote: remote.clone(),
+        local_stamp,
+        if_merge_fails: resolved(newest(local_stamp, remote), local, local_stamp, remote),
+    }))
 }
 
 #[cfg(test)]

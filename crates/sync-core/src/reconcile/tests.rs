@@ -1,4 +1,5 @@
-//! One test per row of the SPEC §3 table, and for each policy.
+//! One test per row of the SPEC §3 table, and for each policy; each checks the phase its
+//! step lands in and what the step carries.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -137,88 +138,113 @@ impl Case {
             &self.policy,
         )
     }
-    /// The single action of the plan.
-    fn one(&self) -> ActionKind {
+    /// The single step of the plan, which must be in `phase`.
+    fn one<T: Clone>(&self, phase: fn(&Plan) -> &Vec<Step<T>>) -> T {
         let plan = self.plan();
-        assert_eq!(plan.actions.len(), 1, "{:#?}", plan.actions);
-        plan.actions.into_iter().next().unwrap().kind
+        assert_eq!(plan.len(), 1, "{plan:#?}");
+        let steps = phase(&plan);
+        assert_eq!(steps.len(), 1, "{plan:#?}");
+        steps[0].op.clone()
     }
+}
+
+fn uploads(p: &Plan) -> &Vec<Step<Upload>> {
+    &p.uploads
+}
+
+fn downloads(p: &Plan) -> &Vec<Step<Download>> {
+    &p.downloads
+}
+
+fn base_changes(p: &Plan) -> &Vec<Step<BaseChange>> {
+    &p.base_changes
+}
+
+fn skips(p: &Plan) -> &Vec<Step<Skip>> {
+    &p.skips
+}
+
+fn keep_losers(p: &Plan) -> &Vec<Step<KeepLoserThenDownload>> {
+    &p.keep_loser_then_download
+}
+
+fn removals(p: &Plan) -> &Vec<Step<Removal>> {
+    &p.removals
+}
+
+/// The keys of a phase's steps, in order.
+fn keys<T>(steps: &[Step<T>]) -> Vec<&str> {
+    steps.iter().map(|s| s.key.as_str()).collect()
 }
 
 #[test]
 fn row_new_absent_uploads_create() {
-    let kind = Case::new().l(local("a", "x", 10)).one();
+    let up = Case::new().l(local("a", "x", 10)).one(uploads);
     assert!(
         matches!(
-            kind,
-            ActionKind::Upload {
+            up,
+            Upload {
                 precondition: Precondition::Create,
                 conflict: false,
                 ..
             }
         ),
-        "{kind:?}"
+        "{up:?}"
     );
 }
 
 #[test]
 fn row_new_absent_folder_creates_remote_folder() {
-    let kind = Case::new().l(local_folder("dir")).one();
-    assert!(
-        matches!(kind, ActionKind::CreateRemoteFolder { .. }),
-        "{kind:?}"
-    );
+    let folder = Case::new()
+        .l(local_folder("dir"))
+        .one(|p| &p.remote_folders);
+    assert_eq!(folder.local.key, k("dir"));
 }
 
 #[test]
 fn row_absent_new_downloads() {
-    let kind = Case::new().r(remote("a", "x", 3, 10)).one();
+    let down = Case::new().r(remote("a", "x", 3, 10)).one(downloads);
     assert!(
         matches!(
-            kind,
-            ActionKind::Download {
+            down,
+            Download {
                 expected: Expected::Absent,
                 ..
             }
         ),
-        "{kind:?}"
+        "{down:?}"
     );
-    let kind = Case::new().r(remote_folder("d", 1)).one();
-    assert!(
-        matches!(kind, ActionKind::CreateLocalFolder { .. }),
-        "{kind:?}"
-    );
+    let folder = Case::new()
+        .r(remote_folder("d", 1))
+        .one(|p| &p.local_folders);
+    assert_eq!(folder.remote.key, k("d"));
 }
 
 #[test]
 fn row_new_new_same_hash_records_base_without_transfer() {
-    let kind = Case::new()
+    let case = Case::new()
         .l(local("a", "x", 10))
-        .r(remote("a", "x", 3, 10))
-        .one();
-    let ActionKind::RecordBase { base } = kind else {
-        panic!("{kind:?}")
+        .r(remote("a", "x", 3, 10));
+    let change = case.one(base_changes);
+    let BaseChange::Record(base) = change else {
+        panic!("{change:?}")
     };
     assert_eq!(base.rev, Revision(3));
-    assert!(!kind_transfers(&ActionKind::RecordBase { base }));
-}
-
-fn kind_transfers(k: &ActionKind) -> bool {
-    k.transfers()
+    assert_eq!(case.plan().transfers(), 0);
 }
 
 #[test]
 fn row_unchanged_changed_downloads() {
     let l = local("a", "v1", 10);
     let r1 = remote("a", "v1", 3, 10);
-    let kind = Case::new()
+    let down = Case::new()
         .l(l.clone())
         .b("a", base(&l, &r1))
         .r(remote("a", "v2", 4, 20))
-        .one();
+        .one(downloads);
     assert!(
-        matches!(kind, ActionKind::Download { expected: Expected::Present(fp), .. } if fp == l.fingerprint),
-        "{kind:?}"
+        matches!(down, Download { expected: Expected::Present(fp), .. } if fp == l.fingerprint),
+        "{down:?}"
     );
 }
 
@@ -226,21 +252,21 @@ fn row_unchanged_changed_downloads() {
 fn row_changed_unchanged_uploads_with_base_revision() {
     let l1 = local("a", "v1", 10);
     let r = remote("a", "v1", 3, 10);
-    let kind = Case::new()
+    let up = Case::new()
         .l(local("a", "v2", 20))
         .b("a", base(&l1, &r))
         .r(r.clone())
-        .one();
+        .one(uploads);
     assert!(
         matches!(
-            kind,
-            ActionKind::Upload {
+            up,
+            Upload {
                 precondition: Precondition::Match(Revision(3)),
                 conflict: false,
                 ..
             }
         ),
-        "{kind:?}"
+        "{up:?}"
     );
 }
 
@@ -248,14 +274,14 @@ fn row_changed_unchanged_uploads_with_base_revision() {
 fn row_changed_changed_same_hash_records_base() {
     let l1 = local("a", "v1", 10);
     let r1 = remote("a", "v1", 3, 10);
-    let kind = Case::new()
+    let change = Case::new()
         .l(local("a", "v2", 20))
         .b("a", base(&l1, &r1))
         .r(remote("a", "v2", 5, 20))
-        .one();
+        .one(base_changes);
     assert!(
-        matches!(kind, ActionKind::RecordBase { ref base } if base.rev == Revision(5)),
-        "{kind:?}"
+        matches!(change, BaseChange::Record(ref base) if base.rev == Revision(5)),
+        "{change:?}"
     );
 }
 
@@ -270,72 +296,95 @@ fn conflict_case(local_millis: u64, remote_millis: u64) -> Case {
 
 #[test]
 fn row_conflict_newer_local_stamp_wins_and_remote_loser_stays_in_history() {
-    let kind = conflict_case(300, 200).one();
+    let up = conflict_case(300, 200).one(uploads);
     assert!(
         matches!(
-            kind,
-            ActionKind::Upload {
+            up,
+            Upload {
                 precondition: Precondition::Match(Revision(4)),
                 conflict: true,
                 ..
             }
         ),
-        "{kind:?}"
+        "{up:?}"
     );
 }
 
 #[test]
 fn row_conflict_newer_remote_stamp_wins_and_local_loser_is_kept() {
-    let kind = conflict_case(200, 300).one();
-    assert!(
-        matches!(kind, ActionKind::KeepLoserThenDownload { .. }),
-        "{kind:?}"
-    );
+    let keep = conflict_case(200, 300).one(keep_losers);
+    assert_eq!(keep.remote.rev, Revision(4));
 }
 
 #[test]
 fn row_conflict_new_new_different_hash() {
-    let kind = Case::new()
+    let keep = Case::new()
         .l(local("a", "mine", 10))
         .r(remote("a", "theirs", 2, 20))
-        .one();
-    assert!(
-        matches!(kind, ActionKind::KeepLoserThenDownload { .. }),
-        "{kind:?}"
-    );
+        .one(keep_losers);
+    assert_eq!(keep.remote.rev, Revision(2));
 }
 
 #[test]
 fn conflict_policies() {
-    let kind = conflict_case(200, 300)
+    let up = conflict_case(200, 300)
         .policy(|p| p.conflicts = ConflictPolicy::PreferLocal)
-        .one();
-    assert!(
-        matches!(kind, ActionKind::Upload { conflict: true, .. }),
-        "{kind:?}"
-    );
-    let kind = conflict_case(300, 200)
+        .one(uploads);
+    assert!(matches!(up, Upload { conflict: true, .. }), "{up:?}");
+    let keep = conflict_case(300, 200)
         .policy(|p| p.conflicts = ConflictPolicy::PreferRemote)
-        .one();
-    assert!(
-        matches!(kind, ActionKind::KeepLoserThenDownload { .. }),
-        "{kind:?}"
-    );
+        .one(keep_losers);
+    assert_eq!(keep.remote.rev, Revision(4));
     let merge: Arc<dyn crate::Merge> =
         Arc::new(|_: &Key, a: &[u8], _: &[u8]| -> Result<Vec<u8>, String> { Ok(a.to_vec()) });
-    let kind = conflict_case(300, 200)
-        .policy(|p| p.conflicts = ConflictPolicy::Merge(merge))
-        .one();
-    assert!(matches!(kind, ActionKind::Merge { .. }), "{kind:?}");
+    let planned = conflict_case(300, 200)
+        .policy(|p| p.conflicts = ConflictPolicy::Merge(merge.clone()))
+        .one(|p| &p.merges);
+    assert_eq!(planned.merger, Merger(merge));
+}
+
+#[test]
+fn a_merge_carries_its_fallback_newest_stamp_wins() {
+    let merge: Arc<dyn crate::Merge> =
+        Arc::new(|_: &Key, _: &[u8], _: &[u8]| -> Result<Vec<u8>, String> { Err("no".into()) });
+    let merging = |case: Case| {
+        case.policy(|p| p.conflicts = ConflictPolicy::Merge(merge.clone()))
+            .one(|p| &p.merges)
+    };
+    // The local edit is newer: upload it over the remote version, as a conflict winner.
+    let planned = merging(conflict_case(300, 200));
+    assert_eq!(planned.local_stamp, Stamp::at(300, NODE));
+    assert_eq!(
+        planned.if_merge_fails,
+        MergeFallback::Upload(Upload {
+            local: planned.local.clone(),
+            precondition: Precondition::Match(Revision(4)),
+            stamp: planned.local_stamp,
+            conflict: true,
+        })
+    );
+    // The remote version is newer: keep the local loser, then download the winner.
+    let planned = merging(conflict_case(200, 300));
+    assert_eq!(
+        planned.if_merge_fails,
+        MergeFallback::KeepLoserThenDownload(KeepLoserThenDownload {
+            local: planned.local.clone(),
+            local_stamp: Stamp::at(200, NODE),
+            remote: planned.remote.clone(),
+        })
+    );
 }
 
 #[test]
 fn row_deleted_unchanged_detaches_and_keeps_remote() {
     let l = local("a", "v1", 10);
     let r = remote("a", "v1", 3, 10);
-    let kind = Case::new().b("a", base(&l, &r)).r(r.clone()).one();
-    let ActionKind::Detach { base } = kind else {
-        panic!("{kind:?}")
+    let change = Case::new()
+        .b("a", base(&l, &r))
+        .r(r.clone())
+        .one(base_changes);
+    let BaseChange::Detach(base) = change else {
+        panic!("{change:?}")
     };
     assert!(base.detached);
 }
@@ -358,16 +407,19 @@ fn row_deleted_detached_then_changed_later_downloads() {
     let r = remote("a", "v1", 3, 10);
     let mut b = base(&l, &r);
     b.detached = true;
-    let kind = Case::new().b("a", b).r(remote("a", "v2", 9, 99)).one();
+    let down = Case::new()
+        .b("a", b)
+        .r(remote("a", "v2", 9, 99))
+        .one(downloads);
     assert!(
         matches!(
-            kind,
-            ActionKind::Download {
+            down,
+            Download {
                 expected: Expected::Absent,
                 ..
             }
         ),
-        "{kind:?}"
+        "{down:?}"
     );
 }
 
@@ -375,13 +427,13 @@ fn row_deleted_detached_then_changed_later_downloads() {
 fn row_unchanged_tombstone_keeps_local_and_detaches() {
     let l = local("a", "v1", 10);
     let r = remote("a", "v1", 3, 10);
-    let kind = Case::new()
+    let change = Case::new()
         .l(l.clone())
         .b("a", base(&l, &r))
         .r(tombstone("a", 4))
-        .one();
-    let ActionKind::Detach { base } = kind else {
-        panic!("{kind:?}")
+        .one(base_changes);
+    let BaseChange::Detach(base) = change else {
+        panic!("{change:?}")
     };
     assert!(base.detached);
     // ... and it is not uploaded again.
@@ -397,46 +449,46 @@ fn row_unchanged_tombstone_keeps_local_and_detaches() {
 fn row_changed_later_beats_a_delete() {
     let l = local("a", "v1", 10);
     let r = remote("a", "v1", 3, 10);
-    let kind = Case::new()
+    let up = Case::new()
         .l(local("a", "v2", 20))
         .b("a", base(&l, &r))
         .r(tombstone("a", 4))
-        .one();
+        .one(uploads);
     assert!(
         matches!(
-            kind,
-            ActionKind::Upload {
+            up,
+            Upload {
                 precondition: Precondition::Match(Revision(4)),
                 ..
             }
         ),
-        "{kind:?}"
+        "{up:?}"
     );
 }
 
 #[test]
 fn row_over_size_limit_is_skipped_with_a_warning() {
-    let kind = Case::new()
+    let skip = Case::new()
         .l(local("big", "0123456789", 10))
         .policy(|p| p.max_item_bytes = 4)
-        .one();
+        .one(skips);
     assert!(
-        matches!(kind, ActionKind::Skip { class: ErrorClass::Warning, ref message } if message.contains("limit")),
-        "{kind:?}"
+        matches!(skip, Skip { class: ErrorClass::Warning, ref message } if message.contains("limit")),
+        "{skip:?}"
     );
-    let kind = Case::new()
+    let skip = Case::new()
         .r(remote("big", "0123456789", 2, 10))
         .policy(|p| p.max_item_bytes = 4)
-        .one();
+        .one(skips);
     assert!(
         matches!(
-            kind,
-            ActionKind::Skip {
+            skip,
+            Skip {
                 class: ErrorClass::Warning,
                 ..
             }
         ),
-        "{kind:?}"
+        "{skip:?}"
     );
 }
 
@@ -457,19 +509,25 @@ fn untouchable_keys_are_left_alone() {
 fn propagate_turns_deletes_into_tombstones_and_backed_up_removals() {
     let l = local("a", "v1", 10);
     let r = remote("a", "v1", 3, 10);
-    let kind = Case::new()
+    let removal = Case::new()
         .b("a", base(&l, &r))
         .r(r.clone())
         .policy(|p| p.deletes = DeletePolicy::Propagate)
-        .one();
-    assert!(matches!(kind, ActionKind::DeleteRemote { .. }), "{kind:?}");
-    let kind = Case::new()
+        .one(removals);
+    assert!(
+        matches!(removal, Removal::DeleteRemote { .. }),
+        "{removal:?}"
+    );
+    let removal = Case::new()
         .l(l.clone())
         .b("a", base(&l, &r))
         .r(tombstone("a", 4))
         .policy(|p| p.deletes = DeletePolicy::Propagate)
-        .one();
-    assert!(matches!(kind, ActionKind::DeleteLocal { .. }), "{kind:?}");
+        .one(removals);
+    assert!(
+        matches!(removal, Removal::DeleteLocal { .. }),
+        "{removal:?}"
+    );
 }
 
 #[test]
@@ -486,8 +544,10 @@ fn removals_come_last_children_first() {
         .r(r)
         .policy(|p| p.deletes = DeletePolicy::Propagate)
         .plan();
-    let keys: Vec<&str> = plan.actions.iter().map(|a| a.key.as_str()).collect();
-    assert_eq!(keys, ["new", "d/x", "d"]);
+    // The engine runs the removals phase last, after the uploads.
+    assert_eq!(plan.len(), 3, "{plan:#?}");
+    assert_eq!(keys(&plan.uploads), ["new"]);
+    assert_eq!(keys(&plan.removals), ["d/x", "d"]);
 }
 
 #[test]
@@ -495,8 +555,11 @@ fn both_deleted_forgets() {
     let l = local("a", "v1", 10);
     let r = remote("a", "v1", 3, 10);
     assert_eq!(
-        Case::new().b("a", base(&l, &r)).r(tombstone("a", 4)).one(),
-        ActionKind::Forget
+        Case::new()
+            .b("a", base(&l, &r))
+            .r(tombstone("a", 4))
+            .one(base_changes),
+        BaseChange::Forget
     );
 }
 
@@ -505,34 +568,34 @@ fn item_the_server_lost_is_uploaded_again() {
     // After a restore from an older backup the remote tree has no entry at all.
     let l = local("a", "v1", 10);
     let r = remote("a", "v1", 3, 10);
-    let kind = Case::new().l(l.clone()).b("a", base(&l, &r)).one();
+    let up = Case::new().l(l.clone()).b("a", base(&l, &r)).one(uploads);
     assert!(
         matches!(
-            kind,
-            ActionKind::Upload {
+            up,
+            Upload {
                 precondition: Precondition::Create,
                 ..
             }
         ),
-        "{kind:?}"
+        "{up:?}"
     );
 }
 
 #[test]
 fn file_against_folder_is_an_item_error() {
-    let kind = Case::new()
+    let skip = Case::new()
         .l(local_folder("a"))
         .r(remote("a", "x", 1, 1))
-        .one();
+        .one(skips);
     assert!(
         matches!(
-            kind,
-            ActionKind::Skip {
+            skip,
+            Skip {
                 class: ErrorClass::Item,
                 ..
             }
         ),
-        "{kind:?}"
+        "{skip:?}"
     );
 }
 
@@ -551,14 +614,14 @@ fn touched_but_equal_file_refreshes_its_fingerprint_without_transfer() {
     let r = remote("a", "v1", 3, 10);
     let mut touched = l.clone();
     touched.fingerprint.mtime_ns += 1;
-    let kind = Case::new()
+    let change = Case::new()
         .l(touched.clone())
         .b("a", base(&l, &r))
         .r(r)
-        .one();
+        .one(base_changes);
     assert!(
-        matches!(kind, ActionKind::RecordBase { ref base } if base.fingerprint == Some(touched.fingerprint)),
-        "{kind:?}"
+        matches!(change, BaseChange::Record(ref base) if base.fingerprint == Some(touched.fingerprint)),
+        "{change:?}"
     );
 }
 
@@ -571,11 +634,11 @@ fn app_name_identity_binds_across_paths() {
         .r(r)
         .policy(|p| p.identity = Identity::AppName)
         .plan();
-    assert_eq!(plan.actions.len(), 1, "{plan:?}");
-    let a = &plan.actions[0];
+    assert_eq!(plan.len(), 1, "{plan:?}");
+    let a = &plan.base_changes[0];
     assert_eq!(a.key.as_str(), "other/index2.html");
     assert_eq!(a.local_key.as_str(), "site/a/index2.html");
-    let ActionKind::RecordBase { base } = &a.kind else {
+    let BaseChange::Record(base) = &a.op else {
         panic!("{a:?}")
     };
     assert_eq!(base.local_key, Some(k("site/a/index2.html")));
@@ -588,17 +651,12 @@ fn app_name_duplicate_is_an_item_error_for_the_second_only() {
         .l(local("b/index.html", "2", 10))
         .policy(|p| p.identity = Identity::AppName)
         .plan();
-    let skips: Vec<&Action> = plan
-        .actions
-        .iter()
-        .filter(|a| matches!(a.kind, ActionKind::Skip { .. }))
-        .collect();
-    assert_eq!(skips.len(), 1);
-    assert_eq!(skips[0].local_key.as_str(), "b/index.html");
+    assert_eq!(plan.skips.len(), 1);
+    assert_eq!(plan.skips[0].local_key.as_str(), "b/index.html");
     assert!(plan
-        .actions
+        .uploads
         .iter()
-        .any(|a| a.key.as_str() == "a/index.html" && matches!(a.kind, ActionKind::Upload { .. })));
+        .any(|a| a.key.as_str() == "a/index.html"));
 }
 
 #[test]
@@ -616,31 +674,28 @@ fn after_a_restore_unchanged_but_different_is_a_conflict_not_a_download() {
     let l = local("a", "v2", 10);
     let r2 = remote("a", "v2", 7, 10);
     let restored_older = remote("a", "v1", 3, 5);
-    let kind = Case::new()
+    let up = Case::new()
         .l(l.clone())
         .b("a", base(&l, &r2).unconfirmed())
         .r(restored_older)
-        .one();
+        .one(uploads);
     assert!(
         matches!(
-            kind,
-            ActionKind::Upload {
+            up,
+            Upload {
                 conflict: true,
                 precondition: Precondition::Match(Revision(3)),
                 ..
             }
         ),
-        "the newer local version wins and the restored one stays in history: {kind:?}"
+        "the newer local version wins and the restored one stays in history: {up:?}"
     );
     // A newer remote version (another device uploaded after the restore) wins, and the local
     // loser is kept.
-    let kind = Case::new()
+    let keep = Case::new()
         .l(l.clone())
         .b("a", base(&l, &r2).unconfirmed())
         .r(remote("a", "v3", 9, 99))
-        .one();
-    assert!(
-        matches!(kind, ActionKind::KeepLoserThenDownload { .. }),
-        "{kind:?}"
-    );
+        .one(keep_losers);
+    assert_eq!(keep.remote.rev, Revision(9));
 }
