@@ -439,7 +439,11 @@ mod tests {
             (Precondition::Match(Revision(4)), None, false),
         ] {
             let d = r
-                .push(&push("k", pre, 0), &[current.clone()], Revision(4))
+                .push(
+                    &push("k", pre, 0),
+                    std::slice::from_ref(&current),
+                    Revision(4),
+                )
                 .unwrap();
             match d {
                 Decision::Accept(_) => assert!(ok, "{pre:?} on {current:?}"),
