@@ -1,38 +1,36 @@
 //! [`SqliteServerStore`]: the server's [`ServerStore`] in one SQLite file (plus a folder of
 //! large blobs beside it, see [`crate::blobs`]).
 //!
-//! Every write runs in one `IMMEDIATE` transaction that also moves the tenant's revision
-//! counter (Lamport rule, SPEC §2), creates missing parent folders, stores the content blob and
-//! records the version in the history. After a write commits, the tenant's in-process
-//! [`tokio::sync::watch`] channel is told the newest feed revision, which wakes
-//! [`ServerStore::wait`]. This module must not run SQLite on async threads: every statement
-//! runs inside [`Db::call`].
+//! Every write runs in one `IMMEDIATE` transaction: it reads the tenant's counter and the rows
+//! the write depends on, asks [`sync_core::server::WriteRules`] what to do, and stores the rows
+//! it returns (with the content blob and the new counter). After a write commits, the tenant's
+//! waiters are woken through [`Watchers`]. This module holds no write rule of its own, and must
+//! not run SQLite on async threads: every statement runs inside [`Db::call`].
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use sync_core::server::{
+    change_page, check_content_off_thread, feed_after, keys_to_read, rows_to_read, Decision,
+    Watchers, Write, WriteRules,
+};
 use sync_core::{
     ArchiveRequest, ChangePage, ContentHash, Cursor, DeleteRequest, Epoch, Error, Fetched,
-    FolderRequest, ItemKind, ItemMeta, Key, Precondition, PushOutcome, PushRequest, Result,
-    Revision, ServerConfig, ServerStore, Stamp, TenantId, VersionMeta,
+    FolderRequest, ItemKind, ItemMeta, Key, PushOutcome, PushRequest, Result, Revision,
+    ServerConfig, ServerStore, TenantId, VersionMeta,
 };
-use tokio::sync::watch;
 
-use crate::blobs::{self, BlobData, INLINE_MAX};
+use crate::blobs::{self, BlobData};
 use crate::conn::{run_blocking, Db, StoreOptions};
 use crate::error::StoreError;
 use crate::schema::{
     hash_from_sql, hash_to_sql, item_from_row, kind_from_sql, kind_to_sql, stamp_from_sql,
     u64_from_sql, u64_to_sql, ITEM_COLUMNS, SERVER,
 };
-
-/// Revisions stay below this so that they sort correctly as SQLite integers.
-const MAX_REVISION: u64 = i64::MAX as u64;
 
 /// A sync server's storage in SQLite (see the [crate docs](crate)).
 ///
@@ -48,11 +46,11 @@ pub struct SqliteServerStore {
 struct Inner {
     db: Db,
     epoch: Epoch,
-    config: ServerConfig,
+    rules: WriteRules,
     /// The folder of large blobs; `None` for an in-memory database (everything inline).
     blob_dir: Option<std::path::PathBuf>,
-    /// Per tenant: the newest revision in its change feed, for `wait`.
-    watchers: Mutex<HashMap<String, watch::Sender<u64>>>,
+    /// Per tenant wake-ups for `wait`.
+    watchers: Watchers,
 }
 
 impl SqliteServerStore {
@@ -123,9 +121,9 @@ impl SqliteServerStore {
             inner: Arc::new(Inner {
                 db,
                 epoch,
-                config,
+                rules: WriteRules::new(config),
                 blob_dir,
-                watchers: Mutex::new(HashMap::new()),
+                watchers: Watchers::new(),
             }),
         })
     }
@@ -133,15 +131,6 @@ impl SqliteServerStore {
     /// The folder where content over 64 KiB is kept (`None` for an in-memory store).
     pub fn blob_dir(&self) -> Option<&Path> {
         self.inner.blob_dir.as_deref()
-    }
-
-    /// The feed revision after `since`, checking the cursor's epoch.
-    fn since_rev(&self, since: Option<&Cursor>) -> Result<u64> {
-        match since {
-            None => Ok(0),
-            Some(c) if c.epoch() != self.inner.epoch => Err(Error::CursorExpired),
-            Some(c) => Ok(c.rev().0.min(MAX_REVISION)),
-        }
     }
 
     /// Runs a write in one transaction and wakes the tenant's waiters after it commits.
@@ -162,7 +151,9 @@ impl SqliteServerStore {
                 let value = f(&tx, &inner, &mut w)?;
                 w.save(&tx)?;
                 tx.commit().map_err(StoreError::from)?;
-                inner.notify(&name, w.feed_head);
+                if w.feed_moved {
+                    inner.watchers.notify(&name);
+                }
                 Ok(value)
             })
             .await
@@ -189,8 +180,8 @@ struct Writer {
     counter: Revision,
     /// The counter as loaded, to know whether to save it.
     loaded: Revision,
-    /// The newest revision this write put into the change feed.
-    feed_head: Option<Revision>,
+    /// True once this transaction put something into the change feed.
+    feed_moved: bool,
 }
 
 impl Writer {
@@ -208,21 +199,8 @@ impl Writer {
             tenant,
             counter,
             loaded: counter,
-            feed_head: None,
+            feed_moved: false,
         })
-    }
-
-    /// The next revision by the Lamport rule: `max(counter, seen) + 1`.
-    fn next(&mut self, seen: Revision) -> Result<Revision, StoreError> {
-        let next = self.counter.lamport_next(seen);
-        if next.0 > MAX_REVISION {
-            return Err(StoreError::bad(
-                "revision",
-                format!("the counter would pass {MAX_REVISION} (a client sent seen = {seen})"),
-            ));
-        }
-        self.counter = next;
-        Ok(next)
     }
 
     /// Saves the counter if it moved.
@@ -239,98 +217,74 @@ impl Writer {
         get_item(conn, self.tenant, key)
     }
 
-    /// Makes `item` current and records it in the history.
-    fn put(
-        &mut self,
-        conn: &Connection,
-        item: &ItemMeta,
-        archived: bool,
-    ) -> Result<(), StoreError> {
-        if !archived {
-            conn.prepare_cached(&format!(
-                "INSERT INTO items (tenant, {ITEM_COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
-                 ON CONFLICT (tenant, key) DO UPDATE SET kind = excluded.kind, \
-                 rev = excluded.rev, hash = excluded.hash, size = excluded.size, \
-                 stamp_millis = excluded.stamp_millis, stamp_counter = excluded.stamp_counter, \
-                 stamp_node = excluded.stamp_node, deleted = excluded.deleted"
-            ))?
-            .execute(params![
-                self.tenant,
-                item.key.as_str(),
-                kind_to_sql(item.kind),
-                u64_to_sql(item.rev.0),
-                hash_to_sql(item.hash.as_ref()),
-                u64_to_sql(item.size),
-                u64_to_sql(item.stamp.millis),
-                i64::from(item.stamp.counter),
-                u64_to_sql(item.stamp.node.0),
-                item.deleted,
-            ])?;
-            self.feed_head = Some(self.feed_head.map_or(item.rev, |h| h.max(item.rev)));
+    /// The current state (tombstones included) of each key a write to `key` depends on.
+    fn read_path(&self, conn: &Connection, key: &Key) -> Result<Vec<Option<ItemMeta>>, StoreError> {
+        keys_to_read(key)
+            .iter()
+            .map(|k| get_item(conn, self.tenant, k))
+            .collect()
+    }
+
+    /// Stores the rows of an accepted write and takes its counter.
+    fn store<T>(&mut self, conn: &Connection, write: &Write<T>) -> Result<(), StoreError> {
+        for row in &write.rows {
+            put_row(conn, self.tenant, &row.item, row.current)?;
         }
-        conn.prepare_cached(
-            "INSERT INTO versions (tenant, key, rev, kind, hash, size, stamp_millis, \
-             stamp_counter, stamp_node, deleted, archived) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )?
+        self.feed_moved |= write.feed_head().is_some();
+        self.counter = write.counter;
+        Ok(())
+    }
+}
+
+/// Writes one version: made current (the feed) unless it is an archive, and recorded in the
+/// history either way.
+fn put_row(
+    conn: &Connection,
+    tenant: i64,
+    item: &ItemMeta,
+    current: bool,
+) -> Result<(), StoreError> {
+    if current {
+        conn.prepare_cached(&format!(
+            "INSERT INTO items (tenant, {ITEM_COLUMNS}) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+             ON CONFLICT (tenant, key) DO UPDATE SET kind = excluded.kind, \
+             rev = excluded.rev, hash = excluded.hash, size = excluded.size, \
+             stamp_millis = excluded.stamp_millis, stamp_counter = excluded.stamp_counter, \
+             stamp_node = excluded.stamp_node, deleted = excluded.deleted"
+        ))?
         .execute(params![
-            self.tenant,
+            tenant,
             item.key.as_str(),
-            u64_to_sql(item.rev.0),
             kind_to_sql(item.kind),
+            u64_to_sql(item.rev.0),
             hash_to_sql(item.hash.as_ref()),
             u64_to_sql(item.size),
             u64_to_sql(item.stamp.millis),
             i64::from(item.stamp.counter),
             u64_to_sql(item.stamp.node.0),
             item.deleted,
-            archived,
         ])?;
-        Ok(())
     }
-
-    /// Creates every folder in `folders` (outermost first) that is absent or a tombstone, each
-    /// with its own revision. A live file in the way fails with [`Error::Item`] about `target`.
-    /// Returns the last folder's item.
-    fn ensure_folders(
-        &mut self,
-        conn: &Connection,
-        folders: &[Key],
-        target: &Key,
-        stamp: Stamp,
-        seen: Revision,
-    ) -> Result<Option<ItemMeta>> {
-        let mut last = None;
-        for folder in folders {
-            match self.get(conn, folder)? {
-                Some(item) if item.is_live() && item.kind == ItemKind::Folder => last = Some(item),
-                Some(item) if item.is_live() => {
-                    return Err(Error::item(
-                        target,
-                        format!(
-                            "{folder} is a file on the server, so no folder can be made there; \
-                             rename or remove that file"
-                        ),
-                    ));
-                }
-                _ => {
-                    let item = ItemMeta {
-                        key: folder.clone(),
-                        kind: ItemKind::Folder,
-                        rev: self.next(seen)?,
-                        hash: None,
-                        size: 0,
-                        stamp,
-                        deleted: false,
-                    };
-                    self.put(conn, &item, false)?;
-                    last = Some(item);
-                }
-            }
-        }
-        Ok(last)
-    }
+    conn.prepare_cached(
+        "INSERT INTO versions (tenant, key, rev, kind, hash, size, stamp_millis, \
+         stamp_counter, stamp_node, deleted, archived) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        tenant,
+        item.key.as_str(),
+        u64_to_sql(item.rev.0),
+        kind_to_sql(item.kind),
+        hash_to_sql(item.hash.as_ref()),
+        u64_to_sql(item.size),
+        u64_to_sql(item.stamp.millis),
+        i64::from(item.stamp.counter),
+        u64_to_sql(item.stamp.node.0),
+        item.deleted,
+        !current,
+    ])?;
+    Ok(())
 }
 
 /// The current state of `key` for tenant id `tenant`.
@@ -354,118 +308,20 @@ fn tenant_id(conn: &Connection, name: &str) -> Result<Option<(i64, Revision)>, S
         .map(|(id, c)| (id, Revision(u64_from_sql(c)))))
 }
 
-/// Checks size, then hash, before anything is written.
-fn verify(key: &Key, content: &[u8], hash: &ContentHash, limit: u64) -> Result<()> {
-    let size = content.len() as u64;
-    if size > limit {
-        return Err(Error::TooLarge {
-            key: key.clone(),
-            size,
-            limit,
-        });
-    }
-    let actual = ContentHash::of(content);
-    if actual != *hash {
-        return Err(Error::HashMismatch {
-            key: key.clone(),
-            expected: *hash,
-            actual,
-        });
-    }
-    Ok(())
-}
-
-/// [`verify`], off the async thread when the content is large.
-async fn verify_async(key: &Key, content: &Bytes, hash: &ContentHash, limit: u64) -> Result<()> {
-    if content.len() <= INLINE_MAX || content.len() as u64 > limit {
-        return verify(key, content, hash, limit);
-    }
-    let (key, content, hash) = (key.clone(), content.clone(), *hash);
-    run_blocking(move || verify(&key, &content, &hash, limit)).await?
-}
-
-/// One push inside an open transaction or savepoint (already verified).
+/// One push inside an open transaction or savepoint (content already checked).
 fn apply_push(
     conn: &Connection,
     inner: &Inner,
     w: &mut Writer,
     req: &PushRequest,
 ) -> Result<PushOutcome> {
-    let current = w.get(conn, &req.key)?;
-    let allowed = match req.precondition {
-        Precondition::Create => match &current {
-            None => true,
-            Some(c) => c.deleted,
-        },
-        Precondition::Match(rev) => current.as_ref().is_some_and(|c| c.rev == rev),
-    };
-    if !allowed {
-        return Ok(PushOutcome::Conflict { current });
+    let read = w.read_path(conn, &req.key)?;
+    let decision = inner.rules.push(req, &read, w.counter)?;
+    if let Decision::Accept(write) = &decision {
+        blobs::put(conn, inner.blob_dir.as_deref(), &req.hash, &req.content)?;
+        w.store(conn, write)?;
     }
-    if let Some(c) = current
-        .as_ref()
-        .filter(|c| c.is_live() && c.kind == ItemKind::Folder)
-    {
-        return Err(Error::item(
-            &c.key,
-            "is a folder on the server, so a file cannot replace it; rename one of them",
-        ));
-    }
-    let stamp = inner.clamp(req.stamp);
-    w.ensure_folders(conn, &req.key.ancestors(), &req.key, stamp, req.seen)?;
-    blobs::put(conn, inner.blob_dir.as_deref(), &req.hash, &req.content)?;
-    let item = ItemMeta {
-        key: req.key.clone(),
-        kind: ItemKind::File,
-        rev: w.next(req.seen)?,
-        hash: Some(req.hash),
-        size: req.content.len() as u64,
-        stamp,
-        deleted: false,
-    };
-    w.put(conn, &item, false)?;
-    Ok(PushOutcome::Accepted(item))
-}
-
-impl Inner {
-    /// The server's clamp of a client stamp (SPEC §2).
-    fn clamp(&self, stamp: Stamp) -> Stamp {
-        stamp.clamped(self.config.time.now_millis(), self.config.max_skew)
-    }
-
-    /// A receiver for `tenant`'s feed notifications, marked as seen.
-    fn subscribe(&self, tenant: &str) -> watch::Receiver<u64> {
-        let mut map = self
-            .watchers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let tx = map
-            .entry(tenant.to_owned())
-            .or_insert_with(|| watch::channel(0).0);
-        let mut rx = tx.subscribe();
-        rx.borrow_and_update();
-        rx
-    }
-
-    /// Tells waiters on `tenant` that its feed now reaches `rev` (call it right after the commit, on the same thread, so
-    /// that a caller that stops waiting for the result cannot skip it).
-    fn notify(&self, tenant: &str, rev: Option<Revision>) {
-        let Some(rev) = rev else { return };
-        let map = self
-            .watchers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(tx) = map.get(tenant) {
-            tx.send_if_modified(|v| {
-                if rev.0 > *v {
-                    *v = rev.0;
-                    true
-                } else {
-                    false
-                }
-            });
-        }
-    }
+    Ok(decision.into_outcome())
 }
 
 /// A version row of `key`: its kind and metadata.
@@ -512,8 +368,7 @@ impl ServerStore for SqliteServerStore {
         since: Option<&Cursor>,
         limit: usize,
     ) -> Result<ChangePage> {
-        let since_rev = self.since_rev(since)?;
-        let limit = limit.max(1);
+        let since_rev = feed_after(since, self.inner.epoch)?;
         let epoch = self.inner.epoch;
         let name = tenant.as_str().to_owned();
         Ok(self
@@ -522,38 +377,22 @@ impl ServerStore for SqliteServerStore {
             .call(move |conn| -> Result<ChangePage, StoreError> {
                 let tx = conn.transaction()?;
                 let Some((id, head)) = tenant_id(&tx, &name)? else {
-                    return Ok(ChangePage {
-                        changes: Vec::new(),
-                        cursor: Cursor::new(epoch, Revision::ZERO),
-                        more: false,
-                    });
+                    return Ok(change_page(epoch, Revision::ZERO, Vec::new(), limit));
                 };
-                let mut changes = Vec::new();
+                let mut rows = Vec::new();
                 {
                     let mut stmt = tx.prepare_cached(&format!(
                         "SELECT {ITEM_COLUMNS} FROM items WHERE tenant = ?1 AND rev > ?2 \
                          ORDER BY rev LIMIT ?3"
                     ))?;
-                    let fetch = i64::try_from(limit)
-                        .unwrap_or(i64::MAX - 1)
-                        .saturating_add(1);
-                    let mut rows = stmt.query(params![id, u64_to_sql(since_rev), fetch])?;
-                    while let Some(row) = rows.next()? {
-                        changes.push(item_from_row(row)?);
+                    let fetch = i64::try_from(rows_to_read(limit)).unwrap_or(i64::MAX);
+                    let mut found = stmt.query(params![id, u64_to_sql(since_rev.0), fetch])?;
+                    while let Some(row) = found.next()? {
+                        rows.push(item_from_row(row)?);
                     }
                 }
                 tx.commit()?;
-                let more = changes.len() > limit;
-                changes.truncate(limit);
-                let cursor = match changes.last() {
-                    Some(last) if more => last.rev,
-                    _ => head,
-                };
-                Ok(ChangePage {
-                    changes,
-                    cursor: Cursor::new(epoch, cursor),
-                    more,
-                })
+                Ok(change_page(epoch, head, rows, limit))
             })
             .await?)
     }
@@ -601,7 +440,7 @@ impl ServerStore for SqliteServerStore {
     }
 
     async fn push(&self, tenant: &TenantId, req: PushRequest) -> Result<PushOutcome> {
-        verify_async(&req.key, &req.content, &req.hash, self.max_item_bytes()).await?;
+        check_content_off_thread(&req.key, &req.content, &req.hash, self.max_item_bytes()).await?;
         self.write(tenant, move |conn, inner, w| {
             apply_push(conn, inner, w, &req)
         })
@@ -616,7 +455,7 @@ impl ServerStore for SqliteServerStore {
         let limit = self.max_item_bytes();
         let mut checked = Vec::with_capacity(reqs.len());
         for req in reqs {
-            let ok = verify_async(&req.key, &req.content, &req.hash, limit).await;
+            let ok = check_content_off_thread(&req.key, &req.content, &req.hash, limit).await;
             checked.push((req, ok));
         }
         let inner = self.inner.clone();
@@ -636,7 +475,7 @@ impl ServerStore for SqliteServerStore {
                     }
                     // Each request in its own savepoint: a failed one leaves no trace.
                     let sp = tx.savepoint().map_err(StoreError::from)?;
-                    let before = (w.counter, w.feed_head);
+                    let before = (w.counter, w.feed_moved);
                     match apply_push(&sp, &inner, &mut w, &req) {
                         Ok(outcome) => {
                             sp.commit().map_err(StoreError::from)?;
@@ -645,14 +484,16 @@ impl ServerStore for SqliteServerStore {
                         Err(e @ Error::Storage { .. }) => return Err(e),
                         Err(e) => {
                             drop(sp); // rolls back
-                            (w.counter, w.feed_head) = before;
+                            (w.counter, w.feed_moved) = before;
                             results.push(Err(e));
                         }
                     }
                 }
                 w.save(&tx)?;
                 tx.commit().map_err(StoreError::from)?;
-                inner.notify(&name, w.feed_head);
+                if w.feed_moved {
+                    inner.watchers.notify(&name);
+                }
                 Ok(results)
             })
             .await
@@ -660,34 +501,22 @@ impl ServerStore for SqliteServerStore {
 
     async fn delete(&self, tenant: &TenantId, req: DeleteRequest) -> Result<PushOutcome> {
         self.write(tenant, move |conn, inner, w| {
-            let cur = match w.get(conn, &req.key)? {
-                Some(cur) if cur.is_live() && cur.rev == req.rev => cur,
-                current => return Ok(PushOutcome::Conflict { current }),
-            };
-            let item = ItemMeta {
-                key: req.key.clone(),
-                kind: cur.kind,
-                rev: w.next(req.seen)?,
-                hash: None,
-                size: 0,
-                stamp: inner.clamp(req.stamp),
-                deleted: true,
-            };
-            w.put(conn, &item, false)?;
-            Ok(PushOutcome::Accepted(item))
+            let current = w.get(conn, &req.key)?;
+            let decision = inner.rules.delete(&req, current.as_ref(), w.counter)?;
+            if let Decision::Accept(write) = &decision {
+                w.store(conn, write)?;
+            }
+            Ok(decision.into_outcome())
         })
         .await
     }
 
     async fn ensure_folder(&self, tenant: &TenantId, req: FolderRequest) -> Result<ItemMeta> {
         self.write(tenant, move |conn, inner, w| {
-            let mut path = req.key.ancestors();
-            path.push(req.key.clone());
-            let stamp = inner.clamp(req.stamp);
-            w.ensure_folders(conn, &path, &req.key, stamp, req.seen)?
-                .ok_or_else(|| Error::NotFound {
-                    key: req.key.clone(),
-                })
+            let read = w.read_path(conn, &req.key)?;
+            let write = inner.rules.folder(&req, &read, w.counter)?;
+            w.store(conn, &write)?;
+            Ok(write.value)
         })
         .await
     }
@@ -725,20 +554,12 @@ impl ServerStore for SqliteServerStore {
     }
 
     async fn archive(&self, tenant: &TenantId, req: ArchiveRequest) -> Result<VersionMeta> {
-        verify_async(&req.key, &req.content, &req.hash, self.max_item_bytes()).await?;
+        check_content_off_thread(&req.key, &req.content, &req.hash, self.max_item_bytes()).await?;
         self.write(tenant, move |conn, inner, w| {
+            let write = inner.rules.archive(&req, w.counter)?;
             blobs::put(conn, inner.blob_dir.as_deref(), &req.hash, &req.content)?;
-            let item = ItemMeta {
-                key: req.key.clone(),
-                kind: ItemKind::File,
-                rev: w.next(req.seen)?,
-                hash: Some(req.hash),
-                size: req.content.len() as u64,
-                stamp: inner.clamp(req.stamp),
-                deleted: false,
-            };
-            w.put(conn, &item, true)?;
-            Ok(item.version())
+            w.store(conn, &write)?;
+            Ok(write.value)
         })
         .await
     }
@@ -749,42 +570,31 @@ impl ServerStore for SqliteServerStore {
         since: Option<&Cursor>,
         timeout: Duration,
     ) -> Result<bool> {
-        let since_rev = self.since_rev(since)?;
-        // Subscribe before looking, so a write committed after the look still wakes us.
-        let mut rx = self.inner.subscribe(tenant.as_str());
-        let name = tenant.as_str().to_owned();
-        let pending = self
-            .inner
-            .db
-            .call(move |conn| -> Result<bool, StoreError> {
-                let Some((id, _)) = tenant_id(conn, &name)? else {
-                    return Ok(false);
-                };
-                Ok(conn
-                    .prepare_cached(
-                        "SELECT EXISTS (SELECT 1 FROM items WHERE tenant = ?1 AND rev > ?2)",
-                    )?
-                    .query_row(params![id, u64_to_sql(since_rev)], |r| r.get(0))?)
-            })
-            .await?;
-        if pending {
-            return Ok(true);
-        }
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            match tokio::time::timeout_at(deadline, rx.changed()).await {
-                Err(_elapsed) => return Ok(false),
-                Ok(Err(_closed)) => return Ok(false),
-                Ok(Ok(())) => {
-                    if *rx.borrow_and_update() > since_rev {
-                        return Ok(true);
-                    }
+        let since_rev = feed_after(since, self.inner.epoch)?;
+        self.inner
+            .watchers
+            .wait_until(tenant.as_str(), timeout, || {
+                let name = tenant.as_str().to_owned();
+                let db = self.inner.db.clone();
+                async move {
+                    Ok(db
+                        .call(move |conn| -> Result<bool, StoreError> {
+                            let Some((id, _)) = tenant_id(conn, &name)? else {
+                                return Ok(false);
+                            };
+                            Ok(conn
+                                .prepare_cached(
+                                    "SELECT EXISTS (SELECT 1 FROM items WHERE tenant = ?1 AND rev > ?2)",
+                                )?
+                                .query_row(params![id, u64_to_sql(since_rev.0)], |r| r.get(0))?)
+                        })
+                        .await?)
                 }
-            }
-        }
+            })
+            .await
     }
 
     fn max_item_bytes(&self) -> u64 {
-        self.inner.config.max_item_bytes
+        self.inner.rules.config().max_item_bytes
     }
 }
