@@ -67,12 +67,6 @@ pub enum PgStoreError {
         /// Why it is invalid.
         detail: String,
     },
-    /// A client announced a revision so large that the counter would leave the range stored.
-    #[error("a client sent seen = {seen}, but revisions must stay below 2^63 - 1; the request was refused (the client's state is probably damaged)")]
-    RevisionOutOfRange {
-        /// The revision the client sent.
-        seen: u64,
-    },
 }
 
 impl PgStoreError {

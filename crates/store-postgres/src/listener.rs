@@ -21,12 +21,11 @@
 //!
 //! The tasks stop when the store is dropped.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::watch;
+pub(crate) use sync_core::server::Watchers;
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
@@ -56,53 +55,6 @@ pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// Per-tenant wake-up channels. The value of a channel only counts wake-ups; receivers
-/// re-check the database when it moves.
-#[derive(Debug, Default)]
-pub(crate) struct Watchers {
-    map: Mutex<HashMap<String, watch::Sender<u64>>>,
-}
-
-/// Above this many channels, `subscribe` drops those nobody waits on.
-const PRUNE_ABOVE: usize = 1024;
-
-impl Watchers {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, watch::Sender<u64>>> {
-        self.map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// A receiver for `tenant`'s wake-ups, marked as seen: its `changed()` fires on the next
-    /// wake-up after this call.
-    pub(crate) fn subscribe(&self, tenant: &str) -> watch::Receiver<u64> {
-        let mut map = self.lock();
-        if map.len() > PRUNE_ABOVE {
-            map.retain(|_, tx| tx.receiver_count() > 0);
-        }
-        let tx = map
-            .entry(tenant.to_owned())
-            .or_insert_with(|| watch::channel(0).0);
-        let mut rx = tx.subscribe();
-        rx.borrow_and_update();
-        rx
-    }
-
-    /// Wakes `tenant`'s waiters.
-    pub(crate) fn notify(&self, tenant: &str) {
-        if let Some(tx) = self.lock().get(tenant) {
-            tx.send_modify(|n| *n = n.wrapping_add(1));
-        }
-    }
-
-    /// Wakes every waiter of every tenant (they re-check).
-    pub(crate) fn notify_all(&self) {
-        for tx in self.lock().values() {
-            tx.send_modify(|n| *n = n.wrapping_add(1));
-        }
     }
 }
 
@@ -199,33 +151,4 @@ pub(crate) fn supervise(
             watchers.notify_all();
         }
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn notify_wakes_only_that_tenant_and_notify_all_wakes_everyone() {
-        let w = Watchers::default();
-        let mut a = w.subscribe("a");
-        let b = w.subscribe("b");
-        w.notify("a");
-        assert!(a.has_changed().unwrap());
-        assert!(!b.has_changed().unwrap());
-        a.borrow_and_update();
-        w.notify("nobody-waits");
-        w.notify_all();
-        assert!(a.has_changed().unwrap() && b.has_changed().unwrap());
-    }
-
-    #[test]
-    fn unused_channels_are_pruned() {
-        let w = Watchers::default();
-        for i in 0..=PRUNE_ABOVE + 1 {
-            drop(w.subscribe(&format!("t{i}")));
-        }
-        let _keep = w.subscribe("kept");
-        assert!(w.lock().len() < 3, "{}", w.lock().len());
-    }
 }

@@ -7,13 +7,14 @@
 //!    first use). Writers of one tenant queue here, in every server process, until the holder
 //!    commits; everything below reads and writes under that lock, so preconditions are checked
 //!    against the latest committed state (READ COMMITTED takes a new snapshot per statement);
-//! 2. check the precondition and create missing parent folders (same rules as the SQLite and
-//!    in-memory stores);
-//! 3. take each revision with the Lamport rule in one statement
-//!    (`counter = GREATEST(counter, seen) + 1 .. RETURNING counter`, SPEC §2);
-//! 4. store the blob (`ON CONFLICT DO NOTHING`: deduplicated by hash), upsert the current item
-//!    (the feed), append the version (the history);
-//! 5. `pg_notify('sync_changes', tenant)` when the feed moved, then commit.
+//!    That statement also returns the tenant's counter;
+//! 2. read the rows the write depends on (the key and its parent folders, one statement) and
+//!    ask [`sync_core::server::WriteRules`] what to do: the rules are the same for every store
+//!    and this file holds none of its own;
+//! 3. store what the rules return: the blob (`ON CONFLICT DO NOTHING`: deduplicated by hash),
+//!    each row as the current item (the feed) and a version (the history), then the new
+//!    counter;
+//! 4. `pg_notify('sync_changes', tenant)` when the feed moved, then commit.
 //!
 //! Because the tenant lock is held until commit, revisions become visible in the order they
 //! were issued: a reader never sees revision n+1 without n, so a feed cursor never skips a
@@ -32,10 +33,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
+use sync_core::server::{
+    change_page, check_content_off_thread, feed_after, keys_to_read, rows_to_read, Decision, Write,
+    WriteRules,
+};
 use sync_core::{
     ArchiveRequest, ChangePage, ContentHash, Cursor, DeleteRequest, Epoch, Error, Fetched,
-    FolderRequest, ItemKind, ItemMeta, Key, Precondition, PushOutcome, PushRequest, Result,
-    Revision, ServerConfig, ServerStore, Stamp, TenantId, VersionMeta,
+    FolderRequest, ItemKind, ItemMeta, Key, PushOutcome, PushRequest, Result, Revision,
+    ServerConfig, ServerStore, TenantId, VersionMeta,
 };
 use tokio_postgres::config::SslMode;
 use tokio_postgres::types::ToSql;
@@ -43,18 +48,15 @@ use tokio_postgres::types::ToSql;
 use crate::error::{describe_target, redact_url, scrub, PgStoreError};
 use crate::listener::{self, AbortOnDrop, Watchers, CHANNEL, MAX_PAYLOAD};
 use crate::schema::{
-    bits_to_sql, count_to_sql, item_from_row, kind_from_sql, kind_to_sql, migrate,
+    bits_to_sql, count_from_sql, count_to_sql, item_from_row, kind_from_sql, kind_to_sql, migrate,
     version_from_row, ITEM_COLUMNS, VERSION_COLUMNS,
 };
-
-/// Revisions stay at or below this so that they fit a `BIGINT`.
-const MAX_REVISION: u64 = i64::MAX as u64;
 
 /// How many times a write aborted by a deadlock or serialization failure is tried.
 pub const MAX_ATTEMPTS: u32 = 4;
 
-/// Content above this size is hashed on a blocking thread, and its blob is looked up before
-/// it is sent to the database.
+/// Content above this size is looked up before it is sent to the database (a blob already
+/// stored is not sent again).
 const LARGE: usize = 64 * 1024;
 
 /// Settings of the connection pool (everything else comes from the URL).
@@ -102,7 +104,7 @@ pub struct PgServerStore {
 struct Inner {
     pool: Pool,
     epoch: Epoch,
-    config: ServerConfig,
+    rules: WriteRules,
     /// The database, for messages: `postgres://user@host:port/db` (no password).
     target: String,
     watchers: Arc<Watchers>,
@@ -225,7 +227,7 @@ impl PgServerStore {
             inner: Arc::new(Inner {
                 pool,
                 epoch,
-                config,
+                rules: WriteRules::new(config),
                 target,
                 watchers,
                 _listener: listener,
@@ -241,21 +243,12 @@ impl PgServerStore {
 
     /// The settings this store was made with.
     pub fn config(&self) -> &ServerConfig {
-        &self.inner.config
+        self.inner.rules.config()
     }
 
     /// A pooled connection.
     async fn client(&self) -> Result<deadpool_postgres::Client> {
         Ok(get_client(&self.inner.pool, &self.inner.target).await?)
-    }
-
-    /// The feed revision after `since`, checking the cursor's epoch.
-    fn since_rev(&self, since: Option<&Cursor>) -> Result<i64> {
-        match since {
-            None => Ok(0),
-            Some(c) if c.epoch() != self.inner.epoch => Err(Error::CursorExpired),
-            Some(c) => Ok(c.rev().0.min(MAX_REVISION) as i64),
-        }
     }
 
     /// Runs `op` for `tenant` in one transaction (again, if PostgreSQL aborted it as a
@@ -277,7 +270,8 @@ impl PgServerStore {
     }
 
     /// True when `tenant`'s feed holds a change after `since`.
-    async fn has_changes_after(&self, tenant: &TenantId, since: i64) -> Result<bool> {
+    async fn has_changes_after(&self, tenant: &TenantId, since: Revision) -> Result<bool> {
+        let since = count_to_sql("revision", since.0)?;
         let client = self.client().await?;
         let stmt = client
             .prepare_cached("SELECT EXISTS (SELECT 1 FROM items WHERE tenant = $1 AND rev > $2)")
@@ -374,12 +368,16 @@ enum Done {
 /// One tenant's counter during one write transaction (its row is locked).
 struct Writer<'t> {
     tenant: &'t str,
-    /// The newest revision this write put into the change feed.
-    feed_head: Option<Revision>,
+    counter: Revision,
+    /// The counter as locked, to know whether to save it.
+    loaded: Revision,
+    /// True once this transaction put something into the change feed.
+    feed_moved: bool,
 }
 
 impl<'t> Writer<'t> {
-    /// Locks (creating if needed) the tenant's row until the transaction ends.
+    /// Locks (creating if needed) the tenant's row until the transaction ends, and reads its
+    /// counter.
     async fn lock(tx: &Transaction<'_>, tenant: &'t str) -> Result<Writer<'t>, TxError> {
         let stmt = tx
             .prepare_cached(
@@ -388,33 +386,26 @@ impl<'t> Writer<'t> {
                  RETURNING counter",
             )
             .await?;
-        tx.query_one(&stmt, &[&tenant]).await?;
+        let counter: i64 = tx.query_one(&stmt, &[&tenant]).await?.try_get(0)?;
+        let counter = Revision(count_from_sql("revision", counter)?);
         Ok(Writer {
             tenant,
-            feed_head: None,
+            counter,
+            loaded: counter,
+            feed_moved: false,
         })
     }
 
-    /// The next revision by the Lamport rule, in one statement: `max(counter, seen) + 1`.
-    async fn next(&mut self, tx: &Transaction<'_>, seen: Revision) -> Result<Revision, TxError> {
-        if seen.0 >= MAX_REVISION {
-            return Err(PgStoreError::RevisionOutOfRange { seen: seen.0 }.into());
+    /// Saves the counter if it moved.
+    async fn save(&self, tx: &Transaction<'_>) -> Result<(), TxError> {
+        if self.counter != self.loaded {
+            let counter = count_to_sql("revision", self.counter.0)?;
+            let stmt = tx
+                .prepare_cached("UPDATE tenants SET counter = $2 WHERE tenant = $1")
+                .await?;
+            tx.execute(&stmt, &[&self.tenant, &counter]).await?;
         }
-        let stmt = tx
-            .prepare_cached(
-                "INSERT INTO tenants (tenant, counter) VALUES ($1, $2::BIGINT + 1) \
-                 ON CONFLICT (tenant) DO UPDATE \
-                 SET counter = GREATEST(tenants.counter, $2::BIGINT) + 1 \
-                 RETURNING counter",
-            )
-            .await?;
-        let counter: i64 = tx
-            .query_one(&stmt, &[&self.tenant, &(seen.0 as i64)])
-            .await?
-            .try_get(0)?;
-        Ok(Revision(crate::schema::count_from_sql(
-            "revision", counter,
-        )?))
+        Ok(())
     }
 
     /// The current state of each of `keys` (tombstones included), in the order of `keys`.
@@ -449,9 +440,19 @@ impl<'t> Writer<'t> {
             .flatten())
     }
 
+    /// Stores the rows of an accepted write and takes its counter.
+    async fn store<T>(&mut self, tx: &Transaction<'_>, write: &Write<T>) -> Result<(), TxError> {
+        for row in &write.rows {
+            self.put(tx, &row.item, !row.current).await?;
+        }
+        self.feed_moved |= write.feed_head().is_some();
+        self.counter = write.counter;
+        Ok(())
+    }
+
     /// Makes `item` current (unless `archived`) and records it in the history.
     async fn put(
-        &mut self,
+        &self,
         tx: &Transaction<'_>,
         item: &ItemMeta,
         archived: bool,
@@ -514,55 +515,7 @@ impl<'t> Writer<'t> {
         let set_current = tx.execute(&current, &current_params);
         // Both statements go out at once (tokio-postgres pipelines them).
         futures::try_join!(add_version, set_current)?;
-        self.feed_head = Some(self.feed_head.map_or(item.rev, |h| h.max(item.rev)));
         Ok(())
-    }
-
-    /// Creates every folder in `folders` (outermost first) that is absent or a tombstone, each
-    /// with its own revision. A live file in the way fails with [`Error::Item`] about `target`
-    /// (the caller's transaction or savepoint is then rolled back). Returns the last folder.
-    async fn ensure_folders(
-        &mut self,
-        tx: &Transaction<'_>,
-        folders: &[Key],
-        target: &Key,
-        stamp: Stamp,
-        seen: Revision,
-    ) -> Result<Option<ItemMeta>, TxError> {
-        if folders.is_empty() {
-            return Ok(None);
-        }
-        let existing = self.get_many(tx, folders).await?;
-        let mut last = None;
-        for (folder, current) in folders.iter().zip(existing) {
-            match current {
-                Some(item) if item.is_live() && item.kind == ItemKind::Folder => last = Some(item),
-                Some(item) if item.is_live() => {
-                    return Err(Error::item(
-                        target,
-                        format!(
-                            "{folder} is a file on the server, so no folder can be made there; \
-                             rename or remove that file"
-                        ),
-                    )
-                    .into());
-                }
-                _ => {
-                    let item = ItemMeta {
-                        key: folder.clone(),
-                        kind: ItemKind::Folder,
-                        rev: self.next(tx, seen).await?,
-                        hash: None,
-                        size: 0,
-                        stamp,
-                        deleted: false,
-                    };
-                    self.put(tx, &item, false).await?;
-                    last = Some(item);
-                }
-            }
-        }
-        Ok(last)
     }
 }
 
@@ -592,11 +545,6 @@ async fn put_blob(
 }
 
 impl Inner {
-    /// The server's clamp of a client stamp (SPEC §2).
-    fn clamp(&self, stamp: Stamp) -> Stamp {
-        stamp.clamped(self.config.time.now_millis(), self.config.max_skew)
-    }
-
     /// One attempt at a write transaction.
     async fn try_write(
         &self,
@@ -617,7 +565,7 @@ impl Inner {
                     }
                     // Each request in its own savepoint: a refused one leaves no trace.
                     let sp = tx.transaction().await?;
-                    let before = w.feed_head;
+                    let before = (w.counter, w.feed_moved);
                     match self.apply_push(&sp, &mut w, req).await {
                         Ok(outcome) => {
                             sp.commit().await?;
@@ -625,7 +573,7 @@ impl Inner {
                         }
                         Err(TxError::Core(e)) if !matches!(e, Error::Storage { .. }) => {
                             sp.rollback().await?;
-                            w.feed_head = before;
+                            (w.counter, w.feed_moved) = before;
                             results.push(Err(e));
                         }
                         Err(e) => return Err(e),
@@ -634,51 +582,24 @@ impl Inner {
                 Done::Many(results)
             }
             Op::Delete(req) => {
-                let cur = match w.get(&tx, &req.key).await? {
-                    Some(cur) if cur.is_live() && cur.rev == req.rev => cur,
-                    current => {
-                        return self
-                            .finish(tx, &w, Done::Push(PushOutcome::Conflict { current }))
-                            .await
-                    }
-                };
-                let item = ItemMeta {
-                    key: req.key.clone(),
-                    kind: cur.kind,
-                    rev: w.next(&tx, req.seen).await?,
-                    hash: None,
-                    size: 0,
-                    stamp: self.clamp(req.stamp),
-                    deleted: true,
-                };
-                w.put(&tx, &item, false).await?;
-                Done::Push(PushOutcome::Accepted(item))
+                let current = w.get(&tx, &req.key).await?;
+                let decision = self.rules.delete(req, current.as_ref(), w.counter)?;
+                if let Decision::Accept(write) = &decision {
+                    w.store(&tx, write).await?;
+                }
+                Done::Push(decision.into_outcome())
             }
             Op::Folder(req) => {
-                let mut path = req.key.ancestors();
-                path.push(req.key.clone());
-                let stamp = self.clamp(req.stamp);
-                let last = w
-                    .ensure_folders(&tx, &path, &req.key, stamp, req.seen)
-                    .await?
-                    .ok_or_else(|| Error::NotFound {
-                        key: req.key.clone(),
-                    })?;
-                Done::Item(last)
+                let read = w.get_many(&tx, &keys_to_read(&req.key)).await?;
+                let write = self.rules.folder(req, &read, w.counter)?;
+                w.store(&tx, &write).await?;
+                Done::Item(write.value)
             }
             Op::Archive(req) => {
+                let write = self.rules.archive(req, w.counter)?;
                 put_blob(&tx, &req.hash, &req.content).await?;
-                let item = ItemMeta {
-                    key: req.key.clone(),
-                    kind: ItemKind::File,
-                    rev: w.next(&tx, req.seen).await?,
-                    hash: Some(req.hash),
-                    size: req.content.len() as u64,
-                    stamp: self.clamp(req.stamp),
-                    deleted: false,
-                };
-                w.put(&tx, &item, true).await?;
-                Done::Version(item.version())
+                w.store(&tx, &write).await?;
+                Done::Version(write.value)
             }
         };
         self.finish(tx, &w, done).await
@@ -691,7 +612,8 @@ impl Inner {
         w: &Writer<'_>,
         done: Done,
     ) -> Result<Done, TxError> {
-        if w.feed_head.is_some() {
+        w.save(&tx).await?;
+        if w.feed_moved {
             let payload = if w.tenant.len() > MAX_PAYLOAD {
                 ""
             } else {
@@ -704,79 +626,21 @@ impl Inner {
         Ok(done)
     }
 
-    /// One push inside an open transaction or savepoint (content already verified).
+    /// One push inside an open transaction or savepoint (content already checked).
     async fn apply_push(
         &self,
         tx: &Transaction<'_>,
         w: &mut Writer<'_>,
         req: &PushRequest,
     ) -> Result<PushOutcome, TxError> {
-        let current = w.get(tx, &req.key).await?;
-        let allowed = match req.precondition {
-            Precondition::Create => current.as_ref().is_none_or(|c| c.deleted),
-            Precondition::Match(rev) => current.as_ref().is_some_and(|c| c.rev == rev),
-        };
-        if !allowed {
-            return Ok(PushOutcome::Conflict { current });
+        let read = w.get_many(tx, &keys_to_read(&req.key)).await?;
+        let decision = self.rules.push(req, &read, w.counter)?;
+        if let Decision::Accept(write) = &decision {
+            put_blob(tx, &req.hash, &req.content).await?;
+            w.store(tx, write).await?;
         }
-        if let Some(c) = current
-            .as_ref()
-            .filter(|c| c.is_live() && c.kind == ItemKind::Folder)
-        {
-            return Err(Error::item(
-                &c.key,
-                "is a folder on the server, so a file cannot replace it; rename one of them",
-            )
-            .into());
-        }
-        let stamp = self.clamp(req.stamp);
-        w.ensure_folders(tx, &req.key.ancestors(), &req.key, stamp, req.seen)
-            .await?;
-        put_blob(tx, &req.hash, &req.content).await?;
-        let item = ItemMeta {
-            key: req.key.clone(),
-            kind: ItemKind::File,
-            rev: w.next(tx, req.seen).await?,
-            hash: Some(req.hash),
-            size: req.content.len() as u64,
-            stamp,
-            deleted: false,
-        };
-        w.put(tx, &item, false).await?;
-        Ok(PushOutcome::Accepted(item))
+        Ok(decision.into_outcome())
     }
-}
-
-/// Checks size, then hash, before anything is written.
-fn verify(key: &Key, content: &[u8], hash: &ContentHash, limit: u64) -> Result<()> {
-    let size = content.len() as u64;
-    if size > limit {
-        return Err(Error::TooLarge {
-            key: key.clone(),
-            size,
-            limit,
-        });
-    }
-    let actual = ContentHash::of(content);
-    if actual != *hash {
-        return Err(Error::HashMismatch {
-            key: key.clone(),
-            expected: *hash,
-            actual,
-        });
-    }
-    Ok(())
-}
-
-/// [`verify`], on a blocking thread when the content is large.
-async fn verify_async(key: &Key, content: &Bytes, hash: &ContentHash, limit: u64) -> Result<()> {
-    if content.len() <= LARGE || content.len() as u64 > limit {
-        return verify(key, content, hash, limit);
-    }
-    let (key, content, hash) = (key.clone(), content.clone(), *hash);
-    tokio::task::spawn_blocking(move || verify(&key, &content, &hash, limit))
-        .await
-        .map_err(|e| Error::storage(format!("hashing the content failed: {e}")))?
 }
 
 /// The unexpected answer of a write.
@@ -796,11 +660,8 @@ impl ServerStore for PgServerStore {
         since: Option<&Cursor>,
         limit: usize,
     ) -> Result<ChangePage> {
-        let since = self.since_rev(since)?;
-        let limit = limit.max(1);
-        let fetch = i64::try_from(limit)
-            .unwrap_or(i64::MAX - 1)
-            .saturating_add(1);
+        let since = count_to_sql("revision", feed_after(since, self.inner.epoch)?.0)?;
+        let fetch = i64::try_from(rows_to_read(limit)).unwrap_or(i64::MAX);
         let epoch = self.inner.epoch;
         let client = self.client().await?;
         // The head and the page in one statement: one snapshot.
@@ -830,18 +691,7 @@ impl ServerStore for PgServerStore {
                 changes.push(item_from_row(row, 1)?);
             }
         }
-        let more = changes.len() > limit;
-        changes.truncate(limit);
-        let cursor = match changes.last() {
-            Some(last) if more => last.rev,
-            // The head, not the last entry: archives take revisions that never enter the feed.
-            _ => head,
-        };
-        Ok(ChangePage {
-            changes,
-            cursor: Cursor::new(epoch, cursor),
-            more,
-        })
+        Ok(change_page(epoch, head, changes, limit))
     }
 
     async fn fetch(&self, tenant: &TenantId, key: &Key, rev: Option<Revision>) -> Result<Fetched> {
@@ -904,7 +754,7 @@ impl ServerStore for PgServerStore {
     }
 
     async fn push(&self, tenant: &TenantId, req: PushRequest) -> Result<PushOutcome> {
-        verify_async(&req.key, &req.content, &req.hash, self.max_item_bytes()).await?;
+        check_content_off_thread(&req.key, &req.content, &req.hash, self.max_item_bytes()).await?;
         match self.write(tenant, &Op::Push(req)).await? {
             Done::Push(outcome) => Ok(outcome),
             _ => Err(wrong_answer()),
@@ -919,7 +769,7 @@ impl ServerStore for PgServerStore {
         let limit = self.max_item_bytes();
         let mut checked = Vec::with_capacity(reqs.len());
         for req in reqs {
-            let ok = verify_async(&req.key, &req.content, &req.hash, limit).await;
+            let ok = check_content_off_thread(&req.key, &req.content, &req.hash, limit).await;
             checked.push((req, ok));
         }
         match self.write(tenant, &Op::Many(checked)).await? {
@@ -966,7 +816,7 @@ impl ServerStore for PgServerStore {
     }
 
     async fn archive(&self, tenant: &TenantId, req: ArchiveRequest) -> Result<VersionMeta> {
-        verify_async(&req.key, &req.content, &req.hash, self.max_item_bytes()).await?;
+        check_content_off_thread(&req.key, &req.content, &req.hash, self.max_item_bytes()).await?;
         match self.write(tenant, &Op::Archive(req)).await? {
             Done::Version(v) => Ok(v),
             _ => Err(wrong_answer()),
@@ -979,24 +829,16 @@ impl ServerStore for PgServerStore {
         since: Option<&Cursor>,
         timeout: Duration,
     ) -> Result<bool> {
-        let since = self.since_rev(since)?;
-        let deadline = tokio::time::Instant::now() + timeout;
-        // Subscribe before looking: a write committed after the look still wakes us.
-        let mut rx = self.inner.watchers.subscribe(tenant.as_str());
-        loop {
-            if self.has_changes_after(tenant, since).await? {
-                return Ok(true);
-            }
-            match tokio::time::timeout_at(deadline, rx.changed()).await {
-                Err(_) | Ok(Err(_)) => return Ok(false),
-                Ok(Ok(())) => {
-                    rx.borrow_and_update();
-                }
-            }
-        }
+        let since = feed_after(since, self.inner.epoch)?;
+        self.inner
+            .watchers
+            .wait_until(tenant.as_str(), timeout, || {
+                self.has_changes_after(tenant, since)
+            })
+            .await
     }
 
     fn max_item_bytes(&self) -> u64 {
-        self.inner.config.max_item_bytes
+        self.inner.rules.config().max_item_bytes
     }
 }

@@ -132,6 +132,20 @@ mod tests {
         writer.await.unwrap();
     }
 
+    #[test]
+    fn notify_wakes_only_that_tenant_and_notify_all_wakes_everyone() {
+        let w = Watchers::new();
+        let mut a = w.subscribe("a");
+        let b = w.subscribe("b");
+        w.notify("a");
+        assert!(a.has_changed().unwrap());
+        assert!(!b.has_changed().unwrap());
+        a.borrow_and_update();
+        w.notify("nobody-waits");
+        w.notify_all();
+        assert!(a.has_changed().unwrap() && b.has_changed().unwrap());
+    }
+
     #[tokio::test]
     async fn a_wait_without_changes_times_out_and_unused_channels_are_pruned() {
         let w = Watchers::new();
