@@ -276,14 +276,10 @@ fn header<'a, T>(
         .ok_or_else(|| Error::offline(format!("the server's answer has no valid {name} header")))
 }
 
-/// Hashes content, on a blocking thread when it is large.
+/// Hashes content, on a blocking thread when it is large (in place if that thread cannot run).
 async fn hash_of(content: &Bytes) -> ContentHash {
-    if content.len() <= 1 << 20 {
-        return ContentHash::of(content);
-    }
-    let c = content.clone();
-    match tokio::task::spawn_blocking(move || ContentHash::of(&c)).await {
-        Ok(h) => h,
+    match sync_core::server::hash_off_thread(content).await {
+        Ok(hash) => hash,
         Err(_) => ContentHash::of(content),
     }
 }

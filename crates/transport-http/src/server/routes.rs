@@ -29,9 +29,6 @@ use crate::wire::{
     MAX_LIMIT, MAX_WAIT_SECS, PREFIX, X_SYNC_HASH, X_SYNC_KIND, X_SYNC_SEEN, X_SYNC_STAMP,
 };
 
-/// Contents above this size are hashed on a blocking thread.
-const HASH_INLINE_BYTES: usize = 1 << 20;
-
 type ApiResult<T> = Result<T, ApiError>;
 
 /// `GET /health`.
@@ -167,14 +164,9 @@ async fn verified_body<S: ServerStore>(
 ) -> ApiResult<Bytes> {
     let limit = item_limit(state);
     let content = read_body(headers, body, limit, state.options.request_timeout).await?;
-    let actual = if content.len() > HASH_INLINE_BYTES {
-        let c = content.clone();
-        tokio::task::spawn_blocking(move || ContentHash::of(&c))
-            .await
-            .map_err(|e| from_core(Error::storage(format!("hashing failed: {e}")), false))?
-    } else {
-        ContentHash::of(&content)
-    };
+    let actual = sync_core::server::hash_off_thread(&content)
+        .await
+        .map_err(|e| from_core(e, false))?;
     if actual != expected {
         return Err(from_core(
             Error::HashMismatch {
