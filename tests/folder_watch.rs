@@ -131,31 +131,20 @@ async fn a_folder_that_cannot_be_watched_is_an_error() {
 
 #[test]
 fn the_exit_code_is_one_only_for_auth_storage_and_offline() {
-    let failed = |error: Error| -> Result<SyncReport, SyncFailed> {
-        Err(SyncFailed {
+    let code = |error: Error| {
+        folder::exit_code(&Err(SyncFailed {
             error,
             partial: SyncReport::default(),
-        })
+        }))
     };
     let message = || "m".to_owned();
     assert_eq!(folder::exit_code(&Ok(SyncReport::default())), 0);
-    assert_eq!(
-        folder::exit_code(&failed(Error::Auth { message: message() })),
-        1
-    );
-    assert_eq!(
-        folder::exit_code(&failed(Error::Storage { message: message() })),
-        1
-    );
-    assert_eq!(
-        folder::exit_code(&failed(Error::Offline { message: message() })),
-        1
-    );
-    assert_eq!(
-        folder::exit_code(&failed(Error::Throttled {
-            retry_after: Some(Duration::from_secs(1)),
-            message: message(),
-        })),
-        0
-    );
+    assert_eq!(code(Error::Auth { message: message() }), 1);
+    assert_eq!(code(Error::Storage { message: message() }), 1);
+    assert_eq!(code(Error::Offline { message: message() }), 1);
+    let throttled = Error::Throttled {
+        retry_after: Some(Duration::from_secs(1)),
+        message: message(),
+    };
+    assert_eq!(code(throttled), 0);
 }

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{files, program, sync_once, write};
+use common::{files, sync_once, write, SYNC_SERVER};
 use sync_core::{
     ContentHash, Key, Precondition, PushOutcome, PushRequest, Revision, Stamp, Transport,
 };
@@ -69,7 +69,7 @@ struct PgServer {
 
 impl PgServer {
     fn start(database: &str) -> PgServer {
-        let mut child = Command::new(program("sync-server"))
+        let mut child = Command::new(SYNC_SERVER)
             .args(["--listen", "127.0.0.1:0", "--postgres", database])
             .args(["--token", "alice:alice-token"])
             .stdout(Stdio::piped())
