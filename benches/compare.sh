@@ -48,7 +48,7 @@ EDITS=${EDITS:-20}
 IDLE_CLIENTS=${IDLE_CLIENTS:-1000}
 TOOLS=${TOOLS:-"ours-fs ours-http unison bisync rsync"}
 RESULTS=$ROOT/results.tsv
-BIN=$REPO/target/release/examples
+BIN=$REPO/target/release
 TOKEN=bench-token
 export RCLONE_CONFIG=$ROOT/rclone.conf
 export UNISON=$ROOT/unison-home
@@ -64,7 +64,7 @@ install_peers() {
 
 build_ours() {
   log "building folder-sync and sync-server (release)"
-  (cd "$REPO" && cargo build --release --quiet --example folder-sync --example sync-server)
+  (cd "$REPO" && cargo build --release --quiet -p sync-cli)
 }
 
 machine() {

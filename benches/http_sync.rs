@@ -3,7 +3,7 @@
 //! `dNN/dNN/dNN/fNNN.bin`) synced through `transport-http` (`HttpTransport`) to a sync server
 //! embedded in this process.
 //!
-//! The server is what `examples/demo.rs` and `examples/sync-server.rs` run: a
+//! The server is what `examples/demo.rs` and the `sync-server` program (`crates/sync-cli`) run: a
 //! `SqliteServerStore` (WAL, `synchronous=NORMAL`) in a folder under the temp dir, behind
 //! `transport_http::server::router` with `StaticTokens` (one tenant, one token) and the default
 //! `ServerOptions`, served by `axum::serve` on 127.0.0.1:0 with `TCP_NODELAY` on every accepted

@@ -6,6 +6,8 @@
 //!   [`ServerStore`](sync_core::ServerStore) and an [`Authenticator`] (bearer token → tenant).
 //!   It serves every route under `/sync/v1` and can be mounted by an app with
 //!   [`Router::nest`](axum::Router::nest).
+//! - [`server::serve`] serves a router on a TCP listener with `TCP_NODELAY` until a shutdown
+//!   signal, lets requests in flight finish and cuts open long-polls after a grace period.
 //! - [`client::HttpTransport`] is a [`Transport`](sync_core::Transport) over reqwest (rustls,
 //!   gzip, keep-alive) with retries (exponential backoff with jitter) for `Offline` and
 //!   `Throttled` failures, and every failure mapped to its SPEC §5 class.
@@ -51,4 +53,6 @@ pub mod server;
 mod wire;
 
 pub use client::{ClientError, HttpTransport, RetryPolicy, StaticToken, TokenProvider};
-pub use server::{nodelay, router, ApiError, Authenticator, ServerOptions, StaticTokens};
+pub use server::{
+    nodelay, router, serve, ApiError, Authenticator, ServerOptions, StaticTokens, Stopped,
+};

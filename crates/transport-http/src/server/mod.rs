@@ -1,5 +1,6 @@
 //! The HTTP server of docs/PROTOCOL.md: [`router`] builds an axum [`Router`] over any
-//! [`ServerStore`] and [`Authenticator`], serving every route under `/sync/v1`.
+//! [`ServerStore`] and [`Authenticator`], serving every route under `/sync/v1`; [`serve`] runs
+//! it on a TCP listener until a shutdown signal and stops in bounded time.
 //!
 //! The router is a thin layer: it authenticates, rate-limits, decodes and validates keys and
 //! headers, limits and verifies bodies, calls the store, and maps results to statuses in one
@@ -11,6 +12,7 @@ pub mod errors;
 pub(crate) mod keys;
 mod limits;
 mod routes;
+mod serve;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +29,7 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::{Authenticator, StaticTokens};
 pub use errors::ApiError;
+pub use serve::{serve, Stopped};
 
 use crate::wire::PREFIX;
 
@@ -87,11 +90,16 @@ pub fn nodelay(
     listener: tokio::net::TcpListener,
 ) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
     fn set(tcp: &mut tokio::net::TcpStream) {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY on a connection");
-        }
+        set_nodelay(tcp);
     }
     axum::serve::ListenerExt::tap_io(listener, set as fn(&mut tokio::net::TcpStream))
+}
+
+/// Sets `TCP_NODELAY` on one accepted connection, with a warning in the log when it cannot.
+fn set_nodelay(tcp: &tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::warn!(error = %e, "cannot set TCP_NODELAY on a connection");
+    }
 }
 
 /// The router serving every route of docs/PROTOCOL.md under `/sync/v1`, with gzip responses,

@@ -1,5 +1,5 @@
-//! Helpers shared by the test binaries that run the real programs: finding the example
-//! binaries cargo built, running `sync-server` and `folder-sync`, reading trees.
+//! Helpers shared by the test binaries that run the real programs: the binaries cargo built for
+//! this package's tests, running `sync-server` and `folder-sync`, reading trees.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -9,25 +9,12 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
-/// The example binaries cargo built next to this test (`target/<profile>/examples/`).
-pub fn program(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let path = profile_dir.join("examples").join(name);
-    if !path.exists() {
-        // `cargo test --test e2e_programs` alone does not build examples: build them once.
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--examples"]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().unwrap();
-        assert!(status.success(), "cargo build --examples failed");
-    }
-    assert!(path.exists(), "{} was not built", path.display());
-    path
-}
+/// The `sync-server` binary cargo built for these tests.
+pub const SYNC_SERVER: &str = env!("CARGO_BIN_EXE_sync-server");
+/// The `folder-sync` binary cargo built for these tests.
+pub const FOLDER_SYNC: &str = env!("CARGO_BIN_EXE_folder-sync");
+/// The `sync-load-test` binary cargo built for these tests.
+pub const SYNC_LOAD_TEST: &str = env!("CARGO_BIN_EXE_sync-load-test");
 
 /// A running `sync-server`, stopped (SIGTERM) when dropped.
 pub struct Server {
@@ -37,7 +24,7 @@ pub struct Server {
 
 impl Server {
     pub fn start(db: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(program("sync-server"))
+        let mut child = Command::new(SYNC_SERVER)
             .args(["--listen", "127.0.0.1:0", "--db"])
             .arg(db)
             .args(["--token", "alice:alice-token", "--token", "bob:bob-token"])
@@ -77,7 +64,7 @@ impl Drop for Server {
 
 /// Runs `folder-sync --once --json` and returns (exit code, report).
 pub fn sync_once(dir: &Path, url: &str, token: &str) -> (i32, Value) {
-    let out = Command::new(program("folder-sync"))
+    let out = Command::new(FOLDER_SYNC)
         .arg("--dir")
         .arg(dir)
         .args(["--server", url, "--token", token, "--once", "--json"])

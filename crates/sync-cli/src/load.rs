@@ -1,11 +1,9 @@
-//! `load-test`: many concurrent simulated clients against sync servers on loopback
-//! (issue 6, item 4; issue 8, item 5), then a check that nothing a client was told is stored
-//! was lost.
+//! The load test behind `sync-load-test`: many concurrent simulated clients against sync
+//! servers on loopback, then a check that nothing a client was told is stored was lost.
 //!
 //! ```text
-//! cargo run --release --example load-test -- [--clients 100] [--seconds 60] [--keys 8]
-//!                                            [--server URL [--server URL ...]
-//!                                             --token TOKEN [--token ...]]
+//! sync-load-test [--clients 100] [--seconds 60] [--keys 8]
+//!                [--server URL [--server URL ...] --token TOKEN [--token ...]]
 //! ```
 //!
 //! - Without `--server` it starts an embedded server in this process: a `SqliteServerStore`
@@ -36,52 +34,62 @@
 //! (which must be exactly what it last wrote). Each client is its own `HttpTransport` (its own
 //! connection pool) with retries off, so every failed request is counted.
 //!
-//! At the end it prints requests/second, p50/p95/p99 latency (all requests and per operation),
+//! At the end it reports requests/second, p50/p95/p99 latency (all requests and per operation),
 //! the errors by kind, and the **nothing-lost check**: every write a client got `Accepted` for
 //! is in its key's version history with its revision and hash, each key's current content is
 //! (byte for byte, by hash) the last accepted write or a newer version, the first accepted
 //! version of each key is still readable by revision, and the change feed from the start lists
-//! every key. It exits 1 on any error or loss. Everything is bounded: the load phase by
-//! `--seconds` (plus at most one request timeout), the check by the number of keys.
+//! every key. The program exits 1 on any error or loss. Everything is bounded: the load phase
+//! by `--seconds` (plus at most one request timeout), the check by the number of keys.
+//!
+//! This module measures and checks through the public `Transport` API only; it must not reach
+//! into a store.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, ensure, Context};
+use anyhow::{ensure, Context};
 use bytes::Bytes;
-use clap::Parser;
 use store_sqlite::SqliteServerStore;
 use sync_core::{
     ContentHash, Cursor, Error, Key, NodeId, Precondition, PushOutcome, PushRequest, Revision,
     ServerConfig, Stamp, Transport,
 };
 use transport_http::client::{HttpTransport, RetryPolicy};
-use transport_http::server::{nodelay, router, ServerOptions, StaticTokens};
+use transport_http::server::{router, serve, ServerOptions, StaticTokens};
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "load-test",
-    about = "Concurrent clients against sync servers on loopback"
-)]
-struct Args {
-    /// Concurrent simulated clients.
-    #[arg(long, default_value_t = 100)]
-    clients: usize,
-    /// How long the load runs, in seconds.
-    #[arg(long, default_value_t = 60)]
-    seconds: u64,
-    /// Keys each client writes in turn.
-    #[arg(long, default_value_t = 8)]
-    keys: usize,
-    /// A running sync-server's base URL (loopback only; repeat: client i uses server i mod n,
-    /// all on one database). Without it an embedded server is used.
-    #[arg(long = "server", value_name = "URL", requires = "tokens")]
-    servers: Vec<String>,
-    /// A bearer token of the external servers (repeat: client i uses token i mod m).
-    #[arg(long = "token", value_name = "TOKEN")]
-    tokens: Vec<String>,
+/// What to run: how many clients, how long, against which servers.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Concurrent simulated clients (at least 1).
+    pub clients: usize,
+    /// How long the load runs, in seconds (1..=3600).
+    pub seconds: u64,
+    /// Keys each client writes in turn (at least 1).
+    pub keys: usize,
+    /// Running sync-servers' base URLs, loopback only (client `i` uses server `i mod n`, all on
+    /// one database); empty: an embedded server in this process.
+    pub servers: Vec<String>,
+    /// Bearer tokens of the external servers (client `i` uses token `i mod m`).
+    pub tokens: Vec<String>,
+}
+
+/// How a run ended; the figures themselves went to the `print` callback of [`run`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// Failed requests and wrong answers (conflicts, stale reads, out-of-order feeds).
+    pub errors: u64,
+    /// Accepted writes the nothing-lost check did not find as written.
+    pub lost: usize,
+}
+
+impl Outcome {
+    /// No error and nothing lost.
+    pub fn passed(&self) -> bool {
+        self.errors == 0 && self.lost == 0
+    }
 }
 
 /// The operations a client does.
@@ -161,7 +169,7 @@ fn kind(e: &Error) -> String {
     name.to_owned()
 }
 
-/// A small deterministic generator (xorshift), so the example needs no random crate.
+/// A small deterministic generator (xorshift), so the load test needs no random crate.
 struct Rng(u64);
 
 impl Rng {
@@ -316,10 +324,10 @@ fn latency_line(name: &str, sorted: &[u64]) -> String {
 }
 
 /// Refuses any server that is not on this machine's loopback.
-fn loopback_only(url: &str) -> anyhow::Result<()> {
+pub fn loopback_only(url: &str) -> anyhow::Result<()> {
     let rest = url
         .strip_prefix("http://")
-        .context("--server must be an http:// URL on loopback")?;
+        .with_context(|| format!("--server {url}: must be an http:// URL on loopback"))?;
     let authority = rest.split('/').next().unwrap_or("");
     let host = if authority.starts_with('[') {
         authority.split(']').next().map(|h| format!("{h}]"))
@@ -434,9 +442,13 @@ async fn verify_key(
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+/// Runs the load test of `options`: starts the embedded server if no server is given, runs
+/// the clients for `options.seconds`, then checks that nothing was lost. Each line of the
+/// report goes to `print` as soon as it is known (the first before the load starts). Fails
+/// when it cannot run (a server cannot be started, a URL is not on loopback, the check
+/// cannot read the feed); errors and losses found are in the [`Outcome`].
+pub async fn run(options: &Options, mut print: impl FnMut(&str)) -> anyhow::Result<Outcome> {
+    let args = options;
     ensure!(args.clients >= 1, "--clients must be at least 1");
     ensure!(args.keys >= 1, "--keys must be at least 1");
     ensure!(
@@ -458,7 +470,8 @@ async fn main() -> anyhow::Result<()> {
             let app = router(Arc::new(store), Arc::new(auth), ServerOptions::default());
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let addr = listener.local_addr()?;
-            tokio::spawn(async move { axum::serve(nodelay(listener), app).await });
+            // Never stopped: it ends with this process.
+            tokio::spawn(serve(listener, app, std::future::pending(), Duration::ZERO));
             _tmp = Some(tmp);
             (
                 vec![format!("http://{addr}")],
@@ -490,10 +503,10 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     ensure!(!tokens.is_empty(), "give at least one --token");
-    println!(
+    print(&format!(
         "load-test: {} clients of one tenant, {} keys each, {} s, against the {what}",
         args.clients, args.keys, args.seconds
-    );
+    ));
 
     // The load.
     let start = Instant::now();
@@ -545,40 +558,40 @@ async fn main() -> anyhow::Result<()> {
     let mut all: Vec<u64> = by_op.values().flatten().copied().collect();
     all.sort_unstable();
     let secs = elapsed.as_secs_f64();
-    println!(
+    print(&format!(
         "requests: {} in {secs:.1} s = {:.0} req/s",
         all.len(),
         all.len() as f64 / secs
-    );
-    println!("{}", latency_line("all requests", &all));
+    ));
+    print(&latency_line("all requests", &all));
     for op in OPS {
         let mut l = by_op.remove(&op).unwrap_or_default();
         l.sort_unstable();
-        println!("{}", latency_line(op.name(), &l));
+        print(&latency_line(op.name(), &l));
     }
     if urls.len() > 1 {
         for (url, (clients, requests, errs)) in urls.iter().zip(&per_server) {
-            println!(
+            print(&format!(
                 "  server {url}: {clients} clients, {requests} requests ({:.0} req/s), {errs} errors",
                 *requests as f64 / secs
-            );
+            ));
         }
     }
     let error_count: u64 = errors.values().sum();
-    println!(
+    print(&format!(
         "writes accepted: {} ({:.0}/s)",
         writes.len(),
         writes.len() as f64 / secs
-    );
+    ));
     if errors.is_empty() {
-        println!("errors: 0");
+        print("errors: 0");
     } else {
-        println!("errors: {error_count}");
+        print(&format!("errors: {error_count}"));
         for (k, n) in &errors {
-            println!("  {k}: {n}");
+            print(&format!("  {k}: {n}"));
         }
         for s in samples.iter().take(10) {
-            println!("  e.g. {s}");
+            print(&format!("  e.g. {s}"));
         }
     }
 
@@ -587,17 +600,17 @@ async fn main() -> anyhow::Result<()> {
     let checker = HttpTransport::new(&urls[0], tokens[0].clone())?;
     let check_start = Instant::now();
     let (keys, checked, lost) = verify(checker, writes).await?;
-    println!(
+    print(&format!(
         "nothing-lost check through {}: {checked} accepted writes on {keys} keys, lost = {} ({:.1} s)",
         urls[0],
         lost.len(),
         check_start.elapsed().as_secs_f64()
-    );
+    ));
     for l in lost.iter().take(20) {
-        println!("  LOST {l}");
+        print(&format!("  LOST {l}"));
     }
-    if error_count > 0 || !lost.is_empty() {
-        bail!("{error_count} errors, {} lost writes", lost.len());
-    }
-    Ok(())
+    Ok(Outcome {
+        errors: error_count,
+        lost: lost.len(),
+    })
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{program, sync_once, write, Server};
+use common::{sync_once, write, Server, FOLDER_SYNC};
 
 #[test]
 fn server_and_two_folder_sync_processes() {
@@ -89,7 +89,7 @@ impl Drop for Watcher {
 
 fn watch(dir: &Path, url: &str) -> Watcher {
     Watcher(
-        Command::new(program("folder-sync"))
+        Command::new(FOLDER_SYNC)
             .arg("--dir")
             .arg(dir)
             .args(["--server", url, "--token", "alice-token"])
@@ -140,4 +140,63 @@ fn an_edit_reaches_another_running_device_within_two_seconds() {
         median < Duration::from_secs(2),
         "median {median:?} (all {times:?})"
     );
+}
+
+#[test]
+fn sync_server_stops_on_sigterm_within_its_grace_period_with_a_long_poll_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(common::SYNC_SERVER)
+        .args(["--listen", "127.0.0.1:0", "--db"])
+        .arg(tmp.path().join("server.db"))
+        .args(["--token", "alice:alice-token"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+
+    // A long-poll of 30 s, open when the signal comes.
+    let poll = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use sync_core::Transport;
+            let t = transport_http::HttpTransport::new(&url, "alice-token".to_owned())
+                .unwrap()
+                .with_retry(transport_http::RetryPolicy::none());
+            let cursor = t.changes(None, 10).await.unwrap().cursor;
+            t.wait(Some(&cursor), Duration::from_secs(30)).await
+        })
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(!poll.is_finished(), "the long-poll ended before the signal");
+    let signalled = Instant::now();
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    let took = signalled.elapsed();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{status:?} {stderr}");
+    // The grace period is 3 s.
+    assert!(took < Duration::from_secs(5), "stopped after {took:?}");
+    assert!(stderr.contains("(long-polls) were cut"), "{stderr}");
+    assert!(stderr.contains("stopped cleanly"), "{stderr}");
+    assert!(poll.join().unwrap().is_err(), "the long-poll was answered");
 }

@@ -1,4 +1,5 @@
-//! `folder-sync`: keep a folder in step with a sync server or a shared remote folder (SPEC §7).
+//! `folder-sync`: keep a folder in step with a sync server or a shared remote folder
+//! (docs/SPEC.md §7).
 //!
 //! ```text
 //! folder-sync --dir DIR (--server URL --token TOKEN | --remote-dir DIR)
@@ -6,27 +7,29 @@
 //! ```
 //!
 //! `--once` runs one sync and exits: 0 on success, 1 when the top error is `Auth`, `Storage` or
-//! `Offline`. `--json` prints the report as one JSON line. Without `--once` it watches the folder
-//! and the server and prints one line per status change (`syncing`, `idle`, `off`,
-//! `error: <top entry>`). State lives in `DIR/.sync/`.
+//! `Offline` ([`sync_engine::folder::exit_code`]). `--json` prints the report as one JSON line.
+//! Without `--once` it watches the folder and the server ([`sync_engine::folder::watch`]) and
+//! prints one line per status change (`syncing`, `idle`, `off`, `error: <top entry>`) until
+//! SIGINT/SIGTERM. State lives in `DIR/.sync/`. This file only parses flags, opens the
+//! transport and prints.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use replica_fs::watch::FolderWatcher;
 use sync_core::{
-    DeletePolicy, EngineConfig, ErrorClass, Identity, RunOptions, SyncPolicy, SyncReport,
-    SyncStatus, TenantId, Transport,
+    DeletePolicy, EngineConfig, Identity, SyncPolicy, SyncReport, TenantId, Transport,
 };
+use sync_engine::folder::{self, WatchOptions};
 use transport_fs::FsTransport;
 use transport_http::client::HttpTransport;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "folder-sync",
-    about = "Keep a folder in step with a sync server or a shared remote folder"
+    about = "Keep a folder in step with a sync server or a shared remote folder",
+    version
 )]
 struct Args {
     /// The folder to sync (its state lives in DIR/.sync/).
@@ -67,13 +70,13 @@ enum DeletesArg {
     Propagate,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+fn main() -> ExitCode {
     let args = Args::parse();
+    sync_cli::run(folder_sync(args))
+}
+
+async fn folder_sync(args: Args) -> anyhow::Result<ExitCode> {
+    sync_cli::init_tracing();
     let policy = SyncPolicy {
         identity: match args.identity {
             IdentityArg::Path => Identity::Path,
@@ -89,84 +92,66 @@ async fn main() -> anyhow::Result<()> {
         policy,
         ..EngineConfig::default()
     };
-    let code = match (&args.server, &args.remote_dir) {
+    match (&args.server, &args.remote_dir) {
         (Some(url), _) => {
             let token = args.token.clone().context("--server needs --token")?;
-            let transport = HttpTransport::new(url, token)
-                .with_context(|| format!("cannot use the server URL {url}"))?;
-            run(&args, transport, config).await?
+            let transport = HttpTransport::new(url, token).with_context(|| {
+                format!("cannot use the server URL {url}. Give one like http://127.0.0.1:8080")
+            })?;
+            sync(&args, transport, config).await
         }
         (None, Some(remote)) => {
             let transport = FsTransport::open(remote, TenantId::new("default"))
                 .await
                 .with_context(|| format!("cannot open the remote folder {}", remote.display()))?;
-            run(&args, transport, config).await?
+            sync(&args, transport, config).await
         }
         (None, None) => anyhow::bail!("give --server URL --token TOKEN, or --remote-dir DIR"),
-    };
-    std::process::exit(code);
+    }
 }
 
 /// Runs once or watches; returns the exit code.
-async fn run<T: Transport + 'static>(
+async fn sync<T: Transport + 'static>(
     args: &Args,
     transport: T,
     config: EngineConfig,
-) -> anyhow::Result<i32> {
-    let mut engine = sync_engine::folder::open(&args.dir, transport, config)
+) -> anyhow::Result<ExitCode> {
+    let mut engine = folder::open(&args.dir, transport, config)
         .await
         .with_context(|| format!("cannot open {} for sync", args.dir.display()))?;
     if args.once {
-        let (report, code) = match engine.sync_once().await {
-            Ok(report) => (report, 0),
+        let outcome = engine.sync_once().await;
+        let code = folder::exit_code(&outcome);
+        let report = match outcome {
+            Ok(report) => report,
             Err(failed) => {
-                let stops = matches!(
-                    failed.error.class(),
-                    ErrorClass::Auth | ErrorClass::Storage | ErrorClass::Offline
-                );
-                (failed.partial, i32::from(stops))
+                // The report (stdout) lists it too; this says why the exit code is not 0.
+                if code != 0 {
+                    eprintln!("error: the sync stopped: {}", failed.error);
+                }
+                failed.partial
             }
         };
         print_report(&report, args.json)?;
-        return Ok(code);
+        return Ok(ExitCode::from(code));
     }
-
-    let (_watcher, local) = FolderWatcher::start(&args.dir, Duration::from_millis(300))
-        .with_context(|| format!("cannot watch {}", args.dir.display()))?;
-    let mut status = engine.status();
-    let handle = engine.handle();
-    tokio::spawn(async move {
-        let mut last = String::new();
-        loop {
-            let line = status_line(&status.borrow_and_update());
-            if line != last {
-                println!("{line}");
-                last = line;
-            }
-            if status.changed().await.is_err() {
-                break;
-            }
-        }
-    });
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        handle.stop();
-    });
-    engine.run(local, RunOptions::default()).await;
-    Ok(0)
-}
-
-/// The one-line status for a person: `syncing`, `idle`, `off`, or `error: <top entry>`.
-fn status_line(status: &SyncStatus) -> String {
-    match status {
-        SyncStatus::Syncing { .. } => "syncing".to_owned(),
-        other => other.to_string(),
-    }
+    folder::watch(
+        &mut engine,
+        WatchOptions::default(),
+        sync_cli::shutdown_signal(),
+        |status| println!("{}", folder::status_line(status)),
+    )
+    .await
+    .with_context(|| format!("cannot watch {} for changes", args.dir.display()))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_report(report: &SyncReport, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string(report)?);
+        println!(
+            "{}",
+            serde_json::to_string(report).context("cannot write the report as JSON")?
+        );
     } else {
         println!(
             "uploaded {}, downloaded {}, conflicts {}, unchanged {}, skipped {}",
@@ -177,27 +162,4 @@ fn print_report(report: &SyncReport, json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{files, program, sync_once, temp_files, write, Server};
+use common::{files, sync_once, temp_files, write, Server, FOLDER_SYNC};
 use sync_core::{ItemKind, Transport};
 use transport_http::HttpTransport;
 
@@ -65,7 +65,7 @@ fn build_tree(root: &Path, rng: &mut Rng, small: usize, large: usize) {
 
 /// Starts `folder-sync --once` on `dir`, kills it with SIGKILL after `after`.
 fn kill_client_after(dir: &Path, url: &str, after: Duration) {
-    let mut child = Command::new(program("folder-sync"))
+    let mut child = Command::new(FOLDER_SYNC)
         .arg("--dir")
         .arg(dir)
         .args(["--server", url, "--token", TOKEN, "--once"])
@@ -191,11 +191,14 @@ fn sync_server_killed_during_uploads_loses_nothing() {
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     std::fs::create_dir_all(&a).unwrap();
     std::fs::create_dir_all(&b).unwrap();
-    build_tree(&a, &mut rng, 1500, 4);
+    // 5,000 small files take about 3 s to upload in a debug build on an idle 2-core machine,
+    // more than the five kill moments (100-900 ms each, minus each restart) add up to; with
+    // 1,500 the upload could finish before the last kill, and the run failed.
+    build_tree(&a, &mut rng, 5000, 4);
 
     for _ in 0..5 {
         let server = Server::start(&db, &[]);
-        let mut client = Command::new(program("folder-sync"))
+        let mut client = Command::new(FOLDER_SYNC)
             .arg("--dir")
             .arg(&a)
             .args(["--server", &server.url, "--token", TOKEN, "--once"])

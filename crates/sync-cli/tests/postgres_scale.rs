@@ -1,5 +1,5 @@
 //! Scale-out (issue 8): two `sync-server` processes on one PostgreSQL database, device A on the
-//! first and device B on the second.
+//! first and device B on the second; and a short `sync-load-test` through both.
 //!
 //! Needs `SYNC_TEST_POSTGRES_URL` (start one with `eval "$(bash .ci/postgres.sh)"`). Without it
 //! the tests say SKIPPED loudly, except under CI (`CI` set), where a missing database fails.
@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{files, program, sync_once, write};
+use common::{files, sync_once, write, SYNC_LOAD_TEST, SYNC_SERVER};
 use sync_core::{
     ContentHash, Key, Precondition, PushOutcome, PushRequest, Revision, Stamp, Transport,
 };
@@ -69,9 +69,13 @@ struct PgServer {
 
 impl PgServer {
     fn start(database: &str) -> PgServer {
-        let mut child = Command::new(program("sync-server"))
+        PgServer::start_with(database, &["--token", "alice:alice-token"])
+    }
+
+    fn start_with(database: &str, tokens: &[&str]) -> PgServer {
+        let mut child = Command::new(SYNC_SERVER)
             .args(["--listen", "127.0.0.1:0", "--postgres", database])
-            .args(["--token", "alice:alice-token"])
+            .args(tokens)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -199,5 +203,41 @@ fn two_servers_on_one_database_converge_order_revisions_and_wake_each_other() {
         assert!(woke, "the long-poll timed out instead of waking");
         assert!(latency < Duration::from_secs(2), "{latency:?}");
     });
+    drop((s1, s2));
+}
+
+#[test]
+fn a_short_load_test_through_two_servers_on_one_database_loses_nothing() {
+    let Some(base) = database_url("a_short_load_test_through_two_servers") else {
+        return;
+    };
+    let database = fresh_schema(&base);
+    let server_tokens = [
+        "--token", "load:t0", "--token", "load:t1", "--token", "load:t2", "--token", "load:t3",
+    ];
+    let (s1, s2) = (
+        PgServer::start_with(&database, &server_tokens),
+        PgServer::start_with(&database, &server_tokens),
+    );
+    let out = Command::new(SYNC_LOAD_TEST)
+        .args(["--clients", "4", "--seconds", "2", "--keys", "3"])
+        .args(["--server", &s1.url, "--server", &s2.url])
+        .args([
+            "--token", "t0", "--token", "t1", "--token", "t2", "--token", "t3",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("2 external servers on one database"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\nerrors: 0\n"), "{stdout}");
+    assert!(stdout.contains(", lost = 0 ("), "{stdout}");
     drop((s1, s2));
 }
