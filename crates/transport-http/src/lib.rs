@@ -48,11 +48,18 @@
 //! # }
 //! ```
 
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
+#[cfg(any(feature = "client", feature = "server"))]
 mod wire;
 
+#[cfg(feature = "client")]
 pub use client::{ClientError, HttpTransport, RetryPolicy, StaticToken, TokenProvider};
+#[cfg(feature = "server")]
 pub use server::{
     nodelay, router, serve, ApiError, Authenticator, ServerOptions, StaticTokens, Stopped,
 };

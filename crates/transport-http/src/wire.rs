@@ -18,9 +18,11 @@ pub(crate) const X_SYNC_STAMP: &str = "x-sync-stamp";
 /// Header carrying the highest revision the client has seen (Lamport rule).
 pub(crate) const X_SYNC_SEEN: &str = "x-sync-seen";
 /// Header carrying an item's kind on `GET /items`.
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) const X_SYNC_KIND: &str = "x-sync-kind";
 
 /// `limit` of `GET /changes` when absent.
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) const DEFAULT_LIMIT: usize = 1000;
 /// The largest `limit` of `GET /changes`.
 pub(crate) const MAX_LIMIT: usize = 10_000;
@@ -187,6 +189,7 @@ pub(crate) fn parse_etag(s: &str) -> Option<Revision> {
 }
 
 /// Parses a revision number as sent in `X-Sync-Seen` or `?rev=`.
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub(crate) fn parse_rev(s: &str) -> Option<Revision> {
     let s = s.trim();
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {

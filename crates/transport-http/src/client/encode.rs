@@ -38,6 +38,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "server")]
     fn round_trips_through_the_server_decoder() {
         for s in [
             "docs/a b.txt",
