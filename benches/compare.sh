@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # compare.sh — our folder-sync beside unison, rclone bisync and rsync, on the same trees, in one
-# run on one machine (issue 7). It builds the trees the way ../shared/bench/peers.sh does (same
+# run on one machine. It builds the trees the way ../shared/bench/peers.sh does (same
 # shapes, same seed, same change set for scenario C), times every tool with /usr/bin/time
 # (median wall seconds over RUNS runs, the largest peak RSS of the timed process), and prints one
 # markdown table with each of our figures as a ratio to the best peer.

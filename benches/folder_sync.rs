@@ -1,4 +1,4 @@
-//! Criterion benchmarks of folder sync on disk (issue 4 item 6): 10,000 files of 8 KiB, 20 per
+//! Criterion benchmarks of folder sync on disk: 10,000 files of 8 KiB, 20 per
 //! folder, three folder levels deep (`dNN/dNN/dNN/fNNN.bin`, as `../shared/bench/peers.sh`
 //! builds its SMALL tree), synced through `transport-fs` (`FsTransport`, a remote folder).
 //!

@@ -1,4 +1,4 @@
-//! Criterion benchmarks of folder sync over HTTP on loopback (issue 5 item 7): the tree of
+//! Criterion benchmarks of folder sync over HTTP on loopback: the tree of
 //! `benches/folder_sync.rs` (10,000 files of 8 KiB, 20 per folder, three folder levels deep,
 //! `dNN/dNN/dNN/fNNN.bin`) synced through `transport-http` (`HttpTransport`) to a sync server
 //! embedded in this process.

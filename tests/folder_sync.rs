@@ -1,4 +1,4 @@
-//! User stories of folder sync on disk (issue 4): two devices, each a real folder with its state
+//! User stories of folder sync on disk: two devices, each a real folder with its state
 //! in SQLite under `.sync/`, syncing through a remote that is a plain shared folder.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -527,7 +527,7 @@ async fn a_key_ignored_on_one_device_is_neither_downloaded_nor_deleted_there() {
     assert_eq!(b.read("debug.log").unwrap(), b"noisy");
 }
 
-/// Issue 7 item 3: a same-size rewrite within the same second as the last sync, with the same
+/// A same-size rewrite within the same second as the last sync, with the same
 /// inode and (as on a file system with whole-second timestamps) the very same modification time,
 /// is detected and synced: by the next sync at once, and also by a sync long after the racy
 /// window (the fingerprint recorded for a racily clean file is marked, so it is read again).

@@ -1,4 +1,4 @@
-//! A hostile server against the real client and engine (issue 6, item 3, client side).
+//! A hostile server against the real client and engine (the client side of hostile input).
 //!
 //! Each scenario starts a fake sync server on 127.0.0.1:0 written here (a small axum app; for
 //! the truncated body, a raw socket that promises more bytes than it sends and hangs up) that
@@ -12,7 +12,7 @@
 //! nothing is written outside the sync folder (the listing of everything else under the
 //! temporary root is the same before and after, and no file named `escape.txt`, `abs.txt` or
 //! `x` appears anywhere but where the scenario allows it); no `.sync-tmp-*` file is left
-//! behind; and the error has a sensible SPEC §5 class (`Offline` for garbage and truncation,
+//! behind; and the error has a sensible docs/SPEC.md §5 class (`Offline` for garbage and truncation,
 //! `Item` for a bad hash).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -518,7 +518,7 @@ async fn content_that_does_not_match_its_hash_is_an_item_error_and_is_not_writte
 
 #[tokio::test]
 async fn keys_that_escape_the_folder_write_nothing_outside() {
-    // Keys that are not keys (SPEC §1): the client refuses the page that carries them, so
+    // Keys that are not keys (docs/SPEC.md §1): the client refuses the page that carries them, so
     // nothing of it is applied; `Offline` (an unreadable answer) or `Item` are both sensible.
     // The fake server answers the content on any `GET` path, so a client that accepted a `..`
     // key would get its content (its fetch URL normalised to `/sync/v1/escape.txt` or the like)

@@ -1,4 +1,4 @@
-//! Changing the folder: atomic file writes, folder creation and removal (SPEC §3).
+//! Changing the folder: atomic file writes, folder creation and removal (docs/SPEC.md §3).
 //!
 //! Every change first checks that the target is still what the plan saw ([`Expected`]); a
 //! write goes to a `.sync-tmp-*` file in the target's folder, is flushed with `fsync`, and is

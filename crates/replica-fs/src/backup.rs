@@ -1,4 +1,4 @@
-//! Local backups (SPEC §3, "nothing is ever lost"): before a file is overwritten by a conflict
+//! Local backups (docs/SPEC.md §3, "nothing is ever lost"): before a file is overwritten by a conflict
 //! winner or removed, its content is copied to `.sync/backups/<key>/<stamp millis>-<hash8><ext>`
 //! (`-N` added before the extension if that name is taken).
 //!

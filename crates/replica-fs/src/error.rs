@@ -1,7 +1,7 @@
 //! Errors of the folder replica: [`ReplicaError`] for opening a replica or its watcher, and the one place where
 //! `std::io::Error`s become [`sync_core::Error`]s at the trait boundary.
 //!
-//! Every I/O failure about one item goes through `io_to_sync`, so the mapping of SPEC §5 is
+//! Every I/O failure about one item goes through `io_to_sync`, so the mapping of docs/SPEC.md §5 is
 //! decided here only: a missing file is `NotFound`, a full disk or a read-only file system is
 //! `Storage` (sync stops), permission problems and everything else are `Item` (sync goes on).
 //! This module does no I/O itself.
@@ -67,7 +67,7 @@ pub(crate) fn is_storage_full(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(ENOSPC | EROFS | EDQUOT))
 }
 
-/// Maps an I/O failure while working on `key` into the error of SPEC §5.
+/// Maps an I/O failure while working on `key` into the error of docs/SPEC.md §5.
 ///
 /// `action` says what was being done ("read", "write", ...), for the message.
 pub(crate) fn io_to_sync(key: &Key, action: &str, e: &io::Error) -> Error {

@@ -1,6 +1,6 @@
 //! The replica's temporary files: which `.sync-tmp-*` files are writes in flight in this
 //! process ([`InFlight`]), and the removal of every other one the scan meets (stale leftovers
-//! of a process killed in the middle of a write, SPEC §3 "leaves no partial file").
+//! of a process killed in the middle of a write, docs/SPEC.md §3 "leaves no partial file").
 //!
 //! A temporary file is created and registered under one lock, and the scan checks and removes
 //! under the same lock, so a scan can never remove a file a write of this process is still

@@ -1,6 +1,6 @@
 //! # replica-fs
 //!
-//! The folder replica: a directory tree on disk as a [`sync_core::Replica`] (SPEC §3, §4).
+//! The folder replica: a directory tree on disk as a [`sync_core::Replica`] (docs/SPEC.md §3, §4).
 //!
 //! - The scan walks the tree without following symlinks, skips the state folder
 //!   `.sync/`, the replica's `.sync-tmp-*` files, editor and OS droppings and the patterns of

@@ -2,7 +2,7 @@
 //! sync servers over one shared database.
 //!
 //! [`PgServerStore`] keeps every tenant's items, version history, deduplicated content blobs
-//! and Lamport revision counter (SPEC §2) in PostgreSQL, with the same semantics as the SQLite
+//! and Lamport revision counter (docs/SPEC.md §2) in PostgreSQL, with the same semantics as the SQLite
 //! and in-memory stores (it passes the same `sync_core::testkit::server_store_suite`).
 //!
 //! - **Scale-out.** Any number of stores, in any number of server processes, may share one

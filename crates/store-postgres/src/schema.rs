@@ -38,7 +38,7 @@ CREATE TABLE meta (
     name  TEXT PRIMARY KEY,
     value BIGINT NOT NULL
 );
--- One row per tenant: the last revision issued (the Lamport counter, SPEC §2). Every write
+-- One row per tenant: the last revision issued (the Lamport counter, docs/SPEC.md §2). Every write
 -- locks this row first, so writers of one tenant run one after another.
 CREATE TABLE tenants (
     tenant  TEXT PRIMARY KEY,

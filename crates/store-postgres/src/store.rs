@@ -149,7 +149,7 @@ impl PgServerStore {
 
     /// Connects to a database restored from a backup: like [`connect`](Self::connect), but
     /// first gives the store a new random epoch, so every client's cursor expires and clients
-    /// catch up by comparing hashes (SPEC §2) instead of trusting feed positions the restored
+    /// catch up by comparing hashes (docs/SPEC.md §2) instead of trusting feed positions the restored
     /// copy may never have reached. Use it once, on the first start after the restore (with
     /// the other servers stopped); later starts use [`connect`](Self::connect).
     pub async fn connect_restored(

@@ -1,6 +1,6 @@
 //! # store-sqlite
 //!
-//! SQLite storage for the sync engine (SPEC §4), on rusqlite with the bundled SQLite:
+//! SQLite storage for the sync engine (docs/SPEC.md §4), on rusqlite with the bundled SQLite:
 //!
 //! - [`SqliteStateStore`]: a client's [`sync_core::StateStore`] (node id, change cursor,
 //!   remote tree, base entries with fingerprints and detached flags). Each

@@ -88,7 +88,7 @@ impl SqliteServerStore {
 
     /// Opens a database restored from a backup: like [`open`](Self::open), but first gives it
     /// a new random epoch, so every client's cursor expires and clients catch up by comparing
-    /// hashes (SPEC §2) instead of trusting feed positions the restored copy may never have
+    /// hashes (docs/SPEC.md §2) instead of trusting feed positions the restored copy may never have
     /// reached. Use it once, on the first start after restoring the file and its `.blobs`
     /// folder; later starts use [`open`](Self::open).
     pub async fn open_restored(

@@ -1,4 +1,4 @@
-//! Crash tests with real processes (issue 6): `folder-sync` and `sync-server` are killed with
+//! Crash tests with real processes: `folder-sync` and `sync-server` are killed with
 //! SIGKILL at random moments during large syncs and restarted; at the end every folder matches
 //! the server byte for byte, no temporary file is left, and every SQLite database passes
 //! `PRAGMA integrity_check`.

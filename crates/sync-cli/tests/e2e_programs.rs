@@ -1,4 +1,4 @@
-//! End to end with the real programs (issue 5): `sync-server` on SQLite and `folder-sync`
+//! End to end with the real programs: `sync-server` on SQLite and `folder-sync`
 //! processes on temporary folders, over HTTP on loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,4 +1,4 @@
-//! Scale-out (issue 8): two `sync-server` processes on one PostgreSQL database, device A on the
+//! Scale-out: two `sync-server` processes on one PostgreSQL database, device A on the
 //! first and device B on the second; and a short `sync-load-test` through both.
 //!
 //! Needs `SYNC_TEST_POSTGRES_URL` (start one with `eval "$(bash .ci/postgres.sh)"`). Without it
@@ -145,7 +145,7 @@ fn two_servers_on_one_database_converge_order_revisions_and_wake_each_other() {
         let t1 = HttpTransport::new(&s1.url, "alice-token".to_owned()).unwrap();
         let t2 = HttpTransport::new(&s2.url, "alice-token".to_owned()).unwrap();
 
-        // §2 order: writes through both servers take distinct revisions, and each server's
+        // docs/SPEC.md §2 order: writes through both servers take distinct revisions, and each server's
         // feed lists them in strictly increasing revision order.
         let mut revs = Vec::new();
         for i in 0..20 {

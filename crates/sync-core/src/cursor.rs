@@ -1,4 +1,4 @@
-//! Change-feed cursors and store epochs (SPEC §2).
+//! Change-feed cursors and store epochs (docs/SPEC.md §2).
 //!
 //! A [`Cursor`] is opaque to apps and to the wire: it round-trips through a string. Inside, it
 //! names the store's [`Epoch`] and the last revision the client has seen, so that a server

@@ -1,4 +1,4 @@
-//! The one error type every trait of sync-core returns, and its class on the error stack (§5).
+//! The one error type every trait of sync-core returns, and its class on the error stack (docs/SPEC.md §5).
 //!
 //! Implementations in other crates keep their own `thiserror` enums and convert into [`Error`]
 //! at the trait boundary, choosing the variant whose class fits (a full disk is `Storage`, a
@@ -50,7 +50,7 @@ pub enum Error {
         /// The key asked for.
         key: Key,
     },
-    /// A key broke a rule of SPEC §1.
+    /// A key broke a rule of docs/SPEC.md §1.
     #[error(transparent)]
     InvalidKey(#[from] KeyError),
     /// Content did not match the hash sent with it.

@@ -1,4 +1,4 @@
-//! Content hashes: blake3 over an item's bytes, lower-case hex on the wire (SPEC §1).
+//! Content hashes: blake3 over an item's bytes, lower-case hex on the wire (docs/SPEC.md §1).
 //!
 //! Hashing reads from any `std::io::Read` in fixed-size chunks, so a caller can hash a large file
 //! without holding it in memory. This module opens no files itself.

@@ -1,4 +1,4 @@
-//! Identity (SPEC §1): which remote key each local item is the twin of.
+//! Identity (docs/SPEC.md §1): which remote key each local item is the twin of.
 //!
 //! [`bind`] is pure: from the scan, the base and the remote tree it maps every local item to a
 //! remote key. Under [`Identity::Path`] the key is the path. Under [`Identity::AppName`] a

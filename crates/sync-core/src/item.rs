@@ -215,7 +215,7 @@ pub struct BaseEntry {
     /// Where the item lives on this replica, when that differs from its key
     /// (`AppNameIdentity` binds a local path to a remote key elsewhere).
     pub local_key: Option<Key>,
-    /// One side deleted the item and the delete was not propagated (SPEC §3): the item is not
+    /// One side deleted the item and the delete was not propagated (docs/SPEC.md §3): the item is not
     /// downloaded or uploaded again until the other side changes it.
     pub detached: bool,
 }

@@ -1,4 +1,4 @@
-//! Item keys (SPEC §1): the one validated name of an item.
+//! Item keys (docs/SPEC.md §1): the one validated name of an item.
 //!
 //! A [`Key`] is a relative `/`-separated path in Unicode NFC. Every key that enters the library,
 //! from disk, from the network or from an app, goes through [`Key::new`] exactly once; everything
@@ -35,7 +35,7 @@ pub const MAX_KEY_BYTES: usize = 1024;
 #[serde(try_from = "String", into = "String")]
 pub struct Key(String);
 
-/// The rule of SPEC §1 that a rejected key broke.
+/// The rule of docs/SPEC.md §1 that a rejected key broke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyRule {
     /// The key is the empty string.
@@ -88,7 +88,7 @@ pub struct KeyError {
 }
 
 impl Key {
-    /// Normalises `input` to NFC and validates it against every rule of SPEC §1.
+    /// Normalises `input` to NFC and validates it against every rule of docs/SPEC.md §1.
     pub fn new(input: impl AsRef<str>) -> Result<Key, KeyError> {
         let input = input.as_ref();
         let fail = |rule| KeyError {

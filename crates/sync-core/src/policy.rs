@@ -1,4 +1,4 @@
-//! The choices an app makes about sync (SPEC §1, §3): deletes, conflicts, identity, size limit.
+//! The choices an app makes about sync (docs/SPEC.md §1, §3): deletes, conflicts, identity, size limit.
 //!
 //! Policies are data plus one app-supplied hook ([`Merge`]); the reconciler reads them, it never
 //! asks the app anything at planning time.
@@ -64,7 +64,7 @@ impl fmt::Debug for ConflictPolicy {
     }
 }
 
-/// How a local item finds its remote twin (SPEC §1).
+/// How a local item finds its remote twin (docs/SPEC.md §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Identity {
     /// The key is the path (default).

@@ -1,4 +1,4 @@
-//! The data of the sync protocol's operations (SPEC §4, §6), shared by [`crate::Transport`]
+//! The data of the sync protocol's operations (docs/SPEC.md §4, §6), shared by [`crate::Transport`]
 //! (client side) and [`crate::ServerStore`] (server side): change pages, pushes and their
 //! outcomes, fetched content.
 //!
@@ -42,7 +42,7 @@ pub struct PushRequest {
     pub content: Bytes,
     /// Its blake3 hash; the server verifies it.
     pub hash: ContentHash,
-    /// When the edit was made (the server may clamp it, SPEC §2).
+    /// When the edit was made (the server may clamp it, docs/SPEC.md §2).
     pub stamp: Stamp,
     /// The highest revision the client has seen (Lamport rule).
     pub seen: Revision,

@@ -1,4 +1,4 @@
-//! The local side of sync (SPEC §4): the [`Replica`] trait.
+//! The local side of sync (docs/SPEC.md §4): the [`Replica`] trait.
 //!
 //! A replica is where the app's items live on this device: a folder on disk, a set of records.
 //! It scans (with a fast path that skips reading unchanged items), reads, writes atomically

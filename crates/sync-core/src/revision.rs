@@ -1,4 +1,4 @@
-//! Server-issued revisions (SPEC §2): one monotonic counter per tenant, Lamport-style.
+//! Server-issued revisions (docs/SPEC.md §2): one monotonic counter per tenant, Lamport-style.
 //!
 //! Only servers mint revisions; clients carry the highest one they have seen so that a server
 //! restored from an older backup moves its counter past it ([`Revision::lamport_next`]).
@@ -18,7 +18,7 @@ impl Revision {
     /// Before the first change.
     pub const ZERO: Revision = Revision(0);
 
-    /// The revision a server issues next, by the Lamport rule of SPEC §2: its counter first
+    /// The revision a server issues next, by the Lamport rule of docs/SPEC.md §2: its counter first
     /// becomes `max(counter, seen)`, then takes the next number.
     ///
     /// ```

@@ -1,4 +1,4 @@
-//! The server's side of the protocol (SPEC §4): the [`ServerStore`] trait.
+//! The server's side of the protocol (docs/SPEC.md §4): the [`ServerStore`] trait.
 //!
 //! A server store holds every tenant's items, their version history, content blobs and the
 //! per-tenant revision counter. The HTTP server and the folder transport are thin layers over

@@ -1,4 +1,4 @@
-//! Edit stamps and the hybrid logical clock (SPEC §2): "which edit is newer".
+//! Edit stamps and the hybrid logical clock (docs/SPEC.md §2): "which edit is newer".
 //!
 //! A [`Stamp`] is (wall-clock milliseconds, counter, node id), totally ordered in that order.
 //! A [`Clock`] issues stamps that never go backwards, and absorbs every stamp and server time it
@@ -87,7 +87,7 @@ impl Stamp {
         }
     }
 
-    /// The server's clamp of SPEC §2: a stamp more than `max_skew` ahead of `server_now_millis`
+    /// The server's clamp of docs/SPEC.md §2: a stamp more than `max_skew` ahead of `server_now_millis`
     /// becomes the server's time, so a device with a wrong clock cannot win every conflict.
     pub fn clamped(self, server_now_millis: u64, max_skew: Duration) -> Stamp {
         let limit = server_now_millis.saturating_add(max_skew.as_millis() as u64);

@@ -1,4 +1,4 @@
-//! The client's memory between syncs (SPEC §4): the [`StateStore`] trait.
+//! The client's memory between syncs (docs/SPEC.md §4): the [`StateStore`] trait.
 //!
 //! It keeps the device's node id, the change-feed cursor, the remote tree (the latest state of
 //! every remote item the feed delivered) and the base (per key: what both sides agreed at the

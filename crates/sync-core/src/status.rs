@@ -1,4 +1,4 @@
-//! The error-priority stack and the sync status (SPEC §5).
+//! The error-priority stack and the sync status (docs/SPEC.md §5).
 //!
 //! Every failure becomes an [`ErrorEntry`] with a class, a scope, a message and when it was
 //! first seen. [`ErrorStack::top`] is the one entry an app shows in its single error area; an

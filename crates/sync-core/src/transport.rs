@@ -1,4 +1,4 @@
-//! The client side of the protocol (SPEC §4): the [`Transport`] trait.
+//! The client side of the protocol (docs/SPEC.md §4): the [`Transport`] trait.
 //!
 //! A transport speaks for one tenant (it was built with its credentials). Implementations:
 //! [`crate::memory::LocalTransport`] (in-process, over any [`crate::ServerStore`]), the

@@ -1,8 +1,8 @@
-//! Hostile input to the parsers of sync-core (SPEC §1, §2; issue 6 item 3): a proptest over
+//! Hostile input to the parsers of sync-core (docs/SPEC.md §1, §2): a proptest over
 //! arbitrary strings and bytes for key parsing, cursor, stamp and content-hash decoding.
 //!
 //! - `Key::new` never panics on any string, or on any bytes read as (lossy) UTF-8; it accepts
-//!   exactly the inputs whose NFC form obeys every rule of SPEC §1, each rule checked here
+//!   exactly the inputs whose NFC form obeys every rule of docs/SPEC.md §1, each rule checked here
 //!   independently of `key.rs`; an accepted key is that NFC form, is accepted again unchanged
 //!   (`Key::new(k.as_str()) == Ok(k)`), round-trips through JSON, and its parent and ancestors
 //!   are valid keys; a rejection names a rule the input really breaks.
@@ -30,7 +30,7 @@ fn config() -> ProptestConfig {
     }
 }
 
-/// Every rule of SPEC §1 that `s` (already NFC or not) breaks, checked from the spec's words.
+/// Every rule of docs/SPEC.md §1 that `s` (already NFC or not) breaks, checked from the spec's words.
 fn broken_rules(s: &str) -> Vec<KeyRule> {
     let mut out = Vec::new();
     if s.is_empty() {

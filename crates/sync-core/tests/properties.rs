@@ -1,4 +1,4 @@
-//! Property tests of the reconciler and the engine over random histories (SPEC §3).
+//! Property tests of the reconciler and the engine over random histories (docs/SPEC.md §3).
 //!
 //! A history is a sequence of edits, deletes, renames, clock ticks and syncs on 2–4 in-memory
 //! replicas sharing one in-memory server. Conflicting edits arise whenever two replicas touch the

@@ -1,5 +1,5 @@
 //! Deterministic simulation of a fleet of devices syncing through the real [`Engine`] under
-//! faults (SPEC §2, §3; issue 6 item 1).
+//! faults (docs/SPEC.md §2, §3).
 //!
 //! One `u64` seed decides everything: 2–5 devices (each an `Engine` over a `MemoryReplica`, a
 //! `MemoryStateStore` and a [`sim::faults::SimTransport`], each with its own `ManualTime`), one
@@ -80,8 +80,8 @@ const DAY: u64 = 86_400_000;
 const START: u64 = 1_700_000_000_000;
 const DEFAULT_SEEDS: u64 = 300;
 
-/// Seeds left out of the default run because they fail on a known engine bug (see the report
-/// of issue 6). Replay them with `SIM_SEED=<n>`.
+/// Seeds left out of the default run because they fail on a known engine bug (none today).
+/// Replay one with `SIM_SEED=<n>`.
 const KNOWN_FAILING: &[u64] = &[];
 
 type SimEngine = Engine<SimTransport, CrashStateStore, CrashReplica>;

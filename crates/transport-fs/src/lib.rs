@@ -1,7 +1,7 @@
 //! # transport-fs
 //!
 //! A [`sync_core::Transport`] whose remote is a plain folder that several clients can share
-//! (SPEC §4): [`FsTransport`].
+//! (docs/SPEC.md §4): [`FsTransport`].
 //!
 //! The remote's metadata (revisions, history, epoch) and content live in a
 //! [`store_sqlite::SqliteServerStore`] at `REMOTE/.sync-remote/server.db` (large blobs beside

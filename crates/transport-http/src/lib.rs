@@ -1,6 +1,6 @@
 //! # transport-http
 //!
-//! The HTTP transport of the sync engine: SPEC §6 as decided in detail by `docs/PROTOCOL.md`.
+//! The HTTP transport of the sync engine: docs/SPEC.md §6 as decided in detail by `docs/PROTOCOL.md`.
 //!
 //! - [`server::router`] builds an axum [`Router`](axum::Router) over any
 //!   [`ServerStore`](sync_core::ServerStore) and an [`Authenticator`] (bearer token → tenant).
@@ -10,7 +10,7 @@
 //!   signal, lets requests in flight finish and cuts open long-polls after a grace period.
 //! - [`client::HttpTransport`] is a [`Transport`](sync_core::Transport) over reqwest (rustls,
 //!   gzip, keep-alive) with retries (exponential backoff with jitter) for `Offline` and
-//!   `Throttled` failures, and every failure mapped to its SPEC §5 class.
+//!   `Throttled` failures, and every failure mapped to its docs/SPEC.md §5 class.
 //!
 //! This crate holds no sync logic: it moves the [`sync_core`] operations over HTTP and back.
 //!

@@ -1,5 +1,5 @@
-//! Hostile requests against the HTTP server (issue 6, item 3): table-driven, each row a request
-//! an attacker or a broken client could send, the SPEC §6 / docs/PROTOCOL.md status and error
+//! Hostile requests against the HTTP server: table-driven, each row a request
+//! an attacker or a broken client could send, the docs/SPEC.md §6 / docs/PROTOCOL.md status and error
 //! code it must get, and a check that it changed nothing (both tenants' whole change feeds with
 //! their head cursors, which carry the revision counters, and the version history of every key
 //! of both tenants and of a few keys a wrong decoding could have produced).
@@ -313,7 +313,7 @@ fn empty() -> Body {
     Body::empty()
 }
 
-/// Every way to spell a key that escapes, or is not a key (SPEC §1): raw path text after
+/// Every way to spell a key that escapes, or is not a key (docs/SPEC.md §1): raw path text after
 /// `/items/`, `/history/` or `/folders/`.
 fn hostile_keys() -> Vec<(String, String)> {
     let keys: Vec<(&str, String)> = vec![

@@ -1,5 +1,5 @@
 //! The engine: runs one sync between a [`Replica`] and a [`Transport`], remembering what it
-//! agreed in a [`StateStore`], and reports status and errors (SPEC §3–§5).
+//! agreed in a [`StateStore`], and reports status and errors (docs/SPEC.md §3–§5).
 //!
 //! One sync ([`Engine::sync_once`]): pull the change feed from the stored cursor into the remote
 //! tree; scan the replica (fast path by fingerprint); [`reconcile`]
@@ -305,7 +305,7 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             {
                 Err(Error::CursorExpired | Error::InvalidCursor(_)) if !restarted => {
                     // The server was replaced or restored: forget the remote tree and compare
-                    // everything by hash (SPEC §2). The base stays, so equal items transfer
+                    // everything by hash (docs/SPEC.md §2). The base stays, so equal items transfer
                     // nothing.
                     // Every base is marked unconfirmed in the same commit: the restored server
                     // may have lost it, so nothing unchanged here is overwritten unkept.

@@ -1,6 +1,6 @@
 //! What one sync did: [`SyncReport`], and [`SyncFailed`] for a sync that stopped early.
 //!
-//! Plain data; the report's JSON form is the one `folder-sync --json` prints (SPEC §7). The
+//! Plain data; the report's JSON form is the one `folder-sync --json` prints (docs/SPEC.md §7). The
 //! counts are kept here and only here: the engine hands each pass's plan and scan totals to
 //! [`SyncReport::start_pass`] and each applied step's [`Outcome`] to [`SyncReport::count`]. No
 //! I/O and no deciding.

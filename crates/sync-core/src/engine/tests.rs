@@ -1,4 +1,4 @@
-//! Engine scenarios on in-memory parts: each test is a user story of SPEC §3 and §5.
+//! Engine scenarios on in-memory parts: each test is a user story of docs/SPEC.md §3 and §5.
 
 use std::sync::Arc;
 use std::time::Duration;

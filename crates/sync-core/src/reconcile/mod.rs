@@ -1,7 +1,7 @@
-//! The three-way reconciler (SPEC §3): a pure function from (local scan, base, remote tree) to
+//! The three-way reconciler (docs/SPEC.md §3): a pure function from (local scan, base, remote tree) to
 //! a [`Plan`] already split into its phases (`plan.rs`).
 //!
-//! Every rule of the §3 table is decided in `decide`, one `match` arm per row; the arms are
+//! Every rule of the docs/SPEC.md §3 table is decided in `decide`, one `match` arm per row; the arms are
 //! labelled with the row they implement. Each decision goes to the end of its phase, in key
 //! order. The reconciler does no I/O and calls no app code; it only says what to do, including
 //! what a merge falls back to when the app's merge function fails. The engine executes the plan
@@ -202,7 +202,7 @@ pub(crate) fn base_entry(remote: &ItemMeta, local_key: &Key, local: &LocalItem) 
     }
 }
 
-/// The §3 table for one key. `None` means nothing to do.
+/// The docs/SPEC.md §3 table for one key. `None` means nothing to do.
 fn decide(
     local: Option<&LocalItem>,
     base: Option<&BaseEntry>,

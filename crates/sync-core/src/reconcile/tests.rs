@@ -1,4 +1,4 @@
-//! One test per row of the SPEC §3 table, and for each policy; each checks the phase its
+//! One test per row of the docs/SPEC.md §3 table, and for each policy; each checks the phase its
 //! step lands in and what the step carries.
 
 use std::collections::{BTreeMap, BTreeSet};

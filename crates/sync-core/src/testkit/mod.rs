@@ -1,4 +1,4 @@
-//! Conformance suites (SPEC §4): one suite per trait, which every implementation must pass.
+//! Conformance suites (docs/SPEC.md §4): one suite per trait, which every implementation must pass.
 //!
 //! - [`server_store_suite`] for [`crate::ServerStore`] (in-memory, SQLite, …);
 //! - [`state_store_suite`] for [`crate::StateStore`];

@@ -1,5 +1,5 @@
 //! Client-side failures: [`ClientError`] (building a transport) and the one place where an HTTP
-//! answer that is not a success becomes a [`sync_core::Error`] of the right SPEC §5 class
+//! answer that is not a success becomes a [`sync_core::Error`] of the right docs/SPEC.md §5 class
 //! (docs/PROTOCOL.md "Client behaviour").
 //!
 //! Nothing here sends requests or decides about retries (that is [`super::retry`]).
@@ -111,7 +111,7 @@ pub(crate) fn error_for_status(
 }
 
 /// 400 `invalid_key`: the server's rule, recovered from its message when it names one of
-/// SPEC §1's rules, else an item error with the server's words.
+/// docs/SPEC.md §1's rules, else an item error with the server's words.
 fn invalid_key(key: Option<&Key>, message: &str) -> Error {
     const RULES: [KeyRule; 9] = [
         KeyRule::Empty,

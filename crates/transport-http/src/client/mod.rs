@@ -3,7 +3,7 @@
 //! which an app supplies (and refreshes) its bearer token.
 //!
 //! Every request goes through `retry::send`; every failure becomes a [`sync_core::Error`] of
-//! its SPEC §5 class through `errors`. Content that comes back is read under a size cap and
+//! its docs/SPEC.md §5 class through `errors`. Content that comes back is read under a size cap and
 //! checked against its `X-Sync-Hash` before anyone sees it. No sync logic lives here.
 
 mod encode;

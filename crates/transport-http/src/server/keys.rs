@@ -1,5 +1,5 @@
 //! Keys in request paths: each `/`-separated segment is percent-decoded on its own, checked,
-//! and the segments joined and validated once as a [`Key`] (SPEC §1, docs/PROTOCOL.md "Basics").
+//! and the segments joined and validated once as a [`Key`] (docs/SPEC.md §1, docs/PROTOCOL.md "Basics").
 //!
 //! This must work on the raw (still encoded) path: decoding the whole path first would turn
 //! `%2F` into a separator and `%2e%2e` into a `..` segment that a later check could miss.
