@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -73,22 +72,11 @@ impl PgServer {
     }
 
     fn start_with(database: &str, tokens: &[&str]) -> PgServer {
-        let mut child = Command::new(SYNC_SERVER)
-            .args(["--listen", "127.0.0.1:0", "--postgres", database])
+        let mut cmd = Command::new(SYNC_SERVER);
+        cmd.args(["--listen", "127.0.0.1:0", "--postgres", database])
             .args(tokens)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+            .stderr(Stdio::inherit());
+        let (child, url) = common::spawn_listening(cmd);
         PgServer { child, url }
     }
 }

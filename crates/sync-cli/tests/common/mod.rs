@@ -24,24 +24,13 @@ pub struct Server {
 
 impl Server {
     pub fn start(db: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(SYNC_SERVER)
-            .args(["--listen", "127.0.0.1:0", "--db"])
+        let mut cmd = Command::new(SYNC_SERVER);
+        cmd.args(["--listen", "127.0.0.1:0", "--db"])
             .arg(db)
             .args(["--token", "alice:alice-token", "--token", "bob:bob-token"])
             .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+            .stderr(Stdio::null());
+        let (child, url) = spawn_listening(cmd);
         Server { child, url }
     }
 
@@ -131,4 +120,20 @@ pub fn temp_files(root: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// Starts `cmd` (a `sync-server`) with its stdout piped, waits for its first line
+/// `listening on URL`, and returns the child and the URL.
+pub fn spawn_listening(mut cmd: Command) -> (Child, String) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (child, url)
 }

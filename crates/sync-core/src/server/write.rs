@@ -18,8 +18,8 @@
 //! counter. They must not do I/O or keep state; storing the rows is the caller's job.
 
 use crate::{
-    ArchiveRequest, DeleteRequest, Error, FolderRequest, ItemKind, ItemMeta, Key, PushOutcome,
-    PushRequest, Result, Revision, ServerConfig, Stamp, VersionMeta,
+    ArchiveRequest, ContentHash, DeleteRequest, Error, FolderRequest, ItemKind, ItemMeta, Key,
+    PushOutcome, PushRequest, Result, Revision, ServerConfig, Stamp, VersionMeta,
 };
 
 /// The highest revision a store issues, so that revisions fit a signed 64-bit SQL integer.
@@ -153,15 +153,7 @@ impl WriteRules {
         let stamp = self.clamp(req.stamp);
         let mut w = Writer::new(counter, req.seen);
         w.folders(&req.key, &req.key.ancestors(), ancestors, stamp)?;
-        let item = ItemMeta {
-            key: req.key.clone(),
-            kind: ItemKind::File,
-            rev: w.next()?,
-            hash: Some(req.hash),
-            size: req.content.len() as u64,
-            stamp,
-            deleted: false,
-        };
+        let item = w.file(&req.key, req.hash, req.content.len(), stamp)?;
         w.current(item.clone());
         Ok(Decision::Accept(w.finish(item)))
     }
@@ -215,15 +207,7 @@ impl WriteRules {
     /// own revision, without becoming current.
     pub fn archive(&self, req: &ArchiveRequest, counter: Revision) -> Result<Write<VersionMeta>> {
         let mut w = Writer::new(counter, req.seen);
-        let item = ItemMeta {
-            key: req.key.clone(),
-            kind: ItemKind::File,
-            rev: w.next()?,
-            hash: Some(req.hash),
-            size: req.content.len() as u64,
-            stamp: self.clamp(req.stamp),
-            deleted: false,
-        };
+        let item = w.file(&req.key, req.hash, req.content.len(), self.clamp(req.stamp))?;
         let version = item.version();
         w.rows.push(Row {
             item,
@@ -295,6 +279,25 @@ impl Writer {
         }
         self.counter = next;
         Ok(next)
+    }
+
+    /// A version of the file `key` with the next revision.
+    fn file(
+        &mut self,
+        key: &Key,
+        hash: ContentHash,
+        size: usize,
+        stamp: Stamp,
+    ) -> Result<ItemMeta> {
+        Ok(ItemMeta {
+            key: key.clone(),
+            kind: ItemKind::File,
+            rev: self.next()?,
+            hash: Some(hash),
+            size: size as u64,
+            stamp,
+            deleted: false,
+        })
     }
 
     fn current(&mut self, item: ItemMeta) {
