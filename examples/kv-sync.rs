@@ -12,7 +12,7 @@ use anyhow::{ensure, Context};
 use serde_json::Value;
 use store_sqlite::{SqliteServerStore, SqliteStateStore};
 use sync_core::memory::MemoryReplica;
-use sync_core::{ConflictPolicy, Engine, EngineConfig, Key, ServerConfig, SyncPolicy};
+use sync_core::{ConflictPolicy, Engine, EngineConfig, Key, MergeInput, ServerConfig, SyncPolicy};
 use transport_http::client::HttpTransport;
 use transport_http::server::{nodelay, router, ServerOptions, StaticTokens};
 
@@ -21,7 +21,8 @@ type Client = Engine<HttpTransport, SqliteStateStore, MemoryReplica>;
 /// The app's merge: two JSON arrays of objects with an `id` become one array with every id
 /// once (the local object wins for an id present on both sides), ordered by id. Anything else
 /// is not mergeable, and the newest edit wins (the loser is still kept).
-fn merge_by_id(_key: &Key, local: &[u8], remote: &[u8]) -> Result<Vec<u8>, String> {
+fn merge_by_id(m: MergeInput<'_>) -> Result<Vec<u8>, String> {
+    let (local, remote) = (m.local, m.remote);
     let parse = |b: &[u8]| -> Result<Vec<Value>, String> {
         match serde_json::from_slice::<Value>(b).map_err(|e| e.to_string())? {
             Value::Array(items) => Ok(items),

@@ -71,7 +71,7 @@ pub use item::{
 };
 pub use key::{Key, KeyError, KeyRule, MAX_KEY_BYTES, MAX_SEGMENT_BYTES};
 pub use policy::{
-    ConflictPolicy, DeletePolicy, Identity, Merge, SyncPolicy, DEFAULT_MAX_ITEM_BYTES,
+    ConflictPolicy, DeletePolicy, Identity, Merge, MergeInput, SyncPolicy, DEFAULT_MAX_ITEM_BYTES,
 };
 pub use protocol::{
     ArchiveRequest, ChangePage, DeleteRequest, Fetched, FolderRequest, Precondition, PushOutcome,

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::Key;
+use crate::{Key, Stamp};
 
 /// The default largest item that syncs: 20 MiB.
 pub const DEFAULT_MAX_ITEM_BYTES: u64 = 20 * 1024 * 1024;
@@ -24,17 +24,48 @@ pub enum DeletePolicy {
 
 /// Joins two conflicting versions into one (for example JSON arrays merged by `id`).
 pub trait Merge: Send + Sync {
-    /// The merged content of `key` from the local and the remote bytes, or an error message;
-    /// on error the engine falls back to the newest stamp.
-    fn merge(&self, key: &Key, local: &[u8], remote: &[u8]) -> Result<Vec<u8>, String>;
+    /// The merged content of a key both sides changed, from the three versions in `input`, or
+    /// an error message; on error the engine falls back to the newest stamp. Whatever it
+    /// returns, both inputs stay recoverable (a local backup and the server's history).
+    fn merge(&self, input: MergeInput<'_>) -> Result<Vec<u8>, String>;
 }
 
 impl<F> Merge for F
 where
-    F: Fn(&Key, &[u8], &[u8]) -> Result<Vec<u8>, String> + Send + Sync,
+    F: Fn(MergeInput<'_>) -> Result<Vec<u8>, String> + Send + Sync,
 {
-    fn merge(&self, key: &Key, local: &[u8], remote: &[u8]) -> Result<Vec<u8>, String> {
-        self(key, local, remote)
+    fn merge(&self, input: MergeInput<'_>) -> Result<Vec<u8>, String> {
+        self(input)
+    }
+}
+
+/// What a [`Merge`] sees: the key, the content both sides last agreed on, and both sides now.
+///
+/// Without the base a merge cannot tell "deleted here" from "added there", and brings deleted
+/// elements back; with it, a three-way merge can. The engine reads the base from the server's
+/// version history (the revision both sides last agreed on); it is `None` when both sides
+/// created the key independently, or when that version cannot be read any more.
+#[derive(Debug, Clone, Copy)]
+pub struct MergeInput<'a> {
+    /// The key (its remote name).
+    pub key: &'a Key,
+    /// The content both sides last agreed on, if any.
+    pub base: Option<&'a [u8]>,
+    /// This device's content.
+    pub local: &'a [u8],
+    /// The server's content.
+    pub remote: &'a [u8],
+    /// When the local edit was made.
+    pub local_stamp: Stamp,
+    /// When the remote edit was made.
+    pub remote_stamp: Stamp,
+}
+
+impl MergeInput<'_> {
+    /// True when the local edit is the newer one (stamps are totally ordered): where both
+    /// sides changed the same part, a merge takes the newer side.
+    pub fn local_is_newer(&self) -> bool {
+        self.local_stamp > self.remote_stamp
     }
 }
 

@@ -23,8 +23,8 @@ use crate::reconcile::{
 };
 use crate::{
     ArchiveRequest, BaseEntry, Clock, ContentHash, DeleteRequest, Error, Expected, Fetched,
-    FolderRequest, ItemKind, ItemMeta, Key, LocalItem, Precondition, PushOutcome, PushRequest,
-    Replica, Result, Revision, Stamp, StateBatch, Transport,
+    FolderRequest, ItemKind, ItemMeta, Key, LocalItem, MergeInput, Precondition, PushOutcome,
+    PushRequest, Replica, Result, Revision, Stamp, StateBatch, Transport,
 };
 
 use super::report::Outcome;
@@ -178,7 +178,19 @@ impl InPlace for Merge {
         let (key, local_key, op) = (&step.key, &step.local_key, &step.op);
         let mine = ctx.read_verified(local_key, &op.local).await?;
         let theirs = fetch_verified(ctx.transport, &op.remote).await?;
-        let merged = match op.merger.0.merge(key, &mine, &theirs.content) {
+        let base = match op.base {
+            Some((rev, hash)) => fetch_base(ctx.transport, key, rev, hash).await?,
+            None => None,
+        };
+        let input = MergeInput {
+            key,
+            base: base.as_deref(),
+            local: &mine,
+            remote: &theirs.content,
+            local_stamp: op.local_stamp,
+            remote_stamp: op.remote.stamp,
+        };
+        let merged = match op.merger.0.merge(input) {
             Ok(m) => Bytes::from(m),
             Err(why) => {
                 tracing::warn!(%key, %why, "merge failed; newest stamp wins");
@@ -410,6 +422,31 @@ async fn fetch_verified<T: Transport>(transport: &T, remote: &ItemMeta) -> Resul
         });
     }
     Ok(fetched)
+}
+
+/// The content of `key` at revision `rev` (a merge's base), checked against `hash`; `None` when
+/// the server no longer has that version (the merge then runs without a base).
+async fn fetch_base<T: Transport>(
+    transport: &T,
+    key: &Key,
+    rev: Revision,
+    hash: ContentHash,
+) -> Result<Option<Bytes>> {
+    match transport.fetch(key, Some(rev)).await {
+        Ok(fetched) => {
+            let actual = ContentHash::of(&fetched.content);
+            if actual != hash {
+                return Err(Error::HashMismatch {
+                    key: key.clone(),
+                    expected: hash,
+                    actual,
+                });
+            }
+            Ok(Some(fetched.content))
+        }
+        Err(Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Applies one download: fetch, verify, write if the local item is still as planned.

@@ -1,5 +1,6 @@
 //! Engine scenarios on in-memory parts: each test is a user story of docs/SPEC.md §3 and §5.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,8 +10,8 @@ use super::*;
 use crate::memory::{LocalTransport, MemoryReplica, MemoryServerStore, MemoryStateStore};
 use crate::{
     ArchiveRequest, ChangePage, ConflictPolicy, Cursor, DeletePolicy, DeleteRequest, ErrorClass,
-    Fetched, FolderRequest, Identity, ItemMeta, Key, ManualTime, PushOutcome, PushRequest,
-    ServerConfig, ServerStore, TenantId, VersionMeta,
+    Fetched, FolderRequest, Identity, ItemMeta, Key, ManualTime, MergeInput, PushOutcome,
+    PushRequest, ServerConfig, ServerStore, TenantId, VersionMeta,
 };
 
 type Device = Engine<LocalTransport<MemoryServerStore>, MemoryStateStore, MemoryReplica>;
@@ -312,16 +313,16 @@ async fn a_restored_server_gets_lost_items_back_and_equal_items_cost_nothing() {
 #[tokio::test]
 async fn merge_policy_joins_both_edits_and_keeps_the_local_version() {
     let w = World::new();
-    let merge: Arc<dyn crate::Merge> =
-        Arc::new(|_: &Key, a: &[u8], b: &[u8]| -> Result<Vec<u8>, String> {
-            let mut lines: Vec<&[u8]> = a
-                .split(|c| *c == b'\n')
-                .chain(b.split(|c| *c == b'\n'))
-                .collect();
-            lines.sort();
-            lines.dedup();
-            Ok(lines.join(&b'\n'))
-        });
+    let merge: Arc<dyn crate::Merge> = Arc::new(|m: MergeInput<'_>| -> Result<Vec<u8>, String> {
+        let (a, b) = (m.local, m.remote);
+        let mut lines: Vec<&[u8]> = a
+            .split(|c| *c == b'\n')
+            .chain(b.split(|c| *c == b'\n'))
+            .collect();
+        lines.sort();
+        lines.dedup();
+        Ok(lines.join(&b'\n'))
+    });
     let policy = SyncPolicy {
         conflicts: ConflictPolicy::Merge(merge),
         ..SyncPolicy::default()
@@ -343,12 +344,50 @@ async fn merge_policy_joins_both_edits_and_keeps_the_local_version() {
     assert!(b.replica().backup_contents().contains(&b"x\nz".to_vec()));
 }
 
+/// A line-set merge that sees the base: a line removed on either side stays removed, a line
+/// added on either side is kept. Without the base it would bring removed lines back.
+fn line_set_merge(m: MergeInput<'_>) -> Result<Vec<u8>, String> {
+    let lines =
+        |b: &[u8]| -> BTreeSet<Vec<u8>> { b.split(|c| *c == b'\n').map(<[u8]>::to_vec).collect() };
+    let (local, remote) = (lines(m.local), lines(m.remote));
+    let base = m.base.map(lines).unwrap_or_default();
+    let kept: Vec<Vec<u8>> = local
+        .union(&remote)
+        .filter(|l| !base.contains(*l) || (local.contains(*l) && remote.contains(*l)))
+        .cloned()
+        .collect();
+    Ok(kept.join(&b'\n'))
+}
+
+#[tokio::test]
+async fn a_merge_sees_the_base_so_a_line_deleted_on_one_side_stays_deleted() {
+    let w = World::new();
+    let policy = SyncPolicy {
+        conflicts: ConflictPolicy::Merge(Arc::new(line_set_merge)),
+        ..SyncPolicy::default()
+    };
+    let mut a = w.device(1, policy.clone());
+    let mut b = w.device(2, policy);
+    a.replica().put(&k("list"), b"x\ny");
+    sync(&mut a).await;
+    sync(&mut b).await;
+    w.tick();
+    a.replica().put(&k("list"), b"x"); // a deletes y
+    b.replica().put(&k("list"), b"x\ny\nz"); // b adds z
+    sync(&mut a).await;
+    let r = sync(&mut b).await;
+    assert_eq!(r.conflicts, 1, "{r:?}");
+    sync(&mut a).await;
+    assert_eq!(a.replica().get(&k("list")).unwrap(), b"x\nz");
+    assert_eq!(b.replica().get(&k("list")).unwrap(), b"x\nz");
+    // Both inputs stay recoverable: b's version in its backups, a's in the server's history.
+    assert!(b.replica().backup_contents().contains(&b"x\ny\nz".to_vec()));
+}
+
 #[tokio::test]
 async fn a_failed_merge_falls_back_to_the_newest_stamp_and_keeps_the_loser() {
     let failing: Arc<dyn crate::Merge> =
-        Arc::new(|_: &Key, _: &[u8], _: &[u8]| -> Result<Vec<u8>, String> {
-            Err("cannot merge".into())
-        });
+        Arc::new(|_: MergeInput<'_>| -> Result<Vec<u8>, String> { Err("cannot merge".into()) });
     let policy = SyncPolicy {
         conflicts: ConflictPolicy::Merge(failing),
         ..SyncPolicy::default()

@@ -428,7 +428,7 @@ fn conflict(
         ConflictPolicy::Merge(_) if local.size.max(remote.size) > policy.max_item_bytes => {
             return too_large(local.size.max(remote.size), policy, "here or on the server");
         }
-        ConflictPolicy::Merge(merger) => return merge(merger, local, remote, node),
+        ConflictPolicy::Merge(merger) => return merge(merger, local, base, remote, node),
     };
     if local.size > policy.max_item_bytes {
         return too_large(local.size, policy, "here");
@@ -444,6 +444,7 @@ fn conflict(
 fn merge(
     merger: &Arc<dyn crate::Merge>,
     local: &LocalItem,
+    base: Option<&BaseEntry>,
     remote: &ItemMeta,
     node: NodeId,
 ) -> Decision {
@@ -452,6 +453,9 @@ fn merge(
         merger: Merger(merger.clone()),
         local: local.clone(),
         remote: remote.clone(),
+        base: base
+            .filter(|b| b.is_confirmed())
+            .and_then(|b| Some((b.rev, b.hash?))),
         local_stamp,
         if_merge_fails: resolved(newest(local_stamp, remote), local, local_stamp, remote),
     }))

@@ -10,7 +10,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::{
-    BaseEntry, ErrorClass, Expected, ItemMeta, Key, LocalItem, Precondition, Revision, Stamp,
+    BaseEntry, ContentHash, ErrorClass, Expected, ItemMeta, Key, LocalItem, Precondition, Revision,
+    Stamp,
 };
 
 /// One step of a phase: where it applies, and what to do there.
@@ -176,6 +177,10 @@ pub struct Merge {
     pub local: LocalItem,
     /// The remote version.
     pub remote: ItemMeta,
+    /// The version both sides last agreed on (the merge's base), when there is one: the
+    /// engine reads its content from the server's history by this revision and checks it
+    /// against this hash. `None` when both sides created the key.
+    pub base: Option<(Revision, ContentHash)>,
     /// The local version's stamp, under which it is kept: its modification time alone (not
     /// ordered after the base's stamp, unlike a conflict without a merge).
     pub local_stamp: Stamp,

@@ -336,7 +336,7 @@ fn conflict_policies() {
         .one(keep_losers);
     assert_eq!(keep.remote.rev, Revision(4));
     let merge: Arc<dyn crate::Merge> =
-        Arc::new(|_: &Key, a: &[u8], _: &[u8]| -> Result<Vec<u8>, String> { Ok(a.to_vec()) });
+        Arc::new(|m: crate::MergeInput<'_>| -> Result<Vec<u8>, String> { Ok(m.local.to_vec()) });
     let planned = conflict_case(300, 200)
         .policy(|p| p.conflicts = ConflictPolicy::Merge(merge.clone()))
         .one(|p| &p.merges);
@@ -346,7 +346,7 @@ fn conflict_policies() {
 #[test]
 fn a_merge_carries_its_fallback_newest_stamp_wins() {
     let merge: Arc<dyn crate::Merge> =
-        Arc::new(|_: &Key, _: &[u8], _: &[u8]| -> Result<Vec<u8>, String> { Err("no".into()) });
+        Arc::new(|_: crate::MergeInput<'_>| -> Result<Vec<u8>, String> { Err("no".into()) });
     let merging = |case: Case| {
         case.policy(|p| p.conflicts = ConflictPolicy::Merge(merge.clone()))
             .one(|p| &p.merges)
