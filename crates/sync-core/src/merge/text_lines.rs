@@ -2,14 +2,18 @@
 //!
 //! Must stay pure, symmetric and bounded: each side is diffed against the base on its own, so
 //! swapping sides swaps the two hunk lists and nothing else; a diff needing more than
-//! [`MAX_EDITS`] line edits is not computed (the newer side wins instead), so memory stays
-//! bounded on large, heavily edited files.
+//! `MAX_EDITS` line edits or `MAX_WORK` line comparisons is not computed (the newer side wins
+//! instead), so memory and time stay bounded on large, heavily edited files.
 
 use super::Newer;
 
 /// The most line edits (inserted plus deleted lines) one side's diff may take; beyond it the
 /// merge falls back to the newer side. The diff keeps about `MAX_EDITS²` numbers.
 const MAX_EDITS: usize = 1000;
+
+/// The most line comparisons one side's diff may make; beyond it the merge falls back to the
+/// newer side. Typical edits of a large file need about as many as the file has lines.
+const MAX_WORK: usize = 20_000_000;
 
 /// The result of [`text_lines`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,9 +113,10 @@ fn clashes(a: &Hunk<'_>, b: &Hunk<'_>) -> bool {
     overlap || inserts_at(a, b) || inserts_at(b, a)
 }
 
-/// The hunks turning `base` into `side`, in base order; `None` past [`MAX_EDITS`].
+/// The hunks turning `base` into `side`, in base order; `None` past [`MAX_EDITS`] or
+/// [`MAX_WORK`].
 fn hunks<'a>(base: &[&str], side: &[&'a str]) -> Option<Vec<Hunk<'a>>> {
-    let matches = matching_lines(base, side)?;
+    let matches = matching_lines(base, side, MAX_EDITS, MAX_WORK)?;
     let mut out = Vec::new();
     let (mut i, mut j) = (0, 0);
     for (mi, mj) in matches.into_iter().chain([(base.len(), side.len())]) {
@@ -128,17 +133,23 @@ fn hunks<'a>(base: &[&str], side: &[&'a str]) -> Option<Vec<Hunk<'a>>> {
 }
 
 /// The pairs `(i, j)` with `a[i] == b[j]` of a shortest edit script (Myers' greedy diff), in
-/// increasing order; `None` if it needs more than [`MAX_EDITS`] edits.
-fn matching_lines(a: &[&str], b: &[&str]) -> Option<Vec<(usize, usize)>> {
+/// increasing order; `None` if it needs more than `max_edits` edits or `max_work` steps.
+fn matching_lines(
+    a: &[&str],
+    b: &[&str],
+    max_edits: usize,
+    max_work: usize,
+) -> Option<Vec<(usize, usize)>> {
     let (n, m) = (a.len() as isize, b.len() as isize);
     let max = n + m;
-    let limit = max.min(MAX_EDITS as isize);
+    let limit = max.min(isize::try_from(max_edits).unwrap_or(isize::MAX));
     let off = max + 1;
     // v[off + k]: the furthest x reached on diagonal k = x - y.
     let mut v = vec![0isize; (2 * max + 3) as usize];
     // trace[d]: v on diagonals -(d+1)..=d+1 before step d.
     let mut trace: Vec<Vec<isize>> = Vec::new();
     let ix = |k: isize| (off + k) as usize;
+    let mut work = 0usize;
     for d in 0..=limit {
         trace.push(v[ix(-d - 1)..=ix(d + 1)].to_vec());
         let mut k = -d;
@@ -152,6 +163,11 @@ fn matching_lines(a: &[&str], b: &[&str]) -> Option<Vec<(usize, usize)>> {
             while x < n && y < m && a[x as usize] == b[y as usize] {
                 x += 1;
                 y += 1;
+                work += 1;
+            }
+            work += 1;
+            if work > max_work {
+                return None;
             }
             v[ix(k)] = x;
             if x >= n && y >= m {
@@ -212,7 +228,7 @@ mod tests {
     #[test]
     fn the_diff_is_a_shortest_one() {
         let (a, b) = (lines("a\nb\nc\na\nb\nb\na\n"), lines("c\nb\na\nb\na\nc\n"));
-        let matches = matching_lines(&a, &b).unwrap();
+        let matches = matching_lines(&a, &b, MAX_EDITS, MAX_WORK).unwrap();
         assert_eq!(matches.len(), 4); // the classic example: 5 edits, LCS of 4
         for (i, j) in &matches {
             assert_eq!(a[*i], b[*j]);
@@ -220,7 +236,7 @@ mod tests {
         assert!(matches
             .windows(2)
             .all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1));
-        assert_eq!(matching_lines(&[], &[]).unwrap(), []);
+        assert_eq!(matching_lines(&[], &[], 0, 1).unwrap(), []);
         assert_eq!(hunks(&a, &[]).unwrap().len(), 1);
         assert_eq!(hunks(&[], &b).unwrap()[0].lines, b);
     }
@@ -306,5 +322,31 @@ mod tests {
         let merged = both(Some(&base), &edited, &remote, Newer::Remote);
         assert!(!merged.fell_back);
         assert!(merged.text.starts_with("0\n1\n2\n3\n4\nfive\n") && merged.text.ends_with("end\n"));
+    }
+
+    #[test]
+    fn large_files_with_scattered_edits_merge() {
+        let base: String = (0..100_000).map(|i| format!("line {i}\n")).collect();
+        let local = base
+            .replacen("line 10\n", "ten\n", 1)
+            .replacen("line 50000\n", "", 1);
+        let remote =
+            base.replacen("line 20\n", "twenty\nmore\n", 1)
+                .replacen("line 99999\n", "last\n", 1);
+        let merged = both(Some(&base), &local, &remote, Newer::Local);
+        assert!(!merged.fell_back);
+        let expected =
+            local
+                .replacen("line 20\n", "twenty\nmore\n", 1)
+                .replacen("line 99999\n", "last\n", 1);
+        assert_eq!(merged.text, expected);
+    }
+
+    #[test]
+    fn the_limits_stop_the_diff() {
+        let (a, b) = (lines("a\nb\nc\nd\n"), lines("a\nx\nc\ny\n"));
+        assert!(matching_lines(&a, &b, 4, 100).is_some());
+        assert!(matching_lines(&a, &b, 3, 100).is_none()); // needs 4 edits
+        assert!(matching_lines(&a, &b, 4, 3).is_none()); // and more than 3 comparisons
     }
 }
