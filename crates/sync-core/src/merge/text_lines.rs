@@ -349,4 +349,46 @@ mod tests {
         assert!(matching_lines(&a, &b, 3, 100).is_none()); // needs 4 edits
         assert!(matching_lines(&a, &b, 4, 3).is_none()); // and more than 3 comparisons
     }
+
+    /// The length of a longest common subsequence, by the textbook table.
+    fn lcs(a: &[&str], b: &[&str]) -> usize {
+        let mut table = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+        for i in (0..a.len()).rev() {
+            for j in (0..b.len()).rev() {
+                table[i][j] = if a[i] == b[j] {
+                    table[i + 1][j + 1] + 1
+                } else {
+                    table[i + 1][j].max(table[i][j + 1])
+                };
+            }
+        }
+        table[0][0]
+    }
+
+    proptest::proptest! {
+        /// The diff is a longest common subsequence, and its hunks rebuild the side exactly.
+        #[test]
+        fn the_diff_is_minimal_and_its_hunks_rebuild_the_side(
+            a in proptest::collection::vec("[abc]\n", 0..12),
+            b in proptest::collection::vec("[abc]\n", 0..12),
+        ) {
+            let (a, b): (Vec<&str>, Vec<&str>) =
+                (a.iter().map(String::as_str).collect(), b.iter().map(String::as_str).collect());
+            let matches = matching_lines(&a, &b, MAX_EDITS, MAX_WORK).unwrap();
+            proptest::prop_assert_eq!(matches.len(), lcs(&a, &b));
+            for (i, j) in &matches {
+                proptest::prop_assert_eq!(a[*i], b[*j]);
+            }
+            let mut rebuilt = Vec::new();
+            let mut at = 0;
+            for hunk in hunks(&a, &b).unwrap() {
+                proptest::prop_assert!(hunk.start >= at && hunk.end >= hunk.start);
+                rebuilt.extend_from_slice(&a[at..hunk.start]);
+                rebuilt.extend_from_slice(&hunk.lines);
+                at = hunk.end;
+            }
+            rebuilt.extend_from_slice(&a[at..]);
+            proptest::prop_assert_eq!(rebuilt, b);
+        }
+    }
 }
