@@ -56,6 +56,7 @@ mod transport;
 
 pub mod engine;
 pub mod memory;
+pub mod merge;
 pub mod reconcile;
 pub mod server;
 #[cfg(feature = "testkit")]
