@@ -1,44 +1,22 @@
 //! `kv-sync`: records (JSON values under keys, as an app's local storage) synced between two
-//! clients through a sync server, with a custom conflict policy that merges JSON arrays by `id`.
+//! clients through a sync server, with a three-way merge of JSON arrays by `id` for `todos/`.
 //!
 //! Records travel as file items; only the replica differs from folder sync. Here each client
 //! keeps its records in a `MemoryReplica` (an app would implement `Replica` over its own
 //! storage). `cargo run --example kv-sync`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{ensure, Context};
 use serde_json::Value;
 use store_sqlite::{SqliteServerStore, SqliteStateStore};
 use sync_core::memory::MemoryReplica;
-use sync_core::{ConflictPolicy, Engine, EngineConfig, Key, MergeInput, ServerConfig, SyncPolicy};
+use sync_core::merge::UnionById;
+use sync_core::{ConflictPolicy, Engine, EngineConfig, Key, ServerConfig, SyncPolicy};
 use transport_http::client::HttpTransport;
 use transport_http::server::{nodelay, router, ServerOptions, StaticTokens};
 
 type Client = Engine<HttpTransport, SqliteStateStore, MemoryReplica>;
-
-/// The app's merge: two JSON arrays of objects with an `id` become one array with every id
-/// once (the local object wins for an id present on both sides), ordered by id. Anything else
-/// is not mergeable, and the newest edit wins (the loser is still kept).
-fn merge_by_id(m: MergeInput<'_>) -> Result<Vec<u8>, String> {
-    let (local, remote) = (m.local, m.remote);
-    let parse = |b: &[u8]| -> Result<Vec<Value>, String> {
-        match serde_json::from_slice::<Value>(b).map_err(|e| e.to_string())? {
-            Value::Array(items) => Ok(items),
-            _ => Err("not a JSON array".into()),
-        }
-    };
-    let mut by_id: BTreeMap<String, Value> = BTreeMap::new();
-    for item in parse(remote)?.into_iter().chain(parse(local)?) {
-        let id = item
-            .get("id")
-            .map(Value::to_string)
-            .ok_or("an element has no id")?;
-        by_id.insert(id, item);
-    }
-    serde_json::to_vec(&by_id.into_values().collect::<Vec<_>>()).map_err(|e| e.to_string())
-}
 
 async fn client(url: &str) -> anyhow::Result<Client> {
     Ok(Engine::new(
@@ -47,7 +25,12 @@ async fn client(url: &str) -> anyhow::Result<Client> {
         MemoryReplica::default(),
         EngineConfig {
             policy: SyncPolicy {
-                conflicts: ConflictPolicy::Merge(Arc::new(merge_by_id)),
+                // Todo lists merge three-way by id: a todo deleted on one device stays
+                // deleted, one added on the other is kept. Other keys: newest edit wins.
+                conflicts_by_prefix: vec![(
+                    "todos/".into(),
+                    ConflictPolicy::Merge(Arc::new(UnionById::new("id"))),
+                )],
                 ..SyncPolicy::default()
             },
             ..EngineConfig::default()
@@ -108,6 +91,29 @@ async fn main() -> anyhow::Result<()> {
     println!("tablet has todos/list = {t}");
     ensure!(p == t, "clients disagree");
     ensure!(p.as_array().map(Vec::len) == Some(3), "merge lost a todo");
+
+    // The phone deletes "call mum" while the tablet edits another todo: the delete holds.
+    put(
+        &phone,
+        "todos/list",
+        serde_json::json!([{"id": 1, "text": "buy milk"}, {"id": 3, "text": "water plants"}]),
+    )?;
+    put(
+        &tablet,
+        "todos/list",
+        serde_json::json!([{"id": 1, "text": "buy oat milk"}, {"id": 2, "text": "call mum"}, {"id": 3, "text": "water plants"}]),
+    )?;
+    phone.sync_once().await?;
+    tablet.sync_once().await?;
+    phone.sync_once().await?;
+    let (p, t) = (get(&phone, "todos/list")?, get(&tablet, "todos/list")?);
+    println!("after a delete on the phone and an edit on the tablet: {t}");
+    ensure!(p == t, "clients disagree");
+    ensure!(
+        p.as_array()
+            .is_some_and(|a| a.len() == 2 && !a.iter().any(|x| x["id"] == 2)),
+        "the deleted todo came back"
+    );
     let kept = tablet.replica().backup_contents();
     println!(
         "tablet kept its pre-merge version as a backup: {}",

@@ -111,12 +111,45 @@ pub enum Identity {
 pub struct SyncPolicy {
     /// What deletes do.
     pub deletes: DeletePolicy,
-    /// Who wins a conflict.
+    /// Who wins a conflict, for keys no entry of `conflicts_by_prefix` matches.
     pub conflicts: ConflictPolicy,
+    /// Conflict policies for key prefixes, e.g. `("settings/", JsonFields)`,
+    /// `("history/", AppendOnly)`: the longest prefix that `key.as_str()` starts with decides;
+    /// keys no prefix matches use `conflicts`. A prefix is matched as text, so end it with `/`
+    /// to mean a folder.
+    pub conflicts_by_prefix: Vec<(String, ConflictPolicy)>,
     /// How local items find their remote twins.
     pub identity: Identity,
     /// Items larger than this are skipped with a warning.
     pub max_item_bytes: u64,
+}
+
+impl SyncPolicy {
+    /// The conflict policy for `key`: that of the longest matching entry of
+    /// `conflicts_by_prefix`, else `conflicts`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use sync_core::merge::{AppendOnly, JsonFields};
+    /// use sync_core::{ConflictPolicy, Key, SyncPolicy};
+    /// let policy = SyncPolicy {
+    ///     conflicts_by_prefix: vec![
+    ///         ("settings/".into(), ConflictPolicy::Merge(Arc::new(JsonFields))),
+    ///         ("history/".into(), ConflictPolicy::Merge(Arc::new(AppendOnly::new("id", "at")))),
+    ///     ],
+    ///     ..SyncPolicy::default()
+    /// };
+    /// let key = |s: &str| Key::new(s).unwrap();
+    /// assert!(matches!(policy.conflicts_for(&key("settings/theme.json")), ConflictPolicy::Merge(_)));
+    /// assert!(matches!(policy.conflicts_for(&key("notes/a.txt")), ConflictPolicy::NewestStamp));
+    /// ```
+    pub fn conflicts_for(&self, key: &Key) -> &ConflictPolicy {
+        self.conflicts_by_prefix
+            .iter()
+            .filter(|(prefix, _)| key.as_str().starts_with(prefix.as_str()))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map_or(&self.conflicts, |(_, policy)| policy)
+    }
 }
 
 impl Default for SyncPolicy {
@@ -124,6 +157,7 @@ impl Default for SyncPolicy {
         SyncPolicy {
             deletes: DeletePolicy::Keep,
             conflicts: ConflictPolicy::NewestStamp,
+            conflicts_by_prefix: Vec::new(),
             identity: Identity::Path,
             max_item_bytes: DEFAULT_MAX_ITEM_BYTES,
         }

@@ -384,6 +384,106 @@ async fn a_merge_sees_the_base_so_a_line_deleted_on_one_side_stays_deleted() {
     assert!(b.replica().backup_contents().contains(&b"x\ny\nz".to_vec()));
 }
 
+/// The records app's bug: a todo deleted on one device came back from the other, because its
+/// merge saw only (local, remote). Runs the same edits under `merge` and returns the list both
+/// devices end with.
+async fn todos_after_a_delete_here_and_an_add_there(merge: Arc<dyn crate::Merge>) -> Vec<u8> {
+    let w = World::new();
+    let policy = SyncPolicy {
+        conflicts_by_prefix: vec![("todos/".into(), ConflictPolicy::Merge(merge))],
+        ..SyncPolicy::default()
+    };
+    let mut phone = w.device(1, policy.clone());
+    let mut tablet = w.device(2, policy);
+    phone
+        .replica()
+        .put(&k("todos/list"), br#"[{"id":1},{"id":2}]"#);
+    sync(&mut phone).await;
+    sync(&mut tablet).await;
+    w.tick();
+    phone.replica().put(&k("todos/list"), br#"[{"id":1}]"#); // deletes todo 2
+    tablet
+        .replica()
+        .put(&k("todos/list"), br#"[{"id":1},{"id":2},{"id":3}]"#); // adds todo 3
+    sync(&mut phone).await;
+    let r = sync(&mut tablet).await;
+    assert_eq!(r.conflicts, 1, "{r:?}");
+    sync(&mut phone).await;
+    let on_phone = phone.replica().get(&k("todos/list")).unwrap();
+    assert_eq!(on_phone, tablet.replica().get(&k("todos/list")).unwrap());
+    on_phone.to_vec()
+}
+
+#[tokio::test]
+async fn a_todo_deleted_on_one_device_does_not_return_from_the_other() {
+    // The two-way merge of the old kv-sync example: every id of either side, once.
+    let two_way: Arc<dyn crate::Merge> = Arc::new(|m: MergeInput<'_>| -> Result<Vec<u8>, String> {
+        let parse = |b: &[u8]| {
+            serde_json::from_slice::<Vec<serde_json::Value>>(b).map_err(|e| e.to_string())
+        };
+        let mut by_id = std::collections::BTreeMap::new();
+        for item in parse(m.remote)?.into_iter().chain(parse(m.local)?) {
+            by_id.insert(item["id"].to_string(), item);
+        }
+        serde_json::to_vec(&by_id.into_values().collect::<Vec<_>>()).map_err(|e| e.to_string())
+    });
+    let old = todos_after_a_delete_here_and_an_add_there(two_way).await;
+    assert_eq!(
+        old, br#"[{"id":1},{"id":2},{"id":3}]"#,
+        "the bug: todo 2 is back"
+    );
+    let three_way = Arc::new(crate::merge::UnionById::new("id"));
+    let new = todos_after_a_delete_here_and_an_add_there(three_way).await;
+    assert_eq!(
+        new, br#"[{"id":1},{"id":3}]"#,
+        "deleted stays deleted, added is kept"
+    );
+}
+
+#[tokio::test]
+async fn policies_per_prefix_merge_settings_by_field_and_leave_other_keys_to_the_newest() {
+    let w = World::new();
+    let policy = SyncPolicy {
+        conflicts_by_prefix: vec![(
+            "settings/".into(),
+            ConflictPolicy::Merge(Arc::new(crate::merge::JsonFields)),
+        )],
+        ..SyncPolicy::default()
+    };
+    let mut a = w.device(1, policy.clone());
+    let mut b = w.device(2, policy);
+    a.replica()
+        .put(&k("settings/app.json"), br#"{"font":12,"theme":"light"}"#);
+    a.replica().put(&k("notes.txt"), b"v0");
+    sync(&mut a).await;
+    sync(&mut b).await;
+    w.tick();
+    a.replica()
+        .put(&k("settings/app.json"), br#"{"font":14,"theme":"light"}"#);
+    a.replica().put(&k("notes.txt"), b"from a");
+    w.tick();
+    b.replica()
+        .put(&k("settings/app.json"), br#"{"font":12,"theme":"dark"}"#);
+    b.replica().put(&k("notes.txt"), b"from b, newer");
+    sync(&mut a).await;
+    sync(&mut b).await;
+    sync(&mut a).await;
+    for d in [&a, &b] {
+        assert_eq!(
+            d.replica().get(&k("settings/app.json")).unwrap(),
+            br#"{"font":14,"theme":"dark"}"#
+        );
+        assert_eq!(d.replica().get(&k("notes.txt")).unwrap(), b"from b, newer");
+    }
+    // The losing edit stays recoverable from the server's history.
+    let history = w.server.history(&w.tenant, &k("notes.txt")).await.unwrap();
+    let from_a = crate::ContentHash::of(b"from a");
+    assert!(
+        history.iter().any(|v| v.hash == Some(from_a)),
+        "{history:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_failed_merge_falls_back_to_the_newest_stamp_and_keeps_the_loser() {
     let failing: Arc<dyn crate::Merge> =

@@ -4,7 +4,8 @@
 //!
 //! Four merges live in their own files: [`json_fields`] (objects field by field),
 //! [`union_by_id`] (arrays of objects keyed by an id), [`append_only`] (logs) and
-//! [`text_lines`] (line-based text). Every merge is symmetric: swapping `local` and `remote`
+//! [`text_lines`] (line-based text); `policies.rs` wraps each as a [`Merge`](crate::Merge)
+//! ([`JsonFields`], [`UnionById`], [`AppendOnly`], [`TextLines`]). Every merge is symmetric: swapping `local` and `remote`
 //! and flipping [`Newer`] gives the same result, so two devices that merge the same pair
 //! converge.
 //!
@@ -13,6 +14,7 @@
 
 mod append_only;
 mod json_fields;
+mod policies;
 mod text_lines;
 mod union_by_id;
 
@@ -23,6 +25,7 @@ use serde_json::{Number, Value};
 
 pub use append_only::append_only;
 pub use json_fields::json_fields;
+pub use policies::{newer_of, AppendOnly, JsonFields, TextLines, UnionById};
 pub use text_lines::{text_lines, TextMerge};
 pub use union_by_id::union_by_id;
 

@@ -421,7 +421,7 @@ fn conflict(
     policy: &SyncPolicy,
 ) -> Decision {
     let local_stamp = Stamp::for_edit(local.modified_millis, node, base.map(|b| b.stamp));
-    let winner = match &policy.conflicts {
+    let winner = match policy.conflicts_for(&remote.key) {
         ConflictPolicy::NewestStamp => newest(local_stamp, remote),
         ConflictPolicy::PreferLocal => Winner::Local,
         ConflictPolicy::PreferRemote => Winner::Remote,
