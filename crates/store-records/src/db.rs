@@ -115,9 +115,18 @@ where
 
 fn open_blocking(path: Option<&Path>) -> Result<Connection, RecordsError> {
     let shown = path.map_or_else(|| PathBuf::from(":memory:"), Path::to_path_buf);
-    let open_err = |source| RecordsError::Open {
-        path: shown.clone(),
-        source,
+    let open_err = |source: rusqlite::Error| {
+        if source.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) {
+            RecordsError::NotADatabase {
+                path: shown.clone(),
+                detail: source.to_string(),
+            }
+        } else {
+            RecordsError::Open {
+                path: shown.clone(),
+                source,
+            }
+        }
     };
     let mut conn = match path {
         Some(p) => Connection::open(p),
@@ -203,9 +212,11 @@ pub(crate) fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     let hash: Option<Vec<u8>> = r.get(4)?;
     let hash = match hash {
         None => None,
-        Some(bytes) => Some(ContentHash::from_bytes(<[u8; 32]>::try_from(bytes).map_err(
-            |_| rusqlite::Error::InvalidColumnType(4, "hash".into(), rusqlite::types::Type::Blob),
-        )?)),
+        Some(bytes) => Some(ContentHash::from_bytes(
+            <[u8; 32]>::try_from(bytes).map_err(|_| {
+                rusqlite::Error::InvalidColumnType(4, "hash".into(), rusqlite::types::Type::Blob)
+            })?,
+        )),
     };
     Ok(Row {
         key: r.get(0)?,

@@ -17,6 +17,16 @@ pub enum RecordsError {
         /// What SQLite said.
         source: rusqlite::Error,
     },
+    /// The file is not an SQLite database at all (or its header is damaged).
+    #[error(
+        "{path} is not a database file ({detail}); open another file, or restore it from a backup"
+    )]
+    NotADatabase {
+        /// The file.
+        path: PathBuf,
+        /// What SQLite said.
+        detail: String,
+    },
     /// The file is an SQLite database of another program (or another store).
     #[error("{path} is not a record store (it holds another program's tables); open another file")]
     WrongKind {

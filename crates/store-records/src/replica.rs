@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sync_core::{
-    Backup, Content, ContentHash, Error, ErrorClass, Expected, ItemKind, Key, KnownItem,
-    LocalItem, Replica, Result, Scan, Skipped, Stamp,
+    Backup, Content, ContentHash, Error, ErrorClass, Expected, ItemKind, Key, KnownItem, LocalItem,
+    Replica, Result, Scan, Skipped, Stamp,
 };
 
 use crate::db::{self, Row};

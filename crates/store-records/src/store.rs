@@ -114,15 +114,20 @@ impl RecordStore {
     }
 
     /// The record `key` read as JSON of type `T`, or `None` if there is none.
-    pub async fn get_json<T: DeserializeOwned>(&self, key: &Key) -> Result<Option<T>, RecordsError> {
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        key: &Key,
+    ) -> Result<Option<T>, RecordsError> {
         match self.get(key).await? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| RecordsError::Json {
-                    key: key.clone(),
-                    source,
-                }),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|source| RecordsError::Json {
+                        key: key.clone(),
+                        source,
+                    })
+            }
         }
     }
 
@@ -154,7 +159,8 @@ impl RecordStore {
     {
         self.db
             .call(move |conn: &mut Connection| {
-                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 let out = f(&mut RecordTx {
                     conn: &tx,
                     now: db::now_millis(),
