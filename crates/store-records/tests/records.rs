@@ -283,3 +283,40 @@ async fn subscribers_hear_what_a_sync_changed() {
     assert_eq!(store_a.get(&k("notes/b")).await.unwrap().unwrap(), "from B");
     assert_eq!(drain(&mut rx_b), Vec::<Key>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_loser_is_kept_in_the_backups_table() {
+    let server = Arc::new(MemoryServerStore::new(ServerConfig::default()));
+    let (store_a, store_b) = (
+        RecordStore::open_in_memory().await.unwrap(),
+        RecordStore::open_in_memory().await.unwrap(),
+    );
+    let (mut a, mut b) = (device(&server, &store_a, 1), device(&server, &store_b, 2));
+    store_a.put(&k("doc"), "base").await.unwrap();
+    a.sync_once().await.unwrap();
+    b.sync_once().await.unwrap();
+    assert_eq!(store_b.get(&k("doc")).await.unwrap().unwrap(), "base");
+
+    // Both edit; A's edit is the newer one (stamps follow the records' write times).
+    store_b.put(&k("doc"), "older edit on B").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    store_a.put(&k("doc"), "newer edit on A").await.unwrap();
+    a.sync_once().await.unwrap();
+    let mut rx_b = store_b.subscribe();
+    b.sync_once().await.unwrap();
+
+    assert_eq!(
+        store_b.get(&k("doc")).await.unwrap().unwrap(),
+        "newer edit on A"
+    );
+    assert_eq!(drain(&mut rx_b), vec![k("doc")]);
+    let backups = store_b.backups().await.unwrap();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert_eq!(backups[0].key, k("doc"));
+    assert_eq!(
+        store_b.read_backup(&backups[0]).await.unwrap(),
+        "older edit on B"
+    );
+    // Backups are not records.
+    assert_eq!(store_b.list("").await.unwrap().len(), 1);
+}
