@@ -17,7 +17,7 @@ if grep -qE '^[^a-z]*(reqwest|backon) v' <<<"$server"; then
 fi
 echo "check-features: client build $(grep -c ' v' <<<"$client") crate lines without axum; server build without reqwest"
 
-for features in "" sqlite folder fs-remote http-client http-server postgres; do
+for features in "" sqlite folder fs-remote http-client http-server postgres records; do
     echo "check-features: cargo check -p sync-engine --no-default-features ${features:+--features $features}"
     cargo check -q -p sync-engine --no-default-features ${features:+--features "$features"} \
         || fail "sync-engine does not build with --no-default-features ${features:+--features $features}"

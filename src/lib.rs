@@ -12,6 +12,7 @@
 //! | `sqlite` | via `folder` | [`sqlite`]: client state and server storage on SQLite |
 //! | `http-server` | no | [`http`]`::server`: the axum router over any `ServerStore`, and `serve` |
 //! | `postgres` | no | [`postgres`]: a `ServerStore` on PostgreSQL for several servers |
+//! | `records` | no | [`records`]: an app's local record store on SQLite, synced as a replica |
 //!
 //! A desktop app takes the defaults; a server takes
 //! `default-features = false, features = ["sqlite", "http-server"]` and compiles no HTTP
@@ -59,6 +60,11 @@ pub use transport_fs as remote_dir;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use store_postgres as postgres;
+
+/// An app's local record store on SQLite, synced as a `Replica`; the `store-records` crate.
+#[cfg(feature = "records")]
+#[cfg_attr(docsrs, doc(cfg(feature = "records")))]
+pub use store_records as records;
 
 /// The folder replica (feature `folder`); the `replica-fs` crate.
 #[cfg(feature = "folder")]
