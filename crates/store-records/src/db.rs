@@ -1,15 +1,16 @@
 //! The SQLite side: the schema, opening a file (pragmas, kind and version checks, creating the
-//! tables), [`Db::call`] which runs a closure on the connection inside
-//! [`tokio::task::spawn_blocking`], and the row-level SQL both faces of the store share.
+//! tables), [`Db::call`] which runs a closure on the connection on a blocking thread (through
+//! `store_sqlite::blocking`, the wrapper every SQLite store shares), and the row-level SQL both
+//! faces of the store share.
 //!
 //! Rule: SQLite never runs on an async worker thread; everything goes through [`Db::open`] or
 //! [`Db::call`]. This module knows nothing about the engine's plan or notifications.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use store_sqlite::blocking::{run_blocking, SharedConnection};
 use sync_core::{ContentHash, Fingerprint, Key};
 
 use crate::RecordsError;
@@ -55,15 +56,9 @@ INSERT INTO meta (id, seq) VALUES (1, 0);
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One SQLite connection, shared by clones, used only from blocking threads.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(crate) struct Db {
-    conn: Arc<Mutex<Connection>>,
-}
-
-impl std::fmt::Debug for Db {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").finish_non_exhaustive()
-    }
+    conn: SharedConnection,
 }
 
 impl Db {
@@ -71,7 +66,7 @@ impl Db {
     pub(crate) async fn open(path: Option<PathBuf>) -> Result<Db, RecordsError> {
         let conn = run_blocking(move || open_blocking(path.as_deref())).await??;
         Ok(Db {
-            conn: Arc::new(Mutex::new(conn)),
+            conn: SharedConnection::new(conn),
         })
     }
 
@@ -83,34 +78,11 @@ impl Db {
         T: Send + 'static,
         E: From<RecordsError> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        run_blocking(move || {
-            let mut guard = match conn.lock() {
-                Ok(g) => g,
-                Err(poisoned) => {
-                    let g = poisoned.into_inner();
-                    if !g.is_autocommit() {
-                        g.execute_batch("ROLLBACK").map_err(RecordsError::from)?;
-                    }
-                    g
-                }
-            };
-            f(&mut guard)
-        })
-        .await
-        .map_err(E::from)?
+        self.conn
+            .call(move |conn| Ok::<_, RecordsError>(f(conn)))
+            .await
+            .map_err(E::from)?
     }
-}
-
-/// Runs `f` on tokio's blocking pool; a panic or cancellation becomes [`RecordsError::Task`].
-async fn run_blocking<T, F>(f: F) -> Result<T, RecordsError>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| RecordsError::Task(e.to_string()))
 }
 
 fn open_blocking(path: Option<&Path>) -> Result<Connection, RecordsError> {

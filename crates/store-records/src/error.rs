@@ -72,6 +72,12 @@ pub enum RecordsError {
     Corrupt(String),
 }
 
+impl From<store_sqlite::blocking::TaskFailed> for RecordsError {
+    fn from(e: store_sqlite::blocking::TaskFailed) -> RecordsError {
+        RecordsError::Task(e.0)
+    }
+}
+
 impl From<RecordsError> for sync_core::Error {
     fn from(e: RecordsError) -> Self {
         match e {

@@ -9,11 +9,11 @@
 //! about the tables of either store; their SQL lives in [`crate::schema`].
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
+use crate::blocking::SharedConnection;
 use crate::error::{is_corruption, StoreError};
 use crate::schema::Schema;
 
@@ -44,15 +44,9 @@ pub struct StoreOptions {
 }
 
 /// One SQLite connection, shared, used only from blocking threads.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(crate) struct Db {
-    conn: Arc<Mutex<Connection>>,
-}
-
-impl std::fmt::Debug for Db {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").finish_non_exhaustive()
-    }
+    conn: SharedConnection,
 }
 
 impl Db {
@@ -65,7 +59,7 @@ impl Db {
     ) -> Result<Db, StoreError> {
         let conn = run_blocking(move || open_blocking(Some(&path), schema, options)).await??;
         Ok(Db {
-            conn: Arc::new(Mutex::new(conn)),
+            conn: SharedConnection::new(conn),
         })
     }
 
@@ -74,7 +68,7 @@ impl Db {
         let conn =
             run_blocking(move || open_blocking(None, schema, StoreOptions::default())).await??;
         Ok(Db {
-            conn: Arc::new(Mutex::new(conn)),
+            conn: SharedConnection::new(conn),
         })
     }
 
@@ -88,22 +82,10 @@ impl Db {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        run_blocking(move || {
-            let mut guard = match conn.lock() {
-                Ok(g) => g,
-                Err(poisoned) => {
-                    let g = poisoned.into_inner();
-                    if !g.is_autocommit() {
-                        g.execute_batch("ROLLBACK").map_err(StoreError::from)?;
-                    }
-                    g
-                }
-            };
-            f(&mut guard)
-        })
-        .await
-        .map_err(E::from)?
+        self.conn
+            .call(move |conn| Ok::<_, StoreError>(f(conn)))
+            .await
+            .map_err(E::from)?
     }
 }
 
@@ -113,9 +95,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))
+    Ok(crate::blocking::run_blocking(f).await?)
 }
 
 /// What to call the database in messages.

@@ -136,6 +136,12 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+impl From<crate::blocking::TaskFailed> for StoreError {
+    fn from(e: crate::blocking::TaskFailed) -> StoreError {
+        StoreError::Task(e.0)
+    }
+}
+
 impl From<StoreError> for sync_core::Error {
     fn from(e: StoreError) -> sync_core::Error {
         sync_core::Error::storage(e.to_string())

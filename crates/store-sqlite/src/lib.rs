@@ -79,6 +79,7 @@
 //! do not wake it.
 
 mod blobs;
+pub mod blocking;
 mod conn;
 mod error;
 mod schema;
