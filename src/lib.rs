@@ -31,10 +31,10 @@ pub mod folder;
 pub use sync_core as core;
 pub use sync_core::memory;
 pub use sync_core::{
-    ConflictPolicy, ContentHash, DeletePolicy, Engine, EngineConfig, Error, ErrorClass, ErrorEntry,
-    ErrorStack, Identity, Key, KeyError, Merge, Replica, Result, Revision, RunOptions, Scope,
-    ServerConfig, ServerStore, Stamp, StateStore, SyncFailed, SyncHandle, SyncPolicy, SyncReport,
-    SyncStatus, TenantId, Transport,
+    merge, ConflictPolicy, ContentHash, DeletePolicy, Engine, EngineConfig, Error, ErrorClass,
+    ErrorEntry, ErrorStack, Identity, Key, KeyError, Merge, NeverSync, NeverSyncReplica, Replica,
+    Result, Revision, RunOptions, Scope, ServerConfig, ServerStore, Stamp, StateStore, SyncFailed,
+    SyncHandle, SyncPolicy, SyncReport, SyncStatus, TenantId, Transport,
 };
 
 /// The HTTP protocol: the client transport (feature `http-client`) and the server (feature

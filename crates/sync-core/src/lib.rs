@@ -44,6 +44,7 @@ mod hash;
 mod identity;
 mod item;
 mod key;
+mod never_sync;
 mod policy;
 mod protocol;
 mod replica;
@@ -71,6 +72,7 @@ pub use item::{
     BaseEntry, Content, Fingerprint, ItemKind, ItemMeta, LocalItem, TenantId, VersionMeta,
 };
 pub use key::{Key, KeyError, KeyRule, MAX_KEY_BYTES, MAX_SEGMENT_BYTES};
+pub use never_sync::{NeverSync, NeverSyncError, NeverSyncReplica};
 pub use policy::{
     ConflictPolicy, DeletePolicy, Identity, Merge, MergeInput, SyncPolicy, DEFAULT_MAX_ITEM_BYTES,
 };
