@@ -64,7 +64,10 @@ pub mod server;
 pub mod testkit;
 
 pub use cursor::{Cursor, CursorParseError, Epoch};
-pub use engine::{Engine, EngineConfig, RunOptions, SyncFailed, SyncHandle, SyncReport};
+pub use engine::{
+    ConflictRecord, ConflictVersion, ConflictWinner, Engine, EngineConfig, RunOptions, SyncFailed,
+    SyncHandle, SyncReport,
+};
 pub use error::{Error, Result};
 pub use hash::{ContentHash, HashParseError};
 pub use identity::{bind, Binding};

@@ -43,9 +43,9 @@ pub enum NeverSyncError {
     /// The synced value has something other than an object where a private field's parent
     /// must be, so this device's private field has nowhere to go.
     #[error(
-        "the synced value of {key} has no object at `{path}`, so this device's private field \
-         cannot be kept; the local value was left as it is (change the value so `{path}` is an \
-         object, or remove the private field)"
+        "the synced value of {key} has something other than an object at `{path}`, so this \
+         device's private field cannot be kept; the local value was left as it is (make `{path}` \
+         an object or remove it on any device, or remove the private field here)"
     )]
     NoPlaceForField {
         /// The key.
@@ -227,6 +227,9 @@ fn take(value: &mut Value, path: &[String]) -> Option<Value> {
     Some(taken)
 }
 
+/// Sets the field at `path`, making the parent objects that are absent. A parent that is there
+/// but is not an object (`null` included: the synced value chose it) is an error, so the synced
+/// view of the result is exactly `value` as it came.
 fn put(
     key: &Key,
     value: &mut Value,
@@ -236,31 +239,25 @@ fn put(
     let Some((last, parents)) = path.split_last() else {
         return Ok(());
     };
-    let mut target = object_at(key, value, "(the top level)")?;
+    let no_place = |path: String| NeverSyncError::NoPlaceForField {
+        key: key.clone(),
+        path,
+    };
+    let mut target: &mut Map<String, Value> = match value {
+        Value::Object(map) => map,
+        _ => return Err(no_place("(the top level)".to_owned())),
+    };
     for (i, name) in parents.iter().enumerate() {
-        let slot = target.entry(name.clone()).or_insert(Value::Null);
-        target = object_at(key, slot, &parents[..=i].join("."))?;
+        let slot = target
+            .entry(name.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+        target = match slot {
+            Value::Object(map) => map,
+            _ => return Err(no_place(parents[..=i].join("."))),
+        };
     }
     target.insert(last.clone(), field);
     Ok(())
-}
-
-/// `slot` as an object, made one if it is null; an error naming `path` if it is anything else.
-fn object_at<'v>(
-    key: &Key,
-    slot: &'v mut Value,
-    path: &str,
-) -> std::result::Result<&'v mut Map<String, Value>, NeverSyncError> {
-    if slot.is_null() {
-        *slot = Value::Object(Map::new());
-    }
-    match slot {
-        Value::Object(map) => Ok(map),
-        _ => Err(NeverSyncError::NoPlaceForField {
-            key: key.clone(),
-            path: path.to_owned(),
-        }),
-    }
 }
 
 /// A [`Replica`] that keeps what [`NeverSync`] names on this device: the engine syncs the

@@ -4,7 +4,13 @@
 //! ```text
 //! folder-sync --dir DIR (--server URL --token TOKEN | --remote-dir DIR)
 //!             [--identity path|app-name] [--deletes keep|propagate] [--once] [--json]
+//! folder-sync --dir DIR (--server ... | --remote-dir DIR) history PATH [--json]
+//! folder-sync --dir DIR (--server ... | --remote-dir DIR) restore PATH --rev N [--json]
 //! ```
+//!
+//! `history` lists every version the remote keeps of one file (PATH relative to DIR, or an
+//! absolute path inside it); `restore` makes version N current again as a normal edit (what
+//! the file holds now is kept in `DIR/.sync/backups/`) and runs one sync to upload it.
 //!
 //! `--once` runs one sync and exits: 0 on success, 1 when the top error is `Auth`, `Storage` or
 //! `Offline` ([`sync_engine::folder::exit_code`]). `--json` prints the report as one JSON line.
@@ -17,9 +23,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use sync_core::{
-    DeletePolicy, EngineConfig, Identity, SyncPolicy, SyncReport, TenantId, Transport,
+    DeletePolicy, EngineConfig, Identity, Key, Revision, SyncPolicy, SyncReport, TenantId,
+    Transport,
 };
 use sync_engine::folder::{self, WatchOptions};
 use transport_fs::FsTransport;
@@ -53,9 +60,29 @@ struct Args {
     /// Run one sync and exit.
     #[arg(long)]
     once: bool,
-    /// Print the report (with --once) as one JSON line.
-    #[arg(long)]
+    /// Print the report (with --once), the history or the restore as one JSON line.
+    #[arg(long, global = true)]
     json: bool,
+    /// Look at or bring back versions of one file instead of syncing.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List every version the remote keeps of a file, oldest first.
+    History {
+        /// The file: relative to --dir, or an absolute path inside it.
+        path: PathBuf,
+    },
+    /// Make an older version of a file current again (as a normal edit), then sync.
+    Restore {
+        /// The file: relative to --dir, or an absolute path inside it.
+        path: PathBuf,
+        /// The revision to bring back (see `history`).
+        #[arg(long)]
+        rev: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -119,6 +146,47 @@ async fn sync<T: Transport + 'static>(
     let mut engine = folder::open(&args.dir, transport, config)
         .await
         .with_context(|| format!("cannot open {} for sync", args.dir.display()))?;
+    match &args.command {
+        Some(Command::History { path }) => {
+            let key = key_of(&args.dir, path)?;
+            let versions = engine
+                .history(&key)
+                .await
+                .with_context(|| format!("cannot read the history of {key}"))?;
+            if args.json {
+                println!("{}", serde_json::to_string(&versions)?);
+            } else {
+                for v in &versions {
+                    let what = match (v.deleted, v.hash) {
+                        (true, _) => "deleted".to_owned(),
+                        (false, Some(h)) => format!("{} bytes, {}", v.size, &h.to_string()[..12]),
+                        (false, None) => "folder".to_owned(),
+                    };
+                    println!("rev {}  {}  stamp {}", v.rev.0, what, v.stamp);
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(Command::Restore { path, rev }) => {
+            let key = key_of(&args.dir, path)?;
+            engine
+                .restore(&key, Revision(*rev))
+                .await
+                .with_context(|| format!("cannot restore revision {rev} of {key}"))?;
+            let outcome = engine.sync_once().await;
+            let code = folder::exit_code(&outcome);
+            let report = outcome.unwrap_or_else(|failed| failed.partial);
+            if args.json {
+                let out = serde_json::json!({ "key": key, "rev": rev, "report": report });
+                println!("{out}");
+            } else {
+                println!("restored {key} to revision {rev}");
+                print_report(&report, false)?;
+            }
+            return Ok(ExitCode::from(code));
+        }
+        None => {}
+    }
     if args.once {
         let outcome = engine.sync_once().await;
         let code = folder::exit_code(&outcome);
@@ -146,6 +214,37 @@ async fn sync<T: Transport + 'static>(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The key of `path`: relative to `dir`, or an absolute path inside it.
+fn key_of(dir: &std::path::Path, path: &std::path::Path) -> anyhow::Result<Key> {
+    let relative = if path.is_absolute() {
+        let dir = std::fs::canonicalize(dir)
+            .with_context(|| format!("cannot find the folder {}", dir.display()))?;
+        let parent = path.parent().unwrap_or(path);
+        let parent = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
+        let full = match path.file_name() {
+            Some(name) => parent.join(name),
+            None => parent,
+        };
+        full.strip_prefix(&dir)
+            .with_context(|| {
+                format!(
+                    "{} is not inside {}; give a path inside the synced folder",
+                    path.display(),
+                    dir.display()
+                )
+            })?
+            .to_path_buf()
+    } else {
+        path.to_path_buf()
+    };
+    let parts: Vec<String> = relative
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    Key::new(parts.join("/"))
+        .with_context(|| format!("{} is not a name that syncs", path.display()))
+}
+
 fn print_report(report: &SyncReport, json: bool) -> anyhow::Result<()> {
     if json {
         println!(
@@ -162,4 +261,14 @@ fn print_report(report: &SyncReport, json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_flags_are_consistent() {
+        super::Args::command().debug_assert();
+    }
 }

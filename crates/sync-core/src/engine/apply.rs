@@ -22,12 +22,12 @@ use crate::reconcile::{
     Merge, MergeFallback, Removal, Skip, Step, Upload,
 };
 use crate::{
-    ArchiveRequest, BaseEntry, Clock, ContentHash, DeleteRequest, Error, Expected, Fetched,
+    ArchiveRequest, Backup, BaseEntry, Clock, ContentHash, DeleteRequest, Error, Expected, Fetched,
     FolderRequest, ItemKind, ItemMeta, Key, LocalItem, MergeInput, Precondition, PushOutcome,
-    PushRequest, Replica, Result, Revision, Stamp, StateBatch, Transport,
+    PushRequest, Replica, Result, Revision, Stamp, StateBatch, Transport, VersionMeta,
 };
 
-use super::report::Outcome;
+use super::report::{ConflictRecord, ConflictVersion, ConflictWinner, Outcome};
 
 /// What applying a step changed in the state, what it did, and whether the plan must be made
 /// again.
@@ -136,7 +136,7 @@ impl InPlace for CreateRemoteFolder {
             })
             .await?;
         let base = base_entry(&meta, &step.local_key, &step.op.local);
-        let done = Outcome::Uploaded { conflict: false };
+        let done = Outcome::Uploaded { conflict: None };
         Ok(Applied::record(Some(meta), &step.key, Some(base), done))
     }
 }
@@ -148,7 +148,7 @@ impl InPlace for CreateLocalFolder {
     ) -> Result<Applied> {
         let made = ctx.replica.create_folder(&step.local_key).await?;
         let base = base_entry(&step.op.remote, &step.local_key, &made);
-        let done = Outcome::Downloaded { conflict: false };
+        let done = Outcome::Downloaded { conflict: None };
         Ok(Applied::record(None, &step.key, Some(base), done))
     }
 }
@@ -160,10 +160,12 @@ impl InPlace for KeepLoserThenDownload {
     ) -> Result<Applied> {
         let (key, local_key, op) = (&step.key, &step.local_key, &step.op);
         let loser = ctx.read_verified(local_key, &op.local).await?;
-        ctx.keep_loser(key, local_key, &op.local, loser, op.local_stamp)
+        let kept = ctx
+            .keep_loser(key, local_key, &op.local, loser, op.local_stamp)
             .await?;
         let fetched = fetch_verified(ctx.transport, &op.remote).await?;
-        ctx.write_winner(key, local_key, op, fetched.content).await
+        ctx.write_winner(key, local_key, op, fetched.content, kept)
+            .await
     }
 }
 
@@ -197,14 +199,17 @@ impl InPlace for Merge {
                 return match &op.if_merge_fails {
                     MergeFallback::Upload(upload) => ctx.upload(key, local_key, upload, mine).await,
                     MergeFallback::KeepLoserThenDownload(keep) => {
-                        ctx.keep_loser(key, local_key, &keep.local, mine, keep.local_stamp)
+                        let kept = ctx
+                            .keep_loser(key, local_key, &keep.local, mine, keep.local_stamp)
                             .await?;
-                        ctx.write_winner(key, local_key, keep, theirs.content).await
+                        ctx.write_winner(key, local_key, keep, theirs.content, kept)
+                            .await
                     }
                 };
             }
         };
-        ctx.keep_loser(key, local_key, &op.local, mine, op.local_stamp)
+        let (backup, archived) = ctx
+            .keep_loser(key, local_key, &op.local, mine, op.local_stamp)
             .await?;
         let written = ctx
             .replica
@@ -222,9 +227,22 @@ impl InPlace for Merge {
             local: written,
             precondition: Precondition::Match(op.remote.rev),
             stamp,
-            conflict: true,
+            conflict: Some(op.remote.clone()),
         };
-        ctx.upload(key, local_key, &upload, merged).await
+        let mut applied = ctx.upload(key, local_key, &upload, merged).await?;
+        if let Outcome::Uploaded {
+            conflict: Some(record),
+        } = &mut applied.outcome
+        {
+            record.winner = ConflictWinner::Merged;
+            record.local = ConflictVersion {
+                stamp: op.local_stamp,
+                hash: archived.hash.unwrap_or(record.local.hash),
+                rev: archived.rev,
+            };
+            record.backup = backup;
+        }
+        Ok(applied)
     }
 }
 
@@ -247,7 +265,7 @@ impl InPlace for Removal {
                     })
                     .await?;
                 Ok(Applied::pushed(outcome, |meta| {
-                    let done = Outcome::Uploaded { conflict: false };
+                    let done = Outcome::Uploaded { conflict: None };
                     Applied::record(Some(meta), key, None, done)
                 }))
             }
@@ -258,7 +276,7 @@ impl InPlace for Removal {
                 ctx.replica
                     .remove(local_key, Expected::Present(local.fingerprint))
                     .await?;
-                let done = Outcome::Downloaded { conflict: false };
+                let done = Outcome::Downloaded { conflict: None };
                 Ok(Applied::record(None, key, None, done))
             }
         }
@@ -354,7 +372,8 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
         Ok(uploaded(key, local_key, op, outcome))
     }
 
-    /// Keeps the losing local content: in local backups and in the server's history.
+    /// Keeps the losing local content: in local backups and in the server's history. Returns
+    /// both places.
     async fn keep_loser(
         &mut self,
         key: &Key,
@@ -362,13 +381,14 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
         local: &LocalItem,
         content: Bytes,
         stamp: Stamp,
-    ) -> Result<()> {
-        self.replica.backup(local_key, stamp).await?;
+    ) -> Result<(Option<Backup>, VersionMeta)> {
+        let backup = self.replica.backup(local_key, stamp).await?;
         let hash = local
             .content
             .hash()
             .unwrap_or_else(|| ContentHash::of(&content));
-        self.transport
+        let archived = self
+            .transport
             .archive(ArchiveRequest {
                 key: key.clone(),
                 content,
@@ -377,7 +397,7 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
                 seen: self.seen,
             })
             .await?;
-        Ok(())
+        Ok((backup, archived))
     }
 
     /// Writes a conflict's winning remote content over the (already kept) local loser.
@@ -387,13 +407,31 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
         local_key: &Key,
         op: &KeepLoserThenDownload,
         content: Bytes,
+        (backup, archived): (Option<Backup>, VersionMeta),
     ) -> Result<Applied> {
         let written = self
             .replica
             .write(local_key, content, Expected::Present(op.local.fingerprint))
             .await?;
         let base = base_entry(&op.remote, local_key, &written);
-        let done = Outcome::Downloaded { conflict: true };
+        let record = ConflictRecord {
+            key: key.clone(),
+            winner: ConflictWinner::Remote,
+            local: ConflictVersion {
+                stamp: op.local_stamp,
+                hash: archived
+                    .hash
+                    .or(op.local.content.hash())
+                    .unwrap_or_else(|| ContentHash::of(b"")),
+                rev: archived.rev,
+            },
+            remote: remote_version(&op.remote),
+            current: op.remote.rev,
+            backup,
+        };
+        let done = Outcome::Downloaded {
+            conflict: Some(record),
+        };
         Ok(Applied::record(None, key, Some(base), done))
     }
 }
@@ -402,11 +440,30 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
 fn uploaded(key: &Key, local_key: &Key, op: &Upload, outcome: PushOutcome) -> Applied {
     Applied::pushed(outcome, |meta| {
         let base = base_entry(&meta, local_key, &op.local);
-        let done = Outcome::Uploaded {
-            conflict: op.conflict,
-        };
+        let conflict = op.conflict.as_ref().map(|remote| ConflictRecord {
+            key: key.clone(),
+            winner: ConflictWinner::Local,
+            local: ConflictVersion {
+                stamp: meta.stamp,
+                hash: meta.hash.unwrap_or_else(|| ContentHash::of(b"")),
+                rev: meta.rev,
+            },
+            remote: remote_version(remote),
+            current: meta.rev,
+            backup: None,
+        });
+        let done = Outcome::Uploaded { conflict };
         Applied::record(Some(meta), key, Some(base), done)
     })
+}
+
+/// A remote version as one side of a conflict.
+fn remote_version(remote: &ItemMeta) -> ConflictVersion {
+    ConflictVersion {
+        stamp: remote.stamp,
+        hash: remote.hash.unwrap_or_else(|| ContentHash::of(b"")),
+        rev: remote.rev,
+    }
 }
 
 /// Fetches a remote version and checks its bytes against its hash.
@@ -461,7 +518,7 @@ async fn download<T: Transport, R: Replica>(
         .write(&step.local_key, fetched.content, step.op.expected)
         .await?;
     let base = base_entry(remote, &step.local_key, &written);
-    let done = Outcome::Downloaded { conflict: false };
+    let done = Outcome::Downloaded { conflict: None };
     Ok(Applied::record(None, &step.key, Some(base), done))
 }
 

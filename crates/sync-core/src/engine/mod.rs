@@ -18,15 +18,19 @@
 mod apply;
 mod report;
 mod run;
+mod versions;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-pub use report::{ReportedError, SyncFailed, SyncReport};
+pub use report::{
+    ConflictRecord, ConflictVersion, ConflictWinner, ReportedError, SyncFailed, SyncReport,
+};
 pub use run::{RunOptions, SyncHandle};
+pub use versions::RECENT_CONFLICTS;
 
 use crate::reconcile::{reconcile, Plan, ReconcileInput, Step, Upload};
 use crate::{
@@ -81,6 +85,7 @@ pub struct Engine<T, S, R> {
     status: watch::Sender<SyncStatus>,
     enabled: bool,
     handle: SyncHandle,
+    conflicts: VecDeque<ConflictRecord>,
 }
 
 /// The state store's content, cached between syncs, and the clock made from it.
@@ -103,6 +108,7 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             status,
             enabled: true,
             handle: SyncHandle::new(),
+            conflicts: VecDeque::new(),
         }
     }
 
@@ -177,6 +183,7 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
         let mut report = SyncReport::default();
         let mut reported: Vec<ErrorEntry> = Vec::new();
         let outcome = self.run_sync(&mut report, &mut reported).await;
+        self.remember_conflicts(&report.resolved);
         let now = self.config.time.now_millis();
         match outcome {
             Ok(()) => {

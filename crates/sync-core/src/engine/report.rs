@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, ErrorClass, ErrorEntry, Key};
+use crate::{Backup, ContentHash, Error, ErrorClass, ErrorEntry, Key, Revision, Stamp};
 
 /// Counts and per-item problems of one sync.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +25,9 @@ pub struct SyncReport {
     pub skipped: u64,
     /// Every problem of this sync, most important first.
     pub errors: Vec<ReportedError>,
+    /// Every conflict this sync resolved: who won and where both versions are kept.
+    #[serde(default)]
+    pub resolved: Vec<ConflictRecord>,
 }
 
 impl SyncReport {
@@ -57,10 +60,55 @@ impl SyncReport {
                 conflict
             }
         };
-        if *conflict {
+        if let Some(record) = conflict {
             self.conflicts += 1;
+            self.resolved.push(record.clone());
         }
     }
+}
+
+/// One conflict a sync resolved (both sides changed a key to different content): which side
+/// won, and where each version is kept, so an app can show both and let a person pick.
+///
+/// Read a version kept on the server with `Transport::fetch(key, Some(rev))` (or
+/// [`crate::Engine::restore`] it); read the local backup with `Replica::read_backup`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictRecord {
+    /// The key (its remote name).
+    pub key: Key,
+    /// Which version is current now.
+    pub winner: ConflictWinner,
+    /// This device's version.
+    pub local: ConflictVersion,
+    /// The server's version.
+    pub remote: ConflictVersion,
+    /// The server revision that is current after the conflict: the winner's, or the merge's.
+    pub current: Revision,
+    /// The local copy of this device's version, when it was backed up before being replaced.
+    pub backup: Option<Backup>,
+}
+
+/// Who won a conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictWinner {
+    /// This device's version was uploaded over the server's.
+    Local,
+    /// The server's version replaced this device's.
+    Remote,
+    /// A merge of both replaced both.
+    Merged,
+}
+
+/// One side of a conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictVersion {
+    /// When the edit was made.
+    pub stamp: Stamp,
+    /// Its content hash.
+    pub hash: ContentHash,
+    /// The server revision that keeps it (current or in history).
+    pub rev: Revision,
 }
 
 /// What one applied step did, as the report counts it.
@@ -68,15 +116,15 @@ impl SyncReport {
 pub(super) enum Outcome {
     /// Nothing to count: a base change, or a write the server refused with a conflict.
     Nothing,
-    /// A change written to the server; `conflict` when it won a conflict.
+    /// A change written to the server; `conflict` when it resolved a conflict.
     Uploaded {
-        /// True for a conflict's winner.
-        conflict: bool,
+        /// The conflict it resolved.
+        conflict: Option<ConflictRecord>,
     },
-    /// A change written to this replica; `conflict` when it won a conflict.
+    /// A change written to this replica; `conflict` when it resolved a conflict.
     Downloaded {
-        /// True for a conflict's winner.
-        conflict: bool,
+        /// The conflict it resolved.
+        conflict: Option<ConflictRecord>,
     },
     /// A key left alone; the engine reports it on the error stack.
     Skipped {

@@ -674,3 +674,149 @@ async fn a_state_store_failure_is_a_storage_error_and_recovers() {
     sync(&mut b).await;
     assert_eq!(b.replica().get(&k("x")).unwrap(), b"1");
 }
+
+/// Reads version `rev` of `key` from the server.
+async fn version_content(w: &World, key: &Key, rev: Revision) -> Vec<u8> {
+    let f = w.server.fetch(&w.tenant, key, Some(rev)).await.unwrap();
+    f.content.to_vec()
+}
+
+#[tokio::test]
+async fn conflict_records_say_who_won_and_both_versions_are_readable() {
+    let w = World::new();
+    let mut a = w.device(1, SyncPolicy::default());
+    let mut b = w.device(2, SyncPolicy::default());
+    let f = k("f.txt");
+    a.replica().put(&f, b"base");
+    sync(&mut a).await;
+    sync(&mut b).await;
+
+    // B's edit is newer and B finds the conflict: the local side wins.
+    w.tick();
+    a.replica().put(&f, b"a older");
+    w.tick();
+    b.replica().put(&f, b"b newer");
+    sync(&mut a).await;
+    let r = sync(&mut b).await;
+    assert_eq!(r.resolved.len(), 1, "{r:?}");
+    let won = &r.resolved[0];
+    assert_eq!(
+        (won.key.clone(), won.winner),
+        (f.clone(), ConflictWinner::Local)
+    );
+    assert_eq!(won.current, won.local.rev);
+    assert_eq!(version_content(&w, &f, won.local.rev).await, b"b newer");
+    assert_eq!(version_content(&w, &f, won.remote.rev).await, b"a older");
+    assert!(won.local.stamp > won.remote.stamp);
+    assert_eq!(won.backup, None);
+
+    // A's edit is newer but B finds the conflict: the remote side wins, B's is kept twice.
+    w.tick();
+    b.replica().put(&f, b"b older");
+    w.tick();
+    a.replica().put(&f, b"a newer");
+    sync(&mut a).await;
+    let r = sync(&mut b).await;
+    let lost = &r.resolved[0];
+    assert_eq!(lost.winner, ConflictWinner::Remote);
+    assert_eq!(lost.current, lost.remote.rev);
+    assert_eq!(version_content(&w, &f, lost.remote.rev).await, b"a newer");
+    assert_eq!(version_content(&w, &f, lost.local.rev).await, b"b older");
+    let backup = lost.backup.clone().expect("the local loser is backed up");
+    assert_eq!(
+        b.replica().read_backup(&backup).await.unwrap(),
+        b"b older".as_slice()
+    );
+    assert_eq!(lost.local.hash, crate::ContentHash::of(b"b older"));
+
+    // The engine remembers both, oldest first, and they serialise for an app to keep.
+    let all = b.conflicts();
+    assert_eq!(
+        all.iter().map(|c| c.winner).collect::<Vec<_>>(),
+        vec![ConflictWinner::Local, ConflictWinner::Remote]
+    );
+    let json = serde_json::to_string(&all[1]).unwrap();
+    assert!(json.contains("\"winner\":\"remote\""), "{json}");
+    let back: ConflictRecord = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, all[1]);
+}
+
+#[tokio::test]
+async fn a_merge_conflict_record_points_at_both_inputs_and_the_result() {
+    let w = World::new();
+    let policy = SyncPolicy {
+        conflicts: ConflictPolicy::Merge(Arc::new(line_set_merge)),
+        ..SyncPolicy::default()
+    };
+    let mut a = w.device(1, policy.clone());
+    let mut b = w.device(2, policy);
+    let f = k("list");
+    a.replica().put(&f, b"x");
+    sync(&mut a).await;
+    sync(&mut b).await;
+    w.tick();
+    a.replica().put(&f, b"x\ny");
+    b.replica().put(&f, b"x\nz");
+    sync(&mut a).await;
+    let r = sync(&mut b).await;
+    let merged = &r.resolved[0];
+    assert_eq!(merged.winner, ConflictWinner::Merged);
+    assert_eq!(version_content(&w, &f, merged.local.rev).await, b"x\nz");
+    assert_eq!(version_content(&w, &f, merged.remote.rev).await, b"x\ny");
+    assert_eq!(version_content(&w, &f, merged.current).await, b"x\ny\nz");
+    assert!(merged.backup.is_some());
+}
+
+#[tokio::test]
+async fn restore_makes_an_old_version_current_as_a_normal_edit() {
+    let w = World::new();
+    let mut a = w.device(1, SyncPolicy::default());
+    let mut b = w.device(2, SyncPolicy::default());
+    let f = k("notes/todo.txt");
+    a.replica().put(&f, b"v1");
+    sync(&mut a).await;
+    w.tick();
+    a.replica().put(&f, b"v2");
+    sync(&mut a).await;
+    sync(&mut b).await;
+    let history = a.history(&f).await.unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+    let v1 = history[0].rev;
+
+    w.tick();
+    a.restore(&f, v1).await.unwrap();
+    assert_eq!(a.replica().get(&f).unwrap(), b"v1");
+    // What it replaced is kept.
+    assert!(a.replica().backup_contents().contains(&b"v2".to_vec()));
+    let r = sync(&mut a).await;
+    assert_eq!((r.uploaded, r.conflicts), (1, 0), "{r:?}");
+    sync(&mut b).await;
+    assert_eq!(b.replica().get(&f).unwrap(), b"v1");
+    assert_eq!(a.history(&f).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn restore_brings_back_a_file_deleted_here_and_refuses_unsynced_edits() {
+    let w = World::new();
+    let mut a = w.device(1, SyncPolicy::default());
+    let f = k("gone.txt");
+    a.replica().put(&f, b"keep me");
+    sync(&mut a).await;
+    let rev = a.history(&f).await.unwrap()[0].rev;
+    a.replica().delete(&f);
+    sync(&mut a).await;
+    a.restore(&f, rev).await.unwrap();
+    assert_eq!(a.replica().get(&f).unwrap(), b"keep me");
+
+    // An edit not synced yet is not overwritten.
+    sync(&mut a).await;
+    w.tick();
+    a.replica().put(&f, b"unsynced edit");
+    let err = a.restore(&f, rev).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Item, "{err}");
+    assert!(err.to_string().contains("sync first"), "{err}");
+    assert_eq!(a.replica().get(&f).unwrap(), b"unsynced edit");
+    // No such version.
+    let missing = a.restore(&f, Revision(9_999)).await.unwrap_err();
+    assert!(matches!(missing, Error::NotFound { .. }), "{missing}");
+}

@@ -236,7 +236,7 @@ fn decide(
         // Row "new | absent": upload (create). Also "changed later | deleted" (an edit beats a
         // delete) and an item the server lost.
         (New, Absent) | (Changed | Unchanged | New, Lost) | (Changed, Deleted) => {
-            upload(local?, base, remote, node, policy, false)
+            upload(local?, base, remote, node, policy)
         }
         // Row "absent | new": download. Also "deleted (detached) | changed later" and
         // "deleted | changed": the newer remote version comes back.
@@ -264,7 +264,7 @@ fn decide(
             }
         }
         // Row "changed | unchanged": upload with base revision.
-        (Changed, Unchanged) => upload(local?, base, remote, node, policy, false),
+        (Changed, Unchanged) => upload(local?, base, remote, node, policy),
         // Both as in the base: refresh the base if the fingerprint, revision or detached flag
         // moved, otherwise nothing.
         (Unchanged, Unchanged) => {
@@ -326,7 +326,6 @@ fn upload(
     remote: Option<&ItemMeta>,
     node: NodeId,
     policy: &SyncPolicy,
-    conflict: bool,
 ) -> Option<Decision> {
     if local.kind() == ItemKind::Folder {
         return Some(Decision::RemoteFolder(CreateRemoteFolder {
@@ -341,7 +340,7 @@ fn upload(
         local: local.clone(),
         precondition: precondition(remote),
         stamp: Stamp::for_edit(local.modified_millis, node, base.map(|b| b.stamp)),
-        conflict,
+        conflict: None,
     }))
 }
 
@@ -384,7 +383,7 @@ fn resolved(
             local: local.clone(),
             precondition: Precondition::Match(remote.rev),
             stamp: local_stamp,
-            conflict: true,
+            conflict: Some(remote.clone()),
         }),
         Winner::Remote => MergeFallback::KeepLoserThenDownload(KeepLoserThenDownload {
             local: local.clone(),

@@ -145,9 +145,9 @@ pub struct Upload {
     pub precondition: Precondition,
     /// The edit's stamp.
     pub stamp: Stamp,
-    /// True when this upload is the winner of a conflict (the remote version it overwrites
+    /// When this upload is the winner of a conflict: the remote version it overwrites (which
     /// stays in the server's history).
-    pub conflict: bool,
+    pub conflict: Option<ItemMeta>,
 }
 
 /// The remote version won a conflict: back up the local loser (locally and into the server's

@@ -185,7 +185,7 @@ fn row_new_absent_uploads_create() {
             up,
             Upload {
                 precondition: Precondition::Create,
-                conflict: false,
+                conflict: None,
                 ..
             }
         ),
@@ -262,7 +262,7 @@ fn row_changed_unchanged_uploads_with_base_revision() {
             up,
             Upload {
                 precondition: Precondition::Match(Revision(3)),
-                conflict: false,
+                conflict: None,
                 ..
             }
         ),
@@ -302,7 +302,7 @@ fn row_conflict_newer_local_stamp_wins_and_remote_loser_stays_in_history() {
             up,
             Upload {
                 precondition: Precondition::Match(Revision(4)),
-                conflict: true,
+                conflict: Some(_),
                 ..
             }
         ),
@@ -330,7 +330,16 @@ fn conflict_policies() {
     let up = conflict_case(200, 300)
         .policy(|p| p.conflicts = ConflictPolicy::PreferLocal)
         .one(uploads);
-    assert!(matches!(up, Upload { conflict: true, .. }), "{up:?}");
+    assert!(
+        matches!(
+            up,
+            Upload {
+                conflict: Some(_),
+                ..
+            }
+        ),
+        "{up:?}"
+    );
     let keep = conflict_case(300, 200)
         .policy(|p| p.conflicts = ConflictPolicy::PreferRemote)
         .one(keep_losers);
@@ -360,7 +369,7 @@ fn a_merge_carries_its_fallback_newest_stamp_wins() {
             local: planned.local.clone(),
             precondition: Precondition::Match(Revision(4)),
             stamp: planned.local_stamp,
-            conflict: true,
+            conflict: Some(planned.remote.clone()),
         })
     );
     // The remote version is newer: keep the local loser, then download the winner.
@@ -683,7 +692,7 @@ fn after_a_restore_unchanged_but_different_is_a_conflict_not_a_download() {
         matches!(
             up,
             Upload {
-                conflict: true,
+                conflict: Some(_),
                 precondition: Precondition::Match(Revision(3)),
                 ..
             }
