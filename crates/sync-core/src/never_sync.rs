@@ -100,7 +100,8 @@ impl NeverSync {
     }
 
     /// Keys starting with `prefix` never sync: they are not uploaded, not downloaded, and their
-    /// absence on either side is not a delete.
+    /// absence on either side is not a delete. A prefix ending in `/` also keeps the folder
+    /// itself (`local/` keeps the folder `local`).
     #[must_use]
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> NeverSync {
         self.keys.push(prefix.into());
@@ -118,7 +119,10 @@ impl NeverSync {
 
     /// True when `key` never syncs.
     pub fn excludes(&self, key: &Key) -> bool {
-        self.keys.iter().any(|p| key.as_str().starts_with(p))
+        let key = key.as_str();
+        self.keys
+            .iter()
+            .any(|p| key.starts_with(p.as_str()) || p.strip_suffix('/') == Some(key))
     }
 
     /// True when values of `key` have fields that never sync.
@@ -533,6 +537,7 @@ mod tests {
     #[test]
     fn excludes_matches_key_prefixes_only() {
         assert!(filter().excludes(&key("device/token")));
+        assert!(filter().excludes(&key("device")));
         assert!(!filter().excludes(&key("devices/x")));
         assert!(!filter().excludes(&key("ssh/home")));
     }

@@ -70,10 +70,15 @@ async fn private_fields_and_keys_never_reach_the_server() {
 
     let stored = everything_stored(&server, &ssh).await;
     assert_eq!(stored, vec![r#"{"host":"example.org"}"#.to_owned()]);
-    assert!(server
-        .history(&TenantId::new("t"), &key("device/token"))
-        .await
-        .is_err());
+    for never in ["device/token", "device"] {
+        assert!(
+            server
+                .history(&TenantId::new("t"), &key(never))
+                .await
+                .is_err(),
+            "{never} reached the server"
+        );
+    }
 
     // B gets the shared part and sets its own private key.
     b.sync_once().await.unwrap();
