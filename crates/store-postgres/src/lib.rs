@@ -43,6 +43,7 @@ pub mod error;
 pub mod listener;
 pub mod schema;
 pub mod store;
+mod tokens;
 
 pub use error::PgStoreError;
 pub use store::{PgOptions, PgServerStore};

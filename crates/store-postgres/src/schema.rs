@@ -31,9 +31,10 @@ pub(crate) struct Migration {
 }
 
 /// Every schema step, in order.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: r#"
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: r#"
 CREATE TABLE meta (
     name  TEXT PRIMARY KEY,
     value BIGINT NOT NULL
@@ -82,7 +83,24 @@ CREATE TABLE blobs (
     content BYTEA NOT NULL
 );
 "#,
-}];
+    },
+    // Device tokens: only their hash is kept (`sync_core::server::TokenStore`).
+    Migration {
+        version: 2,
+        sql: r#"
+CREATE TABLE tokens (
+    id               TEXT PRIMARY KEY,
+    hash             TEXT NOT NULL UNIQUE,
+    tenant           TEXT NOT NULL,
+    device           TEXT NOT NULL,
+    created_millis   BIGINT NOT NULL,
+    last_used_millis BIGINT,
+    revoked_millis   BIGINT,
+    seq              BIGSERIAL
+);
+"#,
+    },
+];
 
 /// The newest schema version this code knows.
 pub(crate) const LATEST: i32 = MIGRATIONS[MIGRATIONS.len() - 1].version;

@@ -247,7 +247,7 @@ impl PgServerStore {
     }
 
     /// A pooled connection.
-    async fn client(&self) -> Result<deadpool_postgres::Client> {
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Client> {
         Ok(get_client(&self.inner.pool, &self.inner.target).await?)
     }
 
@@ -305,7 +305,7 @@ async fn get_client(pool: &Pool, target: &str) -> Result<deadpool_postgres::Clie
 }
 
 /// A driver error as a sync-core error.
-fn pg(e: tokio_postgres::Error) -> Error {
+pub(crate) fn pg(e: tokio_postgres::Error) -> Error {
     PgStoreError::Query(e).into()
 }
 

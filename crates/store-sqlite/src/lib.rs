@@ -85,6 +85,7 @@ mod error;
 mod schema;
 mod server;
 mod state;
+mod tokens;
 
 pub use blobs::INLINE_MAX;
 pub use conn::{Journal, StoreOptions};

@@ -44,7 +44,7 @@ pub(crate) static STATE: Schema = Schema {
 pub(crate) static SERVER: Schema = Schema {
     kind: "sync server",
     application_id: 0x5359_4e53, // "SYNS"
-    steps: &[SERVER_V1],
+    steps: &[SERVER_V1, SERVER_V2],
 };
 
 const STATE_V1: &str = "
@@ -133,6 +133,19 @@ CREATE TABLE versions (
     archived      INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant, key, rev)
 ) STRICT, WITHOUT ROWID;
+";
+
+/// Device tokens: only their hash is kept (`sync_core::server::TokenStore`).
+const SERVER_V2: &str = "
+CREATE TABLE tokens (
+    id                TEXT PRIMARY KEY NOT NULL,
+    hash              BLOB NOT NULL UNIQUE,
+    tenant            TEXT NOT NULL,
+    device            TEXT NOT NULL,
+    created_millis    INTEGER NOT NULL,
+    last_used_millis  INTEGER,
+    revoked_millis    INTEGER
+) STRICT;
 ";
 
 /// A `u64` as stored (bit for bit).

@@ -105,6 +105,16 @@ impl SqliteServerStore {
         Self::start(db, config, Some(blobs::blob_dir_for(&path))).await
     }
 
+    /// The database, for the other server-side tables of this file (device tokens).
+    pub(crate) fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// The server's clock now.
+    pub(crate) fn now_millis(&self) -> u64 {
+        self.inner.rules.config().time.now_millis()
+    }
+
     /// A private, empty server store in memory, all blobs inline (for tests).
     pub async fn open_in_memory(config: ServerConfig) -> Result<SqliteServerStore, StoreError> {
         let db = Db::open_in_memory(&SERVER).await?;

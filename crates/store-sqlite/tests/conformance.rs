@@ -13,7 +13,9 @@ use std::sync::Arc;
 use futures::FutureExt;
 use store_sqlite::{Journal, SqliteServerStore, SqliteStateStore, StoreOptions};
 use sync_core::memory::LocalTransport;
-use sync_core::testkit::{server_store_suite, state_store_suite, transport_suite};
+use sync_core::testkit::{
+    server_store_suite, state_store_suite, token_store_suite, transport_suite,
+};
 use sync_core::{ServerConfig, TenantId};
 
 /// A fresh database path under `root` for each call.
@@ -29,6 +31,22 @@ async fn sqlite_server_store_on_disk_conforms() {
     server_store_suite(|config: ServerConfig| {
         let path = next();
         async move { SqliteServerStore::open(path, config).await.unwrap() }.boxed()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_token_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let next = fresh_paths(dir.path().to_path_buf(), "tokens");
+    token_store_suite(|| {
+        let path = next();
+        async move {
+            SqliteServerStore::open(path, ServerConfig::default())
+                .await
+                .unwrap()
+        }
+        .boxed()
     })
     .await;
 }

@@ -4,12 +4,19 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use sync_core::memory::{LocalTransport, MemoryReplica, MemoryServerStore, MemoryStateStore};
-use sync_core::testkit::{replica_suite, server_store_suite, state_store_suite, transport_suite};
+use sync_core::testkit::{
+    replica_suite, server_store_suite, state_store_suite, token_store_suite, transport_suite,
+};
 use sync_core::{ManualTime, ServerConfig, TenantId};
 
 #[tokio::test]
 async fn memory_server_store_conforms() {
     server_store_suite(|config| async move { MemoryServerStore::new(config) }.boxed()).await;
+}
+
+#[tokio::test]
+async fn memory_token_store_conforms() {
+    token_store_suite(|| async { MemoryServerStore::new(ServerConfig::default()) }.boxed()).await;
 }
 
 #[tokio::test]

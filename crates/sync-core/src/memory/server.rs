@@ -15,9 +15,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::server::tokens::LAST_USED_EVERY_MILLIS;
 use crate::server::{
-    change_page, check_content, feed_after, keys_to_read, rows_to_read, Decision, Watchers, Write,
-    WriteRules,
+    change_page, check_content, feed_after, keys_to_read, new_token, rows_to_read, token_hash,
+    Decision, NewToken, TokenInfo, TokenStore, Watchers, Write, WriteRules,
 };
 use crate::{
     ArchiveRequest, ChangePage, ContentHash, Cursor, DeleteRequest, Epoch, Error, Fetched,
@@ -94,6 +95,8 @@ struct Inner {
     tenants: HashMap<TenantId, Tenant>,
     /// Every content ever stored, deduplicated by hash.
     blobs: HashMap<ContentHash, Bytes>,
+    /// Device tokens by their hash, in the order made; revoked ones removed.
+    tokens: Vec<(ContentHash, TokenInfo)>,
 }
 
 impl Inner {
@@ -535,5 +538,59 @@ mod tests {
             .await
             .unwrap();
         assert!(again.rev > tomb.rev && again.is_live());
+    }
+}
+
+#[async_trait]
+impl TokenStore for MemoryServerStore {
+    async fn add_token(&self, tenant: &TenantId, device: &str) -> Result<NewToken> {
+        let (id, token) = new_token();
+        let info = TokenInfo {
+            id,
+            tenant: tenant.clone(),
+            device: device.to_owned(),
+            created_millis: self.config().time.now_millis(),
+            last_used_millis: None,
+        };
+        self.lock().tokens.push((token_hash(&token), info.clone()));
+        Ok(NewToken { info, token })
+    }
+
+    async fn tokens(&self, tenant: Option<&TenantId>) -> Result<Vec<TokenInfo>> {
+        Ok(self
+            .lock()
+            .tokens
+            .iter()
+            .filter(|(_, t)| tenant.is_none_or(|want| &t.tenant == want))
+            .map(|(_, t)| t.clone())
+            .collect())
+    }
+
+    async fn revoke_token(&self, id: &str, tenant: Option<&TenantId>) -> Result<bool> {
+        let mut inner = self.lock();
+        let before = inner.tokens.len();
+        inner
+            .tokens
+            .retain(|(_, t)| !(t.id == id && tenant.is_none_or(|want| &t.tenant == want)));
+        Ok(inner.tokens.len() != before)
+    }
+
+    async fn token_tenant(&self, token: &str) -> Result<Option<TokenInfo>> {
+        let hash = token_hash(token);
+        let now = self.config().time.now_millis();
+        let mut inner = self.lock();
+        Ok(inner
+            .tokens
+            .iter_mut()
+            .find(|(h, _)| *h == hash)
+            .map(|(_, info)| {
+                if info
+                    .last_used_millis
+                    .is_none_or(|used| now.saturating_sub(used) >= LAST_USED_EVERY_MILLIS)
+                {
+                    info.last_used_millis = Some(now);
+                }
+                info.clone()
+            }))
     }
 }

@@ -17,6 +17,7 @@
 //! - [`write`]: [`WriteRules`]: preconditions, the stamp clamp, parent folders, folder/file
 //!   clashes, tombstones, archives and the Lamport counter;
 //! - [`feed`]: the cursor check and how a change page and its cursor are made;
+//! - [`tokens`]: device tokens in the server's database ([`TokenStore`]), stored as hashes;
 //! - [`watch`]: per-tenant wake-up channels for [`ServerStore::wait`](crate::ServerStore::wait).
 //!
 //! Nothing here may open a file or a socket, read the clock other than through
@@ -25,6 +26,7 @@
 
 pub mod content;
 pub mod feed;
+pub mod tokens;
 pub mod watch;
 pub mod write;
 
@@ -32,5 +34,6 @@ pub use content::{
     check_content, check_content_off_thread, hash_off_thread, HASH_OFF_THREAD_ABOVE,
 };
 pub use feed::{change_page, feed_after, rows_to_read};
+pub use tokens::{new_token, token_hash, NewToken, TokenInfo, TokenStore};
 pub use watch::Watchers;
 pub use write::{keys_to_read, Decision, Row, Write, WriteRules, MAX_REVISION};

@@ -3,6 +3,7 @@
 //! - [`server_store_suite`] for [`crate::ServerStore`] (in-memory, SQLite, …);
 //! - [`state_store_suite`] for [`crate::StateStore`];
 //! - [`replica_suite`] for [`crate::Replica`] (in-memory, folder on disk, records);
+//! - [`token_store_suite`] for [`crate::server::TokenStore`] (the server stores' device tokens);
 //! - [`transport_suite`] for [`crate::Transport`] (in-process, shared folder, HTTP).
 //!
 //! Each suite takes a factory and calls it for a fresh, empty instance per check. It runs many
@@ -26,11 +27,13 @@
 mod replica;
 mod server_store;
 mod state_store;
+mod token_store;
 mod transport;
 
 pub use replica::replica_suite;
 pub use server_store::server_store_suite;
 pub use state_store::state_store_suite;
+pub use token_store::token_store_suite;
 pub use transport::transport_suite;
 
 use std::fmt::Debug;
