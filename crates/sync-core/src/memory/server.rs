@@ -306,6 +306,60 @@ impl ServerStore for MemoryServerStore {
     }
 }
 
+#[async_trait]
+impl TokenStore for MemoryServerStore {
+    async fn add_token(&self, tenant: &TenantId, device: &str) -> Result<NewToken> {
+        let (id, token) = new_token();
+        let info = TokenInfo {
+            id,
+            tenant: tenant.clone(),
+            device: device.to_owned(),
+            created_millis: self.config().time.now_millis(),
+            last_used_millis: None,
+        };
+        self.lock().tokens.push((token_hash(&token), info.clone()));
+        Ok(NewToken { info, token })
+    }
+
+    async fn tokens(&self, tenant: Option<&TenantId>) -> Result<Vec<TokenInfo>> {
+        Ok(self
+            .lock()
+            .tokens
+            .iter()
+            .filter(|(_, t)| tenant.is_none_or(|want| &t.tenant == want))
+            .map(|(_, t)| t.clone())
+            .collect())
+    }
+
+    async fn revoke_token(&self, id: &str, tenant: Option<&TenantId>) -> Result<bool> {
+        let mut inner = self.lock();
+        let before = inner.tokens.len();
+        inner
+            .tokens
+            .retain(|(_, t)| !(t.id == id && tenant.is_none_or(|want| &t.tenant == want)));
+        Ok(inner.tokens.len() != before)
+    }
+
+    async fn token_tenant(&self, token: &str) -> Result<Option<TokenInfo>> {
+        let hash = token_hash(token);
+        let now = self.config().time.now_millis();
+        let mut inner = self.lock();
+        Ok(inner
+            .tokens
+            .iter_mut()
+            .find(|(h, _)| *h == hash)
+            .map(|(_, info)| {
+                if info
+                    .last_used_millis
+                    .is_none_or(|used| now.saturating_sub(used) >= LAST_USED_EVERY_MILLIS)
+                {
+                    info.last_used_millis = Some(now);
+                }
+                info.clone()
+            }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,59 +592,5 @@ mod tests {
             .await
             .unwrap();
         assert!(again.rev > tomb.rev && again.is_live());
-    }
-}
-
-#[async_trait]
-impl TokenStore for MemoryServerStore {
-    async fn add_token(&self, tenant: &TenantId, device: &str) -> Result<NewToken> {
-        let (id, token) = new_token();
-        let info = TokenInfo {
-            id,
-            tenant: tenant.clone(),
-            device: device.to_owned(),
-            created_millis: self.config().time.now_millis(),
-            last_used_millis: None,
-        };
-        self.lock().tokens.push((token_hash(&token), info.clone()));
-        Ok(NewToken { info, token })
-    }
-
-    async fn tokens(&self, tenant: Option<&TenantId>) -> Result<Vec<TokenInfo>> {
-        Ok(self
-            .lock()
-            .tokens
-            .iter()
-            .filter(|(_, t)| tenant.is_none_or(|want| &t.tenant == want))
-            .map(|(_, t)| t.clone())
-            .collect())
-    }
-
-    async fn revoke_token(&self, id: &str, tenant: Option<&TenantId>) -> Result<bool> {
-        let mut inner = self.lock();
-        let before = inner.tokens.len();
-        inner
-            .tokens
-            .retain(|(_, t)| !(t.id == id && tenant.is_none_or(|want| &t.tenant == want)));
-        Ok(inner.tokens.len() != before)
-    }
-
-    async fn token_tenant(&self, token: &str) -> Result<Option<TokenInfo>> {
-        let hash = token_hash(token);
-        let now = self.config().time.now_millis();
-        let mut inner = self.lock();
-        Ok(inner
-            .tokens
-            .iter_mut()
-            .find(|(h, _)| *h == hash)
-            .map(|(_, info)| {
-                if info
-                    .last_used_millis
-                    .is_none_or(|used| now.saturating_sub(used) >= LAST_USED_EVERY_MILLIS)
-                {
-                    info.last_used_millis = Some(now);
-                }
-                info.clone()
-            }))
     }
 }
