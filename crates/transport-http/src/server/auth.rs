@@ -49,6 +49,18 @@ impl StaticTokens {
     }
 }
 
+impl StaticTokens {
+    /// How many tokens there are.
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// True when there is none.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+}
+
 impl std::fmt::Debug for StaticTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StaticTokens")

@@ -8,11 +8,13 @@
 //! sleep-poll: long-polls wait on [`ServerStore::wait`].
 
 mod auth;
+mod devices;
 pub mod errors;
 pub(crate) mod keys;
 mod limits;
 mod routes;
 mod serve;
+mod token_sources;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +22,7 @@ use std::time::Duration;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, put};
+use axum::routing::{any, delete, get, put};
 use axum::Router;
 use sync_core::ServerStore;
 use tower_http::compression::predicate::{NotForContentType, Predicate};
@@ -30,11 +32,12 @@ use tower_http::trace::TraceLayer;
 pub use auth::{Authenticator, StaticTokens};
 pub use errors::ApiError;
 pub use serve::{serve, Stopped};
+pub use token_sources::{AnyOf, StoredTokens, TokenFile, TokenFileError};
 
 use crate::wire::PREFIX;
 
 /// Settings of the HTTP server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerOptions {
     /// The largest item content a request may carry, in bytes (the store's own limit applies
     /// too; the smaller wins). Default [`sync_core::DEFAULT_MAX_ITEM_BYTES`] (20 MiB).
@@ -52,6 +55,23 @@ pub struct ServerOptions {
     pub request_timeout: Duration,
     /// The longest long-poll `wait` the server honours (a longer one is shortened). Default 60 s.
     pub max_wait: Duration,
+    /// The device tokens behind `GET /sync/v1/devices` and `DELETE /sync/v1/devices/<id>`;
+    /// `None` (default): those routes answer 404. Authentication is the `Authenticator`'s job:
+    /// add a [`StoredTokens`] over the same store to accept these tokens.
+    pub token_store: Option<Arc<dyn sync_core::server::TokenStore>>,
+}
+
+impl std::fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("max_item_bytes", &self.max_item_bytes)
+            .field("rate_limit_per_second", &self.rate_limit_per_second)
+            .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_wait", &self.max_wait)
+            .field("token_store", &self.token_store.is_some())
+            .finish()
+    }
 }
 
 impl Default for ServerOptions {
@@ -62,6 +82,7 @@ impl Default for ServerOptions {
             rate_limit_burst: 10_000,
             request_timeout: Duration::from_secs(60),
             max_wait: Duration::from_secs(60),
+            token_store: None,
         }
     }
 }
@@ -118,6 +139,7 @@ pub fn router<S: ServerStore + 'static>(
             options.rate_limit_burst,
         )),
     };
+    let devices: devices::Devices = options.token_store.clone();
     let state = AppState {
         store,
         options: Arc::new(options),
@@ -144,6 +166,18 @@ pub fn router<S: ServerStore + 'static>(
         .route(
             &p("/folders/{*key}"),
             put(routes::put_folder::<S>).fallback(routes::method_not_allowed),
+        )
+        .merge(
+            Router::new()
+                .route(
+                    &p("/devices"),
+                    get(devices::list).fallback(routes::method_not_allowed),
+                )
+                .route(
+                    &p("/devices/{id}"),
+                    delete(devices::revoke).fallback(routes::method_not_allowed),
+                )
+                .with_state(devices),
         )
         .route(&p("/items/"), any(routes::empty_key))
         .route(&p("/history/"), any(routes::empty_key))
