@@ -11,11 +11,13 @@
 //!
 //! This library holds only what the three programs share: running an async `main` with the
 //! failure report and exit codes of docs/SPEC.md §7 ([`run`]), the stop signal
-//! ([`shutdown_signal`]), logging ([`init_tracing`]), and the load test's clients and checks.
+//! ([`shutdown_signal`]), logging ([`init_tracing`]), the load test's clients and checks, and
+//! the `sync-server tokens` commands ([`tokens`]).
 //! It is not an API for apps (those use `sync-engine` and its crates) and must not grow sync
 //! logic: what an app also needs belongs in the libraries.
 
 pub mod load;
+pub mod tokens;
 
 use std::future::Future;
 use std::process::ExitCode;

@@ -2,11 +2,14 @@
 //! (docs/SPEC.md §7).
 //!
 //! ```text
-//! folder-sync --dir DIR (--server URL --token TOKEN | --remote-dir DIR)
+//! folder-sync --dir DIR (--server URL [--token-file FILE] | --remote-dir DIR)
 //!             [--identity path|app-name] [--deletes keep|propagate] [--once] [--json]
 //! folder-sync --dir DIR (--server ... | --remote-dir DIR) history PATH [--json]
 //! folder-sync --dir DIR (--server ... | --remote-dir DIR) restore PATH --rev N [--json]
 //! ```
+//!
+//! The token for `--server` comes from `--token-file`, the `SYNC_TOKEN` environment variable,
+//! or `--token` (which every local user can read in `ps`).
 //!
 //! `history` lists every version the remote keeps of one file (PATH relative to DIR, or an
 //! absolute path inside it); `restore` makes version N current again as a normal edit (what
@@ -43,11 +46,26 @@ struct Args {
     #[arg(long)]
     dir: PathBuf,
     /// The sync server's base URL, e.g. http://127.0.0.1:8080.
-    #[arg(long, requires = "token", conflicts_with = "remote_dir")]
+    #[arg(long, conflicts_with = "remote_dir", requires = "credentials")]
     server: Option<String>,
-    /// The bearer token for --server.
-    #[arg(long)]
+    /// The bearer token for --server. Visible in `ps` when given here: prefer --token-file or
+    /// the SYNC_TOKEN environment variable.
+    #[arg(
+        long,
+        env = "SYNC_TOKEN",
+        hide_env_values = true,
+        group = "credentials"
+    )]
     token: Option<String>,
+    /// A file holding the bearer token for --server (its first line that is not blank or a
+    /// # comment).
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "token",
+        group = "credentials"
+    )]
+    token_file: Option<PathBuf>,
     /// A plain (possibly shared) folder to use as the remote instead of a server.
     #[arg(long, required_unless_present = "server")]
     remote_dir: Option<PathBuf>,
@@ -121,7 +139,7 @@ async fn folder_sync(args: Args) -> anyhow::Result<ExitCode> {
     };
     match (&args.server, &args.remote_dir) {
         (Some(url), _) => {
-            let token = args.token.clone().context("--server needs --token")?;
+            let token = token(&args)?;
             let transport = HttpTransport::new(url, token).with_context(|| {
                 format!("cannot use the server URL {url}. Give one like http://127.0.0.1:8080")
             })?;
@@ -212,6 +230,23 @@ async fn sync<T: Transport + 'static>(
     .await
     .with_context(|| format!("cannot watch {} for changes", args.dir.display()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The bearer token: from --token-file, else --token or SYNC_TOKEN.
+fn token(args: &Args) -> anyhow::Result<String> {
+    if let Some(path) = &args.token_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the token file {}", path.display()))?;
+        return text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_owned)
+            .with_context(|| format!("the token file {} holds no token", path.display()));
+    }
+    args.token.clone().context(
+        "--server needs a token: give --token-file FILE, set SYNC_TOKEN, or give --token TOKEN",
+    )
 }
 
 /// The key of `path`: relative to `dir`, or an absolute path inside it.

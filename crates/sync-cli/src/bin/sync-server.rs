@@ -1,10 +1,17 @@
 //! `sync-server`: the HTTP sync server on SQLite or PostgreSQL (docs/SPEC.md §6, §7).
 //!
 //! ```text
-//! sync-server --listen 127.0.0.1:8080 --db server.db --token TENANT:TOKEN [--token ...]
-//!             [--max-item-bytes N] [--rate-limit PER_SECOND]
-//! sync-server --listen 127.0.0.1:8081 --postgres postgres://USER:PASS@HOST:PORT/DB --token ...
+//! sync-server --listen 127.0.0.1:8080 --db server.db [--token TENANT:TOKEN ...]
+//!             [--token-file FILE] [--max-item-bytes N] [--rate-limit PER_SECOND]
+//! sync-server --listen 127.0.0.1:8081 --postgres postgres://USER:PASS@HOST:PORT/DB ...
+//! sync-server tokens add (--db DB | --postgres URL) --tenant T --device NAME [--json]
+//! sync-server tokens list (--db DB | --postgres URL) [--tenant T] [--json]
+//! sync-server tokens revoke (--db DB | --postgres URL) ID
 //! ```
+//!
+//! Tokens come from `--token`, from `--token-file` (lines `TENANT:TOKEN`, read again on
+//! SIGHUP) and from the device tokens in the database (`tokens add`; a revoke holds from the
+//! next request on every server sharing the database).
 //!
 //! With `--postgres` the server is stateless: several of them can serve one database behind one
 //! address, and a write on any of them wakes long-polls on all (PostgreSQL LISTEN/NOTIFY).
@@ -21,14 +28,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Args as ClapArgs, Parser, Subcommand};
 use store_postgres::PgServerStore;
 use store_sqlite::SqliteServerStore;
-use sync_core::{ServerConfig, DEFAULT_MAX_ITEM_BYTES};
-use transport_http::server::{router, serve, ServerOptions, StaticTokens, Stopped};
+use sync_core::server::TokenStore;
+use sync_core::{ServerConfig, ServerStore, DEFAULT_MAX_ITEM_BYTES};
+use transport_http::server::{
+    router, serve, AnyOf, Authenticator, ServerOptions, StaticTokens, Stopped, StoredTokens,
+    TokenFile,
+};
 
 #[derive(Parser, Debug)]
-#[command(name = "sync-server", about = "The sync server on SQLite", version)]
+#[command(
+    name = "sync-server",
+    about = "The sync server on SQLite or PostgreSQL",
+    version,
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true
+)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -43,9 +60,13 @@ struct Args {
     /// A PostgreSQL database URL to use instead of --db (several servers may share it).
     #[arg(long, value_name = "URL")]
     postgres: Option<String>,
-    /// A tenant and its bearer token, as TENANT:TOKEN. Repeat for more.
-    #[arg(long = "token", value_name = "TENANT:TOKEN", required = true, value_parser = tenant_token)]
+    /// A tenant and its bearer token, as TENANT:TOKEN. Repeat for more. Visible to every
+    /// local user in `ps`: prefer --token-file or device tokens (`sync-server tokens add`).
+    #[arg(long = "token", value_name = "TENANT:TOKEN", value_parser = tenant_token)]
     tokens: Vec<(String, String)>,
+    /// A file of TENANT:TOKEN lines (# comments), read again on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
     /// The largest item accepted, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_ITEM_BYTES)]
     max_item_bytes: u64,
@@ -58,6 +79,67 @@ struct Args {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     rate_limit: u32,
+    /// Manage the device tokens in the database instead of serving.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Device tokens kept (as hashes) in the server's database.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum TokensCommand {
+    /// Make a token for a device and print it (only this once).
+    Add {
+        #[command(flatten)]
+        db: Database,
+        /// The tenant the token speaks for.
+        #[arg(long)]
+        tenant: String,
+        /// A name for the device (shown by `list` and GET /sync/v1/devices).
+        #[arg(long)]
+        device: String,
+        /// Print one JSON line {"id","tenant","device","token"}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the tokens not revoked: id, tenant, device, created, last used.
+    List {
+        #[command(flatten)]
+        db: Database,
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id; running servers refuse it from their next request.
+    Revoke {
+        #[command(flatten)]
+        db: Database,
+        /// The token's id (see `list`).
+        id: String,
+    },
+}
+
+/// The database a `tokens` command works on.
+#[derive(ClapArgs, Debug)]
+struct Database {
+    /// The server's SQLite database.
+    #[arg(
+        long,
+        required_unless_present = "postgres",
+        conflicts_with = "postgres"
+    )]
+    db: Option<PathBuf>,
+    /// The server's PostgreSQL database URL.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
 }
 
 /// How long in-flight requests may take to finish after a stop signal.
@@ -78,11 +160,23 @@ fn main() -> ExitCode {
 
 async fn server(args: Args) -> anyhow::Result<ExitCode> {
     sync_cli::init_tracing();
+    if let Some(Command::Tokens(command)) = &args.command {
+        tokens(command).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let config = ServerConfig {
         max_item_bytes: args.max_item_bytes,
         ..ServerConfig::default()
     };
-    let auth = Arc::new(StaticTokens::new(args.tokens));
+    let mut auth = AnyOf::new();
+    if !args.tokens.is_empty() {
+        auth = auth.with(Arc::new(StaticTokens::new(args.tokens.clone())));
+    }
+    if let Some(path) = &args.token_file {
+        let file = Arc::new(TokenFile::load(path)?);
+        reload_on_sighup(file.clone())?;
+        auth = auth.with(file);
+    }
     let options = ServerOptions {
         max_item_bytes: args.max_item_bytes,
         rate_limit_per_second: args.rate_limit,
@@ -94,13 +188,13 @@ async fn server(args: Args) -> anyhow::Result<ExitCode> {
             let store = PgServerStore::connect(url, config)
                 .await
                 .context("the server cannot start on the PostgreSQL database")?;
-            router(Arc::new(store), auth, options)
+            app(Arc::new(store), auth, options).await?
         }
         (Some(db), None) => {
             let store = SqliteServerStore::open(db, config)
                 .await
                 .context("the server cannot start on the SQLite database")?;
-            router(Arc::new(store), auth, options)
+            app(Arc::new(store), auth, options).await?
         }
         (None, None) => anyhow::bail!("give --db FILE or --postgres URL"),
     };
@@ -126,4 +220,90 @@ async fn server(args: Args) -> anyhow::Result<ExitCode> {
     }
     eprintln!("stopped cleanly");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The router over `store`, accepting `auth`'s tokens and the store's device tokens, with the
+/// device routes on.
+async fn app<S: ServerStore + TokenStore + 'static>(
+    store: Arc<S>,
+    auth: AnyOf,
+    options: ServerOptions,
+) -> anyhow::Result<axum::Router> {
+    let stored = store
+        .tokens(None)
+        .await
+        .context("cannot read the device tokens in the database")?;
+    if auth.is_empty() && stored.is_empty() {
+        eprintln!(
+            "warning: no tokens yet, so every request is refused: add a device token with \
+             `sync-server tokens add --db DB --tenant T --device NAME`, or give --token-file"
+        );
+    }
+    let tokens: Arc<dyn TokenStore> = store.clone();
+    let auth: Arc<dyn Authenticator> =
+        Arc::new(auth.with(Arc::new(StoredTokens::new(tokens.clone()))));
+    let options = ServerOptions {
+        token_store: Some(tokens),
+        ..options
+    };
+    Ok(router(store, auth, options))
+}
+
+/// Reads `file` again on every SIGHUP; a bad edit is reported and the old tokens stay.
+fn reload_on_sighup(file: Arc<TokenFile>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match file.reload() {
+                Ok(n) => eprintln!("reloaded {} ({n} tokens)", file.path().display()),
+                Err(e) => eprintln!("error: {e}; the tokens loaded before stay in force"),
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Runs a `tokens` command on the database it names.
+async fn tokens(command: &TokensCommand) -> anyhow::Result<()> {
+    let db = match command {
+        TokensCommand::Add { db, .. }
+        | TokensCommand::List { db, .. }
+        | TokensCommand::Revoke { db, .. } => db,
+    };
+    let store: Arc<dyn TokenStore> = match (&db.db, &db.postgres) {
+        (_, Some(url)) => Arc::new(
+            PgServerStore::connect(url, ServerConfig::default())
+                .await
+                .context("cannot open the PostgreSQL database")?,
+        ),
+        (Some(path), None) => Arc::new(
+            SqliteServerStore::open(path, ServerConfig::default())
+                .await
+                .with_context(|| format!("cannot open the database {}", path.display()))?,
+        ),
+        (None, None) => anyhow::bail!("give --db FILE or --postgres URL"),
+    };
+    match command {
+        TokensCommand::Add {
+            tenant,
+            device,
+            json,
+            ..
+        } => sync_cli::tokens::add(&*store, tenant, device, *json).await,
+        TokensCommand::List { tenant, json, .. } => {
+            sync_cli::tokens::list(&*store, tenant.as_deref(), *json).await
+        }
+        TokensCommand::Revoke { id, .. } => sync_cli::tokens::revoke(&*store, id).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_flags_are_consistent() {
+        super::Args::command().debug_assert();
+    }
 }
