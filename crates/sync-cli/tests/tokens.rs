@@ -170,3 +170,38 @@ fn bad_token_commands_say_what_to_do() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing-tokens"));
 }
+
+#[test]
+fn a_server_on_jwts_alone() {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = tmp.path().join("jwt-secret");
+    std::fs::write(&secret, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let mut cmd = Command::new(SYNC_SERVER);
+    cmd.args(["--listen", "127.0.0.1:0", "--db"])
+        .arg(tmp.path().join("server.db"))
+        .arg("--jwt-hs256-secret-file")
+        .arg(&secret)
+        .args(["--jwt-tenant-claim", "tenant"])
+        .stderr(Stdio::null());
+    let (mut server, url) = spawn_listening(cmd);
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let key = EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef").unwrap();
+    let jwt = |exp: u64| {
+        let claims = serde_json::json!({"tenant": "acme", "exp": exp});
+        encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap()
+    };
+    let dir = tmp.path().join("dev");
+    write(&dir.join("a.txt"), b"a");
+    assert_eq!(sync(&dir, &url, Some(&jwt(exp + 600)), None), 0);
+    assert_eq!(
+        sync(&dir, &url, Some(&jwt(exp - 600)), None),
+        1,
+        "an expired JWT"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Tokens come from `--token`, from `--token-file` (lines `TENANT:TOKEN`, read again on
-//! SIGHUP) and from the device tokens in the database (`tokens add`; a revoke holds from the
+//! SIGHUP), from JWTs (`--jwt-hs256-secret-file`, `--jwt-public-key` or `--jwt-jwks`, the
+//! tenant in `--jwt-tenant-claim`) and from the device tokens in the database (`tokens add`; a revoke holds from the
 //! next request on every server sharing the database).
 //!
 //! With `--postgres` the server is stateless: several of them can serve one database behind one
@@ -34,8 +35,8 @@ use store_sqlite::SqliteServerStore;
 use sync_core::server::TokenStore;
 use sync_core::{ServerConfig, ServerStore, DEFAULT_MAX_ITEM_BYTES};
 use transport_http::server::{
-    router, serve, AnyOf, Authenticator, ServerOptions, StaticTokens, Stopped, StoredTokens,
-    TokenFile,
+    router, serve, AnyOf, Authenticator, JwtAuthenticator, ServerOptions, StaticTokens, Stopped,
+    StoredTokens, TokenFile,
 };
 
 #[derive(Parser, Debug)]
@@ -67,6 +68,24 @@ struct Args {
     /// A file of TENANT:TOKEN lines (# comments), read again on SIGHUP.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// Accept JWTs signed with HS256 and the secret in FILE (at least 32 bytes).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["jwt_public_key", "jwt_jwks"])]
+    jwt_hs256_secret_file: Option<PathBuf>,
+    /// Accept JWTs signed with the private half of this RSA (RS256) or P-256 (ES256) public key.
+    #[arg(long, value_name = "PEM", conflicts_with = "jwt_jwks")]
+    jwt_public_key: Option<PathBuf>,
+    /// Accept JWTs signed with a key of this JWKS file (chosen by the token's kid).
+    #[arg(long, value_name = "FILE")]
+    jwt_jwks: Option<PathBuf>,
+    /// The JWT claim that names the tenant.
+    #[arg(long, value_name = "NAME", default_value = "sub")]
+    jwt_tenant_claim: String,
+    /// Accept only JWTs with this issuer (iss).
+    #[arg(long, value_name = "ISS")]
+    jwt_issuer: Option<String>,
+    /// Accept only JWTs with this audience (aud).
+    #[arg(long, value_name = "AUD")]
+    jwt_audience: Option<String>,
     /// The largest item accepted, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_ITEM_BYTES)]
     max_item_bytes: u64,
@@ -177,6 +196,9 @@ async fn server(args: Args) -> anyhow::Result<ExitCode> {
         reload_on_sighup(file.clone())?;
         auth = auth.with(file);
     }
+    if let Some(jwt) = jwt(&args)? {
+        auth = auth.with(Arc::new(jwt));
+    }
     let options = ServerOptions {
         max_item_bytes: args.max_item_bytes,
         rate_limit_per_second: args.rate_limit,
@@ -247,6 +269,28 @@ async fn app<S: ServerStore + TokenStore + 'static>(
         ..options
     };
     Ok(router(store, auth, options))
+}
+
+/// The JWT authenticator the flags ask for, if any.
+fn jwt(args: &Args) -> anyhow::Result<Option<JwtAuthenticator>> {
+    let auth = match (
+        &args.jwt_hs256_secret_file,
+        &args.jwt_public_key,
+        &args.jwt_jwks,
+    ) {
+        (Some(f), _, _) => JwtAuthenticator::hs256_file(f)?,
+        (None, Some(f), _) => JwtAuthenticator::public_key_file(f)?,
+        (None, None, Some(f)) => JwtAuthenticator::jwks_file(f)?,
+        (None, None, None) => return Ok(None),
+    };
+    let mut auth = auth.tenant_claim(args.jwt_tenant_claim.clone());
+    if let Some(iss) = &args.jwt_issuer {
+        auth = auth.issuer(iss.clone());
+    }
+    if let Some(aud) = &args.jwt_audience {
+        auth = auth.audience(aud.clone());
+    }
+    Ok(Some(auth))
 }
 
 /// Reads `file` again on every SIGHUP; a bad edit is reported and the old tokens stay.

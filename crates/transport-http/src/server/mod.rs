@@ -10,6 +10,7 @@
 mod auth;
 mod devices;
 pub mod errors;
+mod jwt;
 pub(crate) mod keys;
 mod limits;
 mod routes;
@@ -31,6 +32,7 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::{Authenticator, StaticTokens};
 pub use errors::ApiError;
+pub use jwt::{JwtAuthenticator, JwtError, JWT_LEEWAY_SECS};
 pub use serve::{serve, Stopped};
 pub use token_sources::{AnyOf, StoredTokens, TokenFile, TokenFileError};
 
