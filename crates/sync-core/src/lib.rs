@@ -89,4 +89,4 @@ pub use server_store::{ServerConfig, ServerStore};
 pub use stamp::{Clock, ManualTime, NodeId, Stamp, StampParseError, SystemTimeSource, TimeSource};
 pub use state_store::{ClientState, StateBatch, StateStore};
 pub use status::{ErrorClass, ErrorEntry, ErrorStack, Scope, SyncStatus};
-pub use transport::Transport;
+pub use transport::{Transport, FETCH_MANY_CONCURRENCY};

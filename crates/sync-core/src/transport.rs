@@ -14,6 +14,9 @@ use crate::{
     PushOutcome, PushRequest, Result, Revision, VersionMeta,
 };
 
+/// Fetches in flight at once in the default [`Transport::fetch_many`].
+pub const FETCH_MANY_CONCURRENCY: usize = 8;
+
 /// The client's view of a sync server.
 #[async_trait]
 pub trait Transport: Send + Sync {
@@ -38,6 +41,30 @@ pub trait Transport: Send + Sync {
                 Err(e) if e.class().stops_sync() => return Err(e),
                 r => out.push(r),
             }
+        }
+        Ok(out)
+    }
+
+    /// Fetches many items (each its current version, or revision `rev`). The default runs
+    /// [`FETCH_MANY_CONCURRENCY`] fetches at a time; a transport that can batch (one request)
+    /// overrides it. One result per request, in order; the outer error is for failures that
+    /// stop the whole batch (offline, auth). Callers check each content against the hash they
+    /// expect, as for `fetch`.
+    async fn fetch_many(&self, reqs: Vec<(Key, Option<Revision>)>) -> Result<Vec<Result<Fetched>>> {
+        use futures::StreamExt;
+        let fetches: Vec<_> = reqs
+            .iter()
+            .map(|(key, rev)| self.fetch(key, *rev))
+            .collect();
+        let out: Vec<Result<Fetched>> = futures::stream::iter(fetches)
+            .buffered(FETCH_MANY_CONCURRENCY)
+            .collect()
+            .await;
+        if let Some(stop) = out
+            .iter()
+            .find_map(|r| r.as_ref().err().filter(|e| e.class().stops_sync()))
+        {
+            return Err(stop.clone());
         }
         Ok(out)
     }

@@ -263,3 +263,76 @@ mod tests {
         );
     }
 }
+
+/// The content type of a batch body: one line of JSON (the manifest), `\n`, then the contents of
+/// the items the manifest lists, back to back, each `size` bytes (docs/PROTOCOL.md "Batches").
+pub(crate) const BATCH_CONTENT_TYPE: &str = "application/x-sync-batch";
+/// The most items one batch request may carry or ask for.
+pub(crate) const BATCH_MAX_ITEMS: usize = 1000;
+/// The most content bytes one batch push may carry, and one batch fetch answer returns.
+pub(crate) const BATCH_MAX_BYTES: u64 = 8 * 1024 * 1024;
+/// The most bytes a batch manifest may take.
+pub(crate) const BATCH_MAX_MANIFEST: u64 = 1024 * 1024;
+
+/// One push of a batch: as `PUT /items/<key>` with its headers, the content in the body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct WireBatchPush {
+    pub key: String,
+    /// The revision to overwrite; `null` to create (a tombstone counts as absent).
+    pub if_match: Option<u64>,
+    pub hash: ContentHash,
+    /// The edit's stamp; the server's clock when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<String>,
+    pub size: u64,
+}
+
+/// The manifest of `POST /batch/push`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct WireBatchPushManifest {
+    #[serde(default)]
+    pub seen: u64,
+    pub items: Vec<WireBatchPush>,
+}
+
+/// One result of a batch: `status` is what the single route would have answered, with its
+/// item, or its error (and `current` on 412).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct WireBatchResult {
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<WireItem>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<WireErrorDetail>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<Option<WireItem>>,
+    /// On a fetch's 200: the version sent (its content follows the manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<WireVersion>,
+}
+
+/// The answer of a batch: one result per item, in request order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct WireBatchResults {
+    pub results: Vec<WireBatchResult>,
+}
+
+/// One fetch of a batch: the current version of `key`, or revision `rev`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct WireBatchFetch {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rev: Option<u64>,
+}
+
+/// The body of `POST /batch/fetch`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct WireBatchFetchRequest {
+    pub items: Vec<WireBatchFetch>,
+}
+
+/// Splits a batch body into its manifest and the contents after it.
+pub(crate) fn split_batch(body: &bytes::Bytes) -> Option<(bytes::Bytes, bytes::Bytes)> {
+    let nl = body.iter().position(|b| *b == b'\n')?;
+    Some((body.slice(..nl), body.slice(nl + 1..)))
+}

@@ -547,17 +547,6 @@ async fn every_error_code_of_the_protocol() {
             "invalid_request",
         ),
         case(
-            "no stamp",
-            req("PUT", "/sync/v1/items/n.txt")
-                .header(header::AUTHORIZATION, A)
-                .header("if-none-match", "*")
-                .header("x-sync-hash", ContentHash::of(b"x").to_hex())
-                .body(Body::from("x"))
-                .unwrap(),
-            S::BAD_REQUEST,
-            "invalid_request",
-        ),
-        case(
             "bad stamp",
             set(put("n.txt", A, b"x"), "x-sync-stamp", Some("yesterday"))
                 .body(Body::from("x"))
@@ -624,6 +613,26 @@ async fn every_error_code_of_the_protocol() {
         ),
     ];
     run(cases, ServerOptions::default()).await;
+}
+
+#[tokio::test]
+async fn a_put_without_a_stamp_takes_the_servers_clock() {
+    let s = server(ServerOptions::default()).await;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let r = req("PUT", "/sync/v1/items/n.txt")
+        .header(header::AUTHORIZATION, A)
+        .header("if-none-match", "*")
+        .header("x-sync-hash", ContentHash::of(b"x").to_hex())
+        .body(Body::from("x"))
+        .unwrap();
+    let a = call(&s.app, r).await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    let item: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    let stamp: Stamp = item["stamp"].as_str().unwrap().parse().unwrap();
+    assert!(stamp.millis >= before, "{stamp:?}");
 }
 
 #[tokio::test]

@@ -469,16 +469,7 @@ fn remote_version(remote: &ItemMeta) -> ConflictVersion {
 /// Fetches a remote version and checks its bytes against its hash.
 async fn fetch_verified<T: Transport>(transport: &T, remote: &ItemMeta) -> Result<Fetched> {
     let fetched = transport.fetch(&remote.key, Some(remote.rev)).await?;
-    let actual = ContentHash::of(&fetched.content);
-    let expected = remote.hash.unwrap_or_else(|| ContentHash::of(b""));
-    if actual != expected || fetched.version.hash != remote.hash {
-        return Err(Error::HashMismatch {
-            key: remote.key.clone(),
-            expected,
-            actual,
-        });
-    }
-    Ok(fetched)
+    verified(remote, fetched)
 }
 
 /// The content of `key` at revision `rev` (a merge's base), checked against `hash`; `None` when
@@ -506,35 +497,116 @@ async fn fetch_base<T: Transport>(
     }
 }
 
+/// Checks fetched content against the remote version the plan saw.
+fn verified(remote: &ItemMeta, fetched: Fetched) -> Result<Fetched> {
+    let actual = ContentHash::of(&fetched.content);
+    let expected = remote.hash.unwrap_or_else(|| ContentHash::of(b""));
+    if actual != expected || fetched.version.hash != remote.hash {
+        return Err(Error::HashMismatch {
+            key: remote.key.clone(),
+            expected,
+            actual,
+        });
+    }
+    Ok(fetched)
+}
+
 /// Applies one download: fetch, verify, write if the local item is still as planned.
 async fn download<T: Transport, R: Replica>(
     transport: &T,
     replica: &R,
     step: &Step<Download>,
 ) -> Result<Applied> {
+    let fetched = fetch_verified(transport, &step.op.remote).await?;
+    write_download(replica, step, fetched.content).await
+}
+
+/// Writes a download's verified content if the local item is still as planned.
+async fn write_download<R: Replica>(
+    replica: &R,
+    step: &Step<Download>,
+    content: Bytes,
+) -> Result<Applied> {
     let remote = &step.op.remote;
-    let fetched = fetch_verified(transport, remote).await?;
     let written = replica
-        .write(&step.local_key, fetched.content, step.op.expected)
+        .write(&step.local_key, content, step.op.expected)
         .await?;
     let base = base_entry(remote, &step.local_key, &written);
     let done = Outcome::Downloaded { conflict: None };
     Ok(Applied::record(None, &step.key, Some(base), done))
 }
 
-/// Applies downloads, `concurrency` at a time. One result per step, in order.
+/// Downloads of files up to this size are fetched together ([`Transport::fetch_many`]).
+pub(super) const FETCH_TOGETHER_BYTES: u64 = 64 * 1024;
+/// Files fetched per [`Transport::fetch_many`] call.
+pub(super) const FETCH_TOGETHER: usize = 500;
+
+/// Applies downloads: small files fetched together ([`FETCH_TOGETHER`] per
+/// [`Transport::fetch_many`], one request where the transport batches), larger ones alone;
+/// checks and writes `concurrency` at a time. One result per step, in order.
 pub(super) async fn download_many<T: Transport, R: Replica>(
     transport: &T,
     replica: &R,
     steps: &[Step<Download>],
     concurrency: usize,
 ) -> Vec<Result<Applied>> {
-    let futures: Vec<_> = steps
-        .iter()
-        .map(|s| download(transport, replica, s))
+    let mut results: Vec<Option<Result<Applied>>> = (0..steps.len()).map(|_| None).collect();
+    let small: Vec<usize> = (0..steps.len())
+        .filter(|i| steps[*i].op.remote.size <= FETCH_TOGETHER_BYTES)
         .collect();
-    futures::stream::iter(futures)
+    for chunk in small.chunks(FETCH_TOGETHER).filter(|c| c.len() > 1) {
+        let reqs = chunk
+            .iter()
+            .map(|i| {
+                (
+                    steps[*i].op.remote.key.clone(),
+                    Some(steps[*i].op.remote.rev),
+                )
+            })
+            .collect();
+        match transport.fetch_many(reqs).await {
+            Ok(fetched) => {
+                let writes: Vec<_> = chunk
+                    .iter()
+                    .zip(fetched)
+                    .map(|(i, f)| {
+                        let step = &steps[*i];
+                        async move {
+                            let f = verified(&step.op.remote, f?)?;
+                            write_download(replica, step, f.content).await
+                        }
+                    })
+                    .collect();
+                let done: Vec<Result<Applied>> = futures::stream::iter(writes)
+                    .buffered(concurrency.max(1))
+                    .collect()
+                    .await;
+                for (i, r) in chunk.iter().zip(done) {
+                    results[*i] = Some(r);
+                }
+            }
+            Err(e) => {
+                for i in chunk {
+                    results[*i] = Some(Err(e.clone()));
+                }
+            }
+        }
+    }
+    let rest: Vec<usize> = (0..steps.len()).filter(|i| results[*i].is_none()).collect();
+    let futures: Vec<_> = rest
+        .iter()
+        .map(|i| download(transport, replica, &steps[*i]))
+        .collect();
+    let done: Vec<Result<Applied>> = futures::stream::iter(futures)
         .buffered(concurrency.max(1))
         .collect()
-        .await
+        .await;
+    for (i, r) in rest.into_iter().zip(done) {
+        results[i] = Some(r);
+    }
+    results
+        .into_iter()
+        .zip(steps)
+        .map(|(r, s)| r.unwrap_or_else(|| Err(Error::item(&s.key, "download result missing"))))
+        .collect()
 }

@@ -64,6 +64,8 @@ where
     wait_immediate_and_timeout(c("wait_immediate_and_timeout"), fresh().await.0).await;
     wait_woken_by_push(c("wait_woken_by_push"), fresh().await.0).await;
     push_many_results(c("push_many_results"), fresh().await.0).await;
+    fetch_many_results(c("fetch_many_results"), fresh().await.0).await;
+    push_many_batch_sized(c("push_many_batch_sized"), fresh().await.0).await;
     let (a, b) = fresh().await;
     tenant_isolation(c("tenant_isolation"), a, b).await;
 }
@@ -738,6 +740,86 @@ async fn wait_woken_by_push<T: Transport + 'static>(c: Check, t: Arc<T>) {
         vec!["second.txt"],
         "feed after the wake-up",
     );
+}
+
+/// `fetch_many`: one result per request in order, a version from history by revision, an
+/// absent key as `NotFound` without failing the others.
+async fn fetch_many_results<T: Transport>(c: Check, t: Arc<T>) {
+    let v1 = accept(c, &*t, &key("f/a.txt"), Precondition::Create, b"one").await;
+    let v2 = accept(c, &*t, &key("f/a.txt"), Precondition::Match(v1.rev), b"two").await;
+    accept(c, &*t, &key("f/b.txt"), Precondition::Create, b"bee").await;
+    let reqs = vec![
+        (key("f/b.txt"), None),
+        (key("f/missing.txt"), None),
+        (key("f/a.txt"), Some(v1.rev)),
+        (key("f/a.txt"), Some(v2.rev)),
+    ];
+    let results = c.ok(t.fetch_many(reqs).await, "fetch_many");
+    c.eq(results.len(), 4, "one result per request");
+    let content = |i: usize| match &results[i] {
+        Ok(f) => f.content.to_vec(),
+        Err(e) => c.fail(format!("fetch_many[{i}]: expected Ok, got Err({e:?})")),
+    };
+    c.eq(content(0), b"bee".to_vec(), "fetch_many[0]");
+    match &results[1] {
+        Err(Error::NotFound { .. }) => {}
+        other => c.fail(format!("fetch_many[1]: expected NotFound, got {other:?}")),
+    }
+    c.eq(content(2), b"one".to_vec(), "fetch_many[2] (from history)");
+    c.eq(content(3), b"two".to_vec(), "fetch_many[3]");
+    if let Ok(f) = &results[2] {
+        c.eq(f.version.rev, v1.rev, "fetch_many[2]'s revision");
+        c.eq(
+            f.version.hash,
+            Some(ContentHash::of(b"one")),
+            "fetch_many[2]'s hash",
+        );
+    }
+    let none = c.ok(t.fetch_many(Vec::new()).await, "fetch_many of nothing");
+    c.eq(none.len(), 0, "fetch_many of nothing");
+}
+
+/// More items than one batch holds, pushed and fetched back: nothing lost or reordered.
+async fn push_many_batch_sized<T: Transport>(c: Check, t: Arc<T>) {
+    let n = 1_203;
+    let reqs: Vec<_> = (0..n)
+        .map(|i| {
+            push_req(
+                &key(&format!("bulk/{i:05}")),
+                Precondition::Create,
+                format!("v{i}").as_bytes(),
+            )
+        })
+        .collect();
+    let results = c.ok(t.push_many(reqs).await, "push_many of many");
+    c.eq(results.len(), n, "one result per request");
+    for (i, r) in results.iter().enumerate() {
+        match r {
+            Ok(PushOutcome::Accepted(m)) => {
+                c.eq(m.key.to_string(), format!("bulk/{i:05}"), "key in order")
+            }
+            other => c.fail(format!("push_many[{i}]: expected Accepted, got {other:?}")),
+        }
+    }
+    let fetched = c.ok(
+        t.fetch_many(
+            (0..n)
+                .map(|i| (key(&format!("bulk/{i:05}")), None))
+                .collect(),
+        )
+        .await,
+        "fetch_many of many",
+    );
+    for (i, f) in fetched.iter().enumerate() {
+        match f {
+            Ok(f) => c.eq(
+                f.content.to_vec(),
+                format!("v{i}").into_bytes(),
+                "content in order",
+            ),
+            Err(e) => c.fail(format!("fetch_many[{i}]: {e:?}")),
+        }
+    }
 }
 
 async fn push_many_results<T: Transport>(c: Check, t: Arc<T>) {

@@ -6,6 +6,7 @@
 //! its docs/SPEC.md §5 class through `errors`. Content that comes back is read under a size cap and
 //! checked against its `X-Sync-Hash` before anyone sees it. No sync logic lives here.
 
+mod batch;
 mod encode;
 mod errors;
 mod retry;
@@ -24,6 +25,7 @@ use sync_core::{
     Transport, VersionMeta,
 };
 
+pub use batch::{BATCH_BYTES, BATCH_ITEMS, BATCH_ITEM_BYTES};
 pub use errors::ClientError;
 pub use retry::RetryPolicy;
 
@@ -95,6 +97,8 @@ pub struct HttpTransport {
     retry: RetryPolicy,
     max_item_bytes: u64,
     request_timeout: Duration,
+    /// Set once the server answered 404 to a batch route: speak one item at a time.
+    no_batches: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for HttpTransport {
@@ -143,6 +147,7 @@ impl HttpTransport {
             retry: RetryPolicy::default(),
             max_item_bytes: sync_core::DEFAULT_MAX_ITEM_BYTES,
             request_timeout: Duration::from_secs(120),
+            no_batches: Arc::default(),
         })
     }
 
@@ -415,16 +420,57 @@ impl Transport for HttpTransport {
         }
     }
 
-    /// Pushes several files over concurrent requests on the pooled keep-alive connections
-    /// (at most [`PUSH_CONCURRENCY`] in flight). One result per request, in order; a failure
-    /// that stops sync (auth, offline) fails the whole batch.
+    /// Pushes several files: items up to [`BATCH_ITEM_BYTES`] in batch requests
+    /// (`POST /batch/push`, one store transaction each), larger ones (and everything, on a
+    /// server without batches) over concurrent single requests (at most [`PUSH_CONCURRENCY`] in
+    /// flight). One result per request, in order; a failure that stops sync (auth, offline)
+    /// fails the whole call.
     async fn push_many(&self, reqs: Vec<PushRequest>) -> Result<Vec<Result<PushOutcome>>> {
         use futures::StreamExt;
-        let pushes: Vec<_> = reqs.into_iter().map(|r| self.push(r)).collect();
-        let results: Vec<Result<PushOutcome>> = futures::stream::iter(pushes)
+        let mut results: Vec<Option<Result<PushOutcome>>> = vec![None; reqs.len()];
+        let small: Vec<usize> = (0..reqs.len())
+            .filter(|i| reqs[*i].content.len() as u64 <= BATCH_ITEM_BYTES)
+            .collect();
+        let sizes: Vec<u64> = small
+            .iter()
+            .map(|i| reqs[*i].content.len() as u64)
+            .collect();
+        for run in batch::chunks(&sizes) {
+            let idx = &small[run];
+            if idx.len() < 2 {
+                continue;
+            }
+            let chunk: Vec<PushRequest> = idx.iter().map(|i| reqs[*i].clone()).collect();
+            match self.push_batch(&chunk).await? {
+                Some(outcomes) => {
+                    for (i, r) in idx.iter().zip(outcomes) {
+                        results[*i] = Some(r);
+                    }
+                }
+                None => break,
+            }
+        }
+        let single: Vec<_> = reqs
+            .into_iter()
+            .zip(&results)
+            .filter(|(_, done)| done.is_none())
+            .map(|(r, _)| r)
+            .collect();
+        let pushes: Vec<_> = single.into_iter().map(|r| self.push(r)).collect();
+        let mut singles = futures::stream::iter(pushes)
             .buffered(PUSH_CONCURRENCY)
-            .collect()
-            .await;
+            .collect::<Vec<_>>()
+            .await
+            .into_iter();
+        let results: Vec<Result<PushOutcome>> = results
+            .into_iter()
+            .map(|r| match r {
+                Some(r) => r,
+                None => singles
+                    .next()
+                    .unwrap_or_else(|| Err(Error::offline("a push got no result"))),
+            })
+            .collect();
         if let Some(stop) = results
             .iter()
             .find_map(|r| r.as_ref().err().filter(|e| e.class().stops_sync()))
@@ -432,6 +478,40 @@ impl Transport for HttpTransport {
             return Err(stop.clone());
         }
         Ok(results)
+    }
+
+    /// Fetches several items: in batch requests (`POST /batch/fetch`) where the server has
+    /// them, the rest (deferred by a full answer, or everything on an older server) one at a
+    /// time. The caller says which items are small enough to batch by calling this only for
+    /// them; large ones are better fetched alone.
+    async fn fetch_many(&self, reqs: Vec<(Key, Option<Revision>)>) -> Result<Vec<Result<Fetched>>> {
+        let mut results: Vec<Option<Result<Fetched>>> = vec![None; reqs.len()];
+        let ones = vec![1u64; reqs.len()];
+        for run in batch::chunks(&ones) {
+            let start = run.start;
+            match self.fetch_batch(&reqs[run]).await? {
+                Some(fetched) => {
+                    for (j, r) in fetched.into_iter().enumerate() {
+                        results[start + j] = r;
+                    }
+                }
+                None => break,
+            }
+        }
+        let mut out = Vec::with_capacity(reqs.len());
+        for ((key, rev), r) in reqs.iter().zip(results) {
+            let r = match r {
+                Some(r) => r,
+                None => self.fetch(key, *rev).await,
+            };
+            if let Err(e) = &r {
+                if e.class().stops_sync() {
+                    return Err(e.clone());
+                }
+            }
+            out.push(r);
+        }
+        Ok(out)
     }
 
     async fn delete(&self, req: DeleteRequest) -> Result<PushOutcome> {

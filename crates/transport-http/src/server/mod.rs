@@ -8,6 +8,7 @@
 //! sleep-poll: long-polls wait on [`ServerStore::wait`].
 
 mod auth;
+mod batch;
 mod devices;
 pub mod errors;
 mod jwt;
@@ -23,7 +24,7 @@ use std::time::Duration;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, delete, get, put};
+use axum::routing::{any, delete, get, post, put};
 use axum::Router;
 use sync_core::ServerStore;
 use tower_http::compression::predicate::{NotForContentType, Predicate};
@@ -180,6 +181,14 @@ pub fn router<S: ServerStore + 'static>(
                     delete(devices::revoke).fallback(routes::method_not_allowed),
                 )
                 .with_state(devices),
+        )
+        .route(
+            &p("/batch/push"),
+            post(batch::push::<S>).fallback(routes::method_not_allowed),
+        )
+        .route(
+            &p("/batch/fetch"),
+            post(batch::fetch::<S>).fallback(routes::method_not_allowed),
         )
         .route(&p("/items/"), any(routes::empty_key))
         .route(&p("/history/"), any(routes::empty_key))

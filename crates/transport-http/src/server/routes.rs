@@ -100,7 +100,7 @@ fn stamp(headers: &HeaderMap, required: bool) -> ApiResult<Stamp> {
 }
 
 /// The server's time as a stamp, for writes that carry none (the store clamps it anyway).
-fn server_now() -> Stamp {
+pub(crate) fn server_now() -> Stamp {
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -293,7 +293,7 @@ pub(crate) async fn put_item<S: ServerStore>(
     let key = path_key(&uri, "items")?;
     let precondition = precondition(&headers)?;
     let hash = required_hash(&headers)?;
-    let stamp = stamp(&headers, true)?;
+    let stamp = stamp(&headers, false)?;
     let seen = seen(&headers)?;
     let content = verified_body(&state, &key, &headers, body, hash).await?;
     let req = PushRequest {
@@ -363,7 +363,7 @@ pub(crate) async fn post_history<S: ServerStore>(
 ) -> ApiResult<Response> {
     let key = path_key(&uri, "history")?;
     let hash = required_hash(&headers)?;
-    let stamp = stamp(&headers, true)?;
+    let stamp = stamp(&headers, false)?;
     let seen = seen(&headers)?;
     let content = verified_body(&state, &key, &headers, body, hash).await?;
     let req = ArchiveRequest {
