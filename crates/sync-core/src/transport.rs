@@ -81,6 +81,13 @@ pub trait Transport: Send + Sync {
     /// Stores content in `key`'s history without making it current.
     async fn archive(&self, req: ArchiveRequest) -> Result<VersionMeta>;
 
+    /// The largest item content the server accepts, in bytes, if it says (an older server
+    /// may not: `None`). The engine skips larger local files with a warning instead of
+    /// uploading them to be refused. The default says nothing.
+    async fn max_item_bytes(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
     /// Waits until the feed has changes after `since`, or `timeout` passes. Returns `true` when
     /// there are changes (at once if there already are), `false` on timeout.
     async fn wait(&self, since: Option<&Cursor>, timeout: Duration) -> Result<bool>;

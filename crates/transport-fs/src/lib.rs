@@ -194,6 +194,10 @@ impl Transport for FsTransport {
         self.locked(self.store.archive(&self.tenant, req)).await
     }
 
+    async fn max_item_bytes(&self) -> Result<Option<u64>> {
+        Ok(Some(self.store.max_item_bytes()))
+    }
+
     async fn wait(&self, since: Option<&Cursor>, timeout: Duration) -> Result<bool> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut interval = MIN_POLL;

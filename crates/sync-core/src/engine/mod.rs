@@ -86,6 +86,8 @@ pub struct Engine<T, S, R> {
     enabled: bool,
     handle: SyncHandle,
     conflicts: VecDeque<ConflictRecord>,
+    /// The server's item limit, once it said (`Some(None)`: it does not say).
+    server_limit: Option<Option<u64>>,
 }
 
 /// The state store's content, cached between syncs, and the clock made from it.
@@ -109,6 +111,7 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             enabled: true,
             handle: SyncHandle::new(),
             conflicts: VecDeque::new(),
+            server_limit: None,
         }
     }
 
@@ -161,6 +164,47 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
     /// The stored cursor, if a sync has run.
     pub fn cursor(&self) -> Option<crate::Cursor> {
         self.loaded.as_ref().and_then(|l| l.state.cursor)
+    }
+
+    /// Moves local files over the server's own limit (when smaller than the policy's) from the
+    /// scan to its skipped items, with a warning naming that limit, so they are never uploaded
+    /// only to be refused. The limit is asked once per engine.
+    async fn skip_over_server_limit(
+        &mut self,
+        scan: &mut crate::Scan,
+        max: u64,
+    ) -> crate::Result<()> {
+        let limit = match self.server_limit {
+            Some(known) => known,
+            None => {
+                let asked = self.transport.max_item_bytes().await?;
+                self.server_limit = Some(asked);
+                asked
+            }
+        };
+        let Some(limit) = limit.filter(|l| *l < max) else {
+            return Ok(());
+        };
+        let over: Vec<Key> = scan
+            .items
+            .iter()
+            .filter(|(_, i)| i.kind() == crate::ItemKind::File && i.size > limit)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in over {
+            let size = scan.items.remove(&key).map_or(0, |i| i.size);
+            scan.skipped.push(crate::Skipped {
+                path: key.to_string(),
+                message: format!(
+                    "{key}: {size} bytes is over the sync server's limit of {limit} bytes; it \
+                     is not uploaded (make it smaller, or ask for the server's \
+                     --max-item-bytes to be raised)"
+                ),
+                key: Some(key),
+                class: crate::ErrorClass::Warning,
+            });
+        }
+        Ok(())
     }
 
     /// Waits until the server has changes this engine has not pulled, or `timeout` passes.
@@ -394,7 +438,8 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             let state = &self.loaded()?.state;
             known_items(state)
         };
-        let scan = self.replica.scan(&known, max).await?;
+        let mut scan = self.replica.scan(&known, max).await?;
+        self.skip_over_server_limit(&mut scan, max).await?;
         let mut untouchable = BTreeSet::new();
         let mut scan_skipped = 0;
         for s in &scan.skipped {

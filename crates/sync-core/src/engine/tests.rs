@@ -820,3 +820,45 @@ async fn restore_brings_back_a_file_deleted_here_and_refuses_unsynced_edits() {
     let missing = a.restore(&f, Revision(9_999)).await.unwrap_err();
     assert!(matches!(missing, Error::NotFound { .. }), "{missing}");
 }
+
+#[tokio::test]
+async fn files_over_the_servers_limit_are_skipped_before_upload_with_a_warning() {
+    let time = ManualTime::new(1_000_000);
+    let server = Arc::new(MemoryServerStore::new(ServerConfig {
+        max_item_bytes: 10,
+        time: time.clone(),
+        ..ServerConfig::default()
+    }));
+    let mut a = Engine::new(
+        LocalTransport::new(server.clone(), TenantId::new("t")),
+        MemoryStateStore::default(),
+        MemoryReplica::new(time.clone()),
+        EngineConfig {
+            time: time.clone(),
+            ..EngineConfig::default()
+        },
+    );
+    a.replica().put(&k("small.txt"), b"tiny");
+    a.replica().put(&k("big.bin"), [7u8; 64]);
+    let r = sync(&mut a).await;
+    assert_eq!((r.uploaded, r.skipped), (1, 1), "{r:?}");
+    let warning = r
+        .errors
+        .iter()
+        .find(|e| e.key == Some(k("big.bin")))
+        .unwrap();
+    assert_eq!(warning.class, ErrorClass::Warning);
+    assert!(
+        warning.message.contains("server's limit of 10 bytes"),
+        "{}",
+        warning.message
+    );
+    // It stays skipped, not retried as an upload every sync.
+    let again = sync(&mut a).await;
+    assert_eq!((again.uploaded, again.skipped), (0, 1), "{again:?}");
+    assert!(server.history(&w_tenant(), &k("big.bin")).await.is_err());
+}
+
+fn w_tenant() -> TenantId {
+    TenantId::new("t")
+}

@@ -83,6 +83,10 @@ impl<S: ServerStore> Transport for LocalTransport<S> {
         self.store.archive(&self.tenant, req).await
     }
 
+    async fn max_item_bytes(&self) -> Result<Option<u64>> {
+        Ok(Some(self.store.max_item_bytes()))
+    }
+
     async fn wait(&self, since: Option<&Cursor>, timeout: Duration) -> Result<bool> {
         self.store.wait(&self.tenant, since, timeout).await
     }

@@ -99,6 +99,8 @@ pub struct HttpTransport {
     request_timeout: Duration,
     /// Set once the server answered 404 to a batch route: speak one item at a time.
     no_batches: Arc<std::sync::atomic::AtomicBool>,
+    /// The server's item limit from `GET /info`, once read (`None` inside: it has no `/info`).
+    server_limit: Arc<std::sync::OnceLock<Option<u64>>>,
 }
 
 impl std::fmt::Debug for HttpTransport {
@@ -148,6 +150,7 @@ impl HttpTransport {
             max_item_bytes: sync_core::DEFAULT_MAX_ITEM_BYTES,
             request_timeout: Duration::from_secs(120),
             no_batches: Arc::default(),
+            server_limit: Arc::default(),
         })
     }
 
@@ -512,6 +515,27 @@ impl Transport for HttpTransport {
             out.push(r);
         }
         Ok(out)
+    }
+
+    /// The server's limit from `GET /sync/v1/info`, read once; `None` from a server without it.
+    async fn max_item_bytes(&self) -> Result<Option<u64>> {
+        if let Some(known) = self.server_limit.get() {
+            return Ok(*known);
+        }
+        let url = self.url("/info");
+        let sent = self
+            .send("info", self.request_timeout, |h| h.get(&url))
+            .await?;
+        let limit = match sent.response.status() {
+            StatusCode::OK => {
+                let info: serde_json::Value = self.json(sent.response, "info").await?;
+                info.get("max_item_bytes")
+                    .and_then(serde_json::Value::as_u64)
+            }
+            StatusCode::NOT_FOUND => None,
+            _ => return Err(self.failure(sent.response, &self.ctx()).await),
+        };
+        Ok(*self.server_limit.get_or_init(|| limit))
     }
 
     async fn delete(&self, req: DeleteRequest) -> Result<PushOutcome> {

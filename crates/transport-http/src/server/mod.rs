@@ -183,6 +183,10 @@ pub fn router<S: ServerStore + 'static>(
                 .with_state(devices),
         )
         .route(
+            &p("/info"),
+            get(routes::info::<S>).fallback(routes::method_not_allowed),
+        )
+        .route(
             &p("/batch/push"),
             post(batch::push::<S>).fallback(routes::method_not_allowed),
         )

@@ -36,6 +36,20 @@ pub(crate) async fn health() -> Response {
     Json(serde_json::json!({"status": "ok"})).into_response()
 }
 
+/// `GET /info`: what a client should know before it writes.
+pub(crate) async fn info<S: ServerStore>(State(state): State<AppState<S>>) -> Response {
+    Json(serde_json::json!({
+        "protocol": 1,
+        "max_item_bytes": item_limit(&state),
+        "rate_limit_per_second": state.options.rate_limit_per_second,
+        "rate_limit_burst": state.options.rate_limit_burst,
+        "batch_max_items": crate::wire::BATCH_MAX_ITEMS,
+        "batch_max_bytes": crate::wire::BATCH_MAX_BYTES,
+        "time_millis": server_now().millis,
+    }))
+    .into_response()
+}
+
 /// Any path that is not a route.
 pub(crate) async fn no_such_route(uri: Uri) -> ApiError {
     ApiError::not_found(format!("no such route: {}", uri.path()))
