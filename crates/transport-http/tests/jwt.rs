@@ -188,3 +188,52 @@ async fn a_jwt_syncs_over_http_and_an_expired_one_is_an_auth_error() {
     let err = client.changes(None, 10).await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::Auth, "{err}");
 }
+
+/// A sign-in service's token source: the first token it hands out has expired; asked to
+/// refresh, it signs a new one.
+struct Refreshing {
+    asked: std::sync::atomic::AtomicUsize,
+    refreshed: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl transport_http::TokenProvider for Refreshing {
+    async fn token(&self) -> sync_core::Result<String> {
+        self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let fresh = self.refreshed.load(std::sync::atomic::Ordering::SeqCst) > 0;
+        let exp = if fresh { now() + 600 } else { now() - 600 };
+        Ok(hs(&json!({"sub": "alice", "exp": exp}), SECRET))
+    }
+
+    async fn refresh(&self, _rejected: &str) -> sync_core::Result<Option<String>> {
+        self.refreshed
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.token().await.map(Some)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_refreshed_once_and_the_request_succeeds() {
+    let store = Arc::new(MemoryServerStore::new(ServerConfig::default()));
+    let auth = Arc::new(JwtAuthenticator::hs256(SECRET).unwrap());
+    let app = router(store, auth, ServerOptions::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let provider = Arc::new(Refreshing {
+        asked: Default::default(),
+        refreshed: Default::default(),
+    });
+    let client = HttpTransport::new(&url, provider.clone()).unwrap();
+    client.changes(None, 10).await.unwrap();
+    assert_eq!(
+        provider.refreshed.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    // From then on the fresh token is used without refreshing again.
+    client.changes(None, 10).await.unwrap();
+    assert_eq!(
+        provider.refreshed.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+}

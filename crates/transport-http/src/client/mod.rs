@@ -47,11 +47,21 @@ const WAIT_SLACK: Duration = Duration::from_secs(15);
 
 /// Supplies the bearer token for each request; an app that refreshes tokens implements it.
 /// It is asked before every attempt, so a refreshed token is used from the next request on.
+/// When the server refuses a token (401), [`TokenProvider::refresh`] is asked once for a new
+/// one and the request is sent again with it.
 #[async_trait]
 pub trait TokenProvider: Send + Sync {
     /// The current token. A failure (e.g. the user signed out) is returned as it is,
     /// typically [`Error::Auth`].
     async fn token(&self) -> Result<String>;
+
+    /// The server refused `rejected` (401): a new token to send the request again with, or
+    /// `None` to give up (the request then fails with [`Error::Auth`]). The default asks
+    /// [`TokenProvider::token`] again and tries once more if it gives another token.
+    async fn refresh(&self, rejected: &str) -> Result<Option<String>> {
+        let fresh = self.token().await?;
+        Ok((fresh != rejected).then_some(fresh))
+    }
 }
 
 /// A token that never changes.
@@ -82,6 +92,10 @@ impl TokenProvider for String {
 impl<T: TokenProvider + ?Sized> TokenProvider for Arc<T> {
     async fn token(&self) -> Result<String> {
         (**self).token().await
+    }
+
+    async fn refresh(&self, rejected: &str) -> Result<Option<String>> {
+        (**self).refresh(rejected).await
     }
 }
 
@@ -182,20 +196,52 @@ impl HttpTransport {
         format!("{}/{group}/{}", self.api, encode_key(key))
     }
 
-    /// Sends a request built by `build`, with the bearer token, retried per the policy.
+    /// Sends a request built by `build`, with the bearer token, retried per the policy; on a
+    /// 401, once more with the token [`TokenProvider::refresh`] gives, if it gives one.
     async fn send(
         &self,
         what: &str,
         timeout: Duration,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<retry::Sent> {
+        let used = std::sync::Mutex::new(String::new());
+        let sent = self.send_with(what, timeout, &build, None, &used).await?;
+        if sent.response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(sent);
+        }
+        let rejected = used.lock().map(|t| t.clone()).unwrap_or_default();
+        match self.token.refresh(&rejected).await? {
+            Some(fresh) => {
+                tracing::debug!(what, "token refused; sending again with a refreshed one");
+                self.send_with(what, timeout, &build, Some(fresh), &used)
+                    .await
+            }
+            None => Ok(sent),
+        }
+    }
+
+    /// [`HttpTransport::send`] without the refresh: with `token`, or the provider's.
+    async fn send_with(
+        &self,
+        what: &str,
+        timeout: Duration,
+        build: &impl Fn(&reqwest::Client) -> RequestBuilder,
+        token: Option<String>,
+        used: &std::sync::Mutex<String>,
+    ) -> Result<retry::Sent> {
         retry::send(&self.retry, what, || async {
-            let token = self.token.token().await?;
+            let token = match &token {
+                Some(t) => t.clone(),
+                None => self.token.token().await?,
+            };
             if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(Error::Auth {
                     message: "the token is empty or has characters a header cannot carry"
                         .to_owned(),
                 });
+            }
+            if let Ok(mut u) = used.lock() {
+                u.clone_from(&token);
             }
             build(&self.http)
                 .bearer_auth(token)
