@@ -268,10 +268,12 @@ mod tests {
 /// the items the manifest lists, back to back, each `size` bytes (docs/PROTOCOL.md "Batches").
 pub(crate) const BATCH_CONTENT_TYPE: &str = "application/x-sync-batch";
 /// The most items one batch request may carry or ask for.
+#[cfg(feature = "server")]
 pub(crate) const BATCH_MAX_ITEMS: usize = 1000;
 /// The most content bytes one batch push may carry, and one batch fetch answer returns.
 pub(crate) const BATCH_MAX_BYTES: u64 = 8 * 1024 * 1024;
 /// The most bytes a batch manifest may take.
+#[cfg(feature = "server")]
 pub(crate) const BATCH_MAX_MANIFEST: u64 = 1024 * 1024;
 
 /// One push of a batch: as `PUT /items/<key>` with its headers, the content in the body.
