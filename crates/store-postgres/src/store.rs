@@ -650,6 +650,12 @@ fn wrong_answer() -> Error {
 
 #[async_trait]
 impl ServerStore for PgServerStore {
+    async fn check(&self) -> Result<()> {
+        let client = self.client().await?;
+        client.query_one("SELECT 1", &[]).await.map_err(pg)?;
+        Ok(())
+    }
+
     async fn epoch(&self) -> Result<Epoch> {
         Ok(self.inner.epoch)
     }

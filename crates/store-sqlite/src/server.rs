@@ -368,6 +368,17 @@ fn version_from_row(row: &rusqlite::Row<'_>, at: usize) -> Result<VersionMeta, S
 
 #[async_trait]
 impl ServerStore for SqliteServerStore {
+    async fn check(&self) -> Result<()> {
+        self.inner
+            .db
+            .call(|conn| -> Result<(), StoreError> {
+                conn.query_row("SELECT count(*) FROM meta", [], |_| Ok(()))?;
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+
     async fn epoch(&self) -> Result<Epoch> {
         Ok(self.inner.epoch)
     }

@@ -75,6 +75,12 @@ pub trait ServerStore: Send + Sync {
 
     /// The largest content a push may carry, in bytes.
     fn max_item_bytes(&self) -> u64;
+
+    /// Checks that the storage answers (for a health check): `Offline` or `Storage` when it
+    /// does not. The default says it does.
+    async fn check(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Settings every server store takes.

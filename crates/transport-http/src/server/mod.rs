@@ -201,12 +201,13 @@ pub fn router<S: ServerStore + 'static>(
             auth_state,
             auth::require_tenant,
         ))
-        .with_state(state);
+        .with_state(state.clone());
     Router::new()
         .route(
             &p("/health"),
-            get(routes::health).fallback(routes::method_not_allowed),
+            get(routes::health::<S>).fallback(routes::method_not_allowed),
         )
+        .with_state(state)
         .merge(protected)
         .fallback(routes::no_such_route)
         .layer(middleware::from_fn_with_state(overall, request_timeout))

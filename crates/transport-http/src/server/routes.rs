@@ -31,9 +31,20 @@ use crate::wire::{
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// `GET /health`.
-pub(crate) async fn health() -> Response {
-    Json(serde_json::json!({"status": "ok"})).into_response()
+/// `GET /health`: 200 when the store answers, 503 `unavailable` when it does not.
+pub(crate) async fn health<S: ServerStore>(State(state): State<AppState<S>>) -> Response {
+    match state.store.check().await {
+        Ok(()) => Json(serde_json::json!({"status": "ok"})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: the store does not answer");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("the store does not answer: {e}"),
+            )
+            .into_response()
+        }
+    }
 }
 
 /// `GET /info`: what a client should know before it writes.
