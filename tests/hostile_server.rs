@@ -73,8 +73,8 @@ fn folder(key: &str, rev: u64) -> Value {
 
 /// The fake server as an axum app; returns its base URL.
 ///
-/// `GET /sync/v1/changes` answers `changes`; every other `GET`, whatever its path, answers
-/// `content` as an item's content. Not only `/sync/v1/items/...`: a client that sent a key
+/// `GET /sync/v1/changes` answers `changes`; the batch routes answer 404 (as a server without
+/// them); every other `GET`, whatever its path, answers `content` as an item's content. Not only `/sync/v1/items/...`: a client that sent a key
 /// with a `..` segment would have its URL normalised (`/sync/v1/items/../escape.txt` becomes
 /// `/sync/v1/escape.txt`), and a server that refused that path would stop the sync before the
 /// key ever reached the folder replica, hiding whether the client writes outside the folder.
@@ -89,7 +89,12 @@ async fn serve(changes: Answer, content: Content) -> String {
                 (status, [(header::CONTENT_TYPE, ct)], body).into_response()
             }),
         )
-        .fallback(move |method: Method| async move {
+        .fallback(move |method: Method, uri: axum::http::Uri| async move {
+            // No batch routes (as an older server): every item is fetched on its own, through
+            // the single-item paths these scenarios attack.
+            if uri.path().starts_with("/sync/v1/batch/") {
+                return (StatusCode::NOT_FOUND, "no batches").into_response();
+            }
             if method != Method::GET {
                 // The engine has nothing to upload in these scenarios: a server error.
                 return (StatusCode::SERVICE_UNAVAILABLE, "no").into_response();

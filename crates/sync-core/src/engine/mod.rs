@@ -176,11 +176,19 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
     ) -> crate::Result<()> {
         let limit = match self.server_limit {
             Some(known) => known,
-            None => {
-                let asked = self.transport.max_item_bytes().await?;
-                self.server_limit = Some(asked);
-                asked
-            }
+            None => match self.transport.max_item_bytes().await {
+                Ok(asked) => {
+                    self.server_limit = Some(asked);
+                    asked
+                }
+                // Not knowing the limit is no reason to stop a sync (the server refuses an item
+                // that is too large anyway); ask again next sync. A refused token is.
+                Err(e) if e.class() == crate::ErrorClass::Auth => return Err(e),
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot read the server's item limit");
+                    None
+                }
+            },
         };
         let Some(limit) = limit.filter(|l| *l < max) else {
             return Ok(());

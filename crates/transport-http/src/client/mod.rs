@@ -573,11 +573,15 @@ impl Transport for HttpTransport {
             .send("info", self.request_timeout, |h| h.get(&url))
             .await?;
         let limit = match sent.response.status() {
-            StatusCode::OK => {
-                let info: serde_json::Value = self.json(sent.response, "info").await?;
-                info.get("max_item_bytes")
-                    .and_then(serde_json::Value::as_u64)
-            }
+            // An answer that does not say (not JSON, no limit) is taken as saying nothing.
+            StatusCode::OK => self
+                .json::<serde_json::Value>(sent.response, "info")
+                .await
+                .ok()
+                .and_then(|info| {
+                    info.get("max_item_bytes")
+                        .and_then(serde_json::Value::as_u64)
+                }),
             StatusCode::NOT_FOUND => None,
             _ => return Err(self.failure(sent.response, &self.ctx()).await),
         };
