@@ -18,14 +18,30 @@ use crate::RecordsError;
 /// `PRAGMA application_id` of a record store ("RECS").
 const APPLICATION_ID: i64 = 0x5245_4353;
 
-/// The newest schema version.
-const SCHEMA_VERSION: i64 = 1;
+/// One step of the schema: it takes a file from `user_version = to - 1` to `to`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Migration {
+    /// The version the step brings the file to.
+    pub(crate) to: i64,
+    /// The step: SQL and data changes, run inside the opening transaction.
+    pub(crate) apply: fn(&Connection) -> rusqlite::Result<()>,
+}
+
+/// Every schema step, oldest first; a new file runs them all. Steps are only ever appended,
+/// never edited once released, so every older file can be brought forward: a future version 2
+/// is `Migration { to: 2, apply: v2 }` after this one. [`open_blocking`] runs the missing
+/// steps in order in one transaction with the version bump, so a file is at one version or
+/// the next, never in between.
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    to: 1,
+    apply: |conn| conn.execute_batch(SCHEMA_V1),
+}];
 
 /// Version 1. `records` holds records (`folder = 0`) and folders (`folder = 1`); `seq` is the
 /// value of the store-wide change counter (`meta.seq`) at the row's last write, `hash` is the
 /// content's hash computed when it was written, so a scan reads neither content nor hashes
 /// anything. `backups` holds copies of content the engine replaced in a conflict.
-const SCHEMA: &str = "
+const SCHEMA_V1: &str = "
 CREATE TABLE records (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     key TEXT NOT NULL UNIQUE,
@@ -85,21 +101,24 @@ impl Db {
     }
 }
 
+/// What a failure while opening `shown` means: not a database at all, or a plain failure.
+fn open_error(shown: &Path, source: rusqlite::Error) -> RecordsError {
+    if source.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) {
+        RecordsError::NotADatabase {
+            path: shown.to_path_buf(),
+            detail: source.to_string(),
+        }
+    } else {
+        RecordsError::Open {
+            path: shown.to_path_buf(),
+            source,
+        }
+    }
+}
+
 fn open_blocking(path: Option<&Path>) -> Result<Connection, RecordsError> {
     let shown = path.map_or_else(|| PathBuf::from(":memory:"), Path::to_path_buf);
-    let open_err = |source: rusqlite::Error| {
-        if source.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) {
-            RecordsError::NotADatabase {
-                path: shown.clone(),
-                detail: source.to_string(),
-            }
-        } else {
-            RecordsError::Open {
-                path: shown.clone(),
-                source,
-            }
-        }
-    };
+    let open_err = |source| open_error(&shown, source);
     let mut conn = match path {
         Some(p) => Connection::open(p),
         None => Connection::open_in_memory(),
@@ -112,6 +131,21 @@ fn open_blocking(path: Option<&Path>) -> Result<Connection, RecordsError> {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
     }
+    migrate(&mut conn, &shown, MIGRATIONS)?;
+    Ok(conn)
+}
+
+/// Checks that `conn` is a record store (or empty) no newer than `migrations` know, and runs
+/// the steps it lacks, in order, in one immediate transaction together with the version
+/// bump: a failed step leaves the file as it was. Another process opening the same file
+/// waits for the transaction (busy timeout) and then sees the new version.
+pub(crate) fn migrate(
+    conn: &mut Connection,
+    shown: &Path,
+    migrations: &[Migration],
+) -> Result<(), RecordsError> {
+    let open_err = |source| open_error(shown, source);
+    let newest = migrations.last().map_or(0, |m| m.to);
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(open_err)?;
@@ -124,25 +158,33 @@ fn open_blocking(path: Option<&Path>) -> Result<Connection, RecordsError> {
     let tables: i64 = tx
         .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
         .map_err(open_err)?;
-    if (app_id != 0 && app_id != APPLICATION_ID) || (version == 0 && tables > 0) {
-        return Err(RecordsError::WrongKind { path: shown });
-    }
-    if version > SCHEMA_VERSION {
-        return Err(RecordsError::NewerSchema {
-            path: shown,
-            found: version,
-            supported: SCHEMA_VERSION,
+    if (app_id != 0 && app_id != APPLICATION_ID) || (version == 0 && tables > 0) || version < 0 {
+        return Err(RecordsError::WrongKind {
+            path: shown.to_path_buf(),
         });
     }
+    if version > newest {
+        return Err(RecordsError::NewerSchema {
+            path: shown.to_path_buf(),
+            found: version,
+            supported: newest,
+        });
+    }
+    for step in migrations.iter().filter(|m| m.to > version) {
+        (step.apply)(&tx)
+            .and_then(|()| tx.pragma_update(None, "user_version", step.to))
+            .map_err(|source| RecordsError::Migration {
+                path: shown.to_path_buf(),
+                to: step.to,
+                source,
+            })?;
+    }
     if version == 0 {
-        tx.execute_batch(SCHEMA).map_err(open_err)?;
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(open_err)?;
         tx.pragma_update(None, "application_id", APPLICATION_ID)
             .map_err(open_err)?;
     }
     tx.commit().map_err(open_err)?;
-    Ok(conn)
+    Ok(())
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -304,4 +346,130 @@ pub(crate) fn content(conn: &Connection, key: &Key) -> rusqlite::Result<Option<V
         )
         .optional()?
         .flatten())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A future step: a new column filled from the old ones. Running it twice fails (the column
+    /// exists), so a test that passes proves it ran once.
+    const V2: Migration = Migration {
+        to: 2,
+        apply: |conn| {
+            conn.execute_batch(
+                "ALTER TABLE records ADD COLUMN note TEXT;
+                 UPDATE records SET note = 'was ' || size;",
+            )
+        },
+    };
+
+    fn version(conn: &Connection) -> i64 {
+        conn.pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    }
+
+    fn put(conn: &Connection, key: &str, value: &[u8]) {
+        let key = Key::new(key).unwrap();
+        make_parents(conn, &key, 1).unwrap();
+        upsert_record(conn, &key, value, 1).unwrap();
+    }
+
+    #[test]
+    fn an_older_file_runs_only_the_missing_steps_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let conn = open_blocking(Some(&path)).unwrap();
+        assert_eq!(version(&conn), 1);
+        put(&conn, "a/b", b"four");
+        drop(conn);
+
+        let mut conn = Connection::open(&path).unwrap();
+        migrate(&mut conn, &path, &[MIGRATIONS[0], V2]).unwrap();
+        assert_eq!(version(&conn), 2);
+        let note: String = conn
+            .query_row("SELECT note FROM records WHERE key = 'a/b'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(note, "was 4", "v2 ran over v1's rows, which were kept");
+        // Opening again at the newest version runs nothing (V2 twice would fail).
+        migrate(&mut conn, &path, &[MIGRATIONS[0], V2]).unwrap();
+        assert_eq!(version(&conn), 2);
+    }
+
+    #[test]
+    fn a_new_file_runs_every_step() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, Path::new(":memory:"), &[MIGRATIONS[0], V2]).unwrap();
+        assert_eq!(version(&conn), 2);
+        put(&conn, "x", b"1");
+        let app_id: i64 = conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .unwrap();
+        assert_eq!(app_id, APPLICATION_ID);
+    }
+
+    #[test]
+    fn a_failed_step_leaves_the_file_at_its_old_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let conn = open_blocking(Some(&path)).unwrap();
+        put(&conn, "kept", b"v1 data");
+        drop(conn);
+
+        let broken = Migration {
+            to: 3,
+            apply: |conn| conn.execute_batch("INSERT INTO no_such_table VALUES (1)"),
+        };
+        let mut conn = Connection::open(&path).unwrap();
+        let err = migrate(&mut conn, &path, &[MIGRATIONS[0], V2, broken]).unwrap_err();
+        assert!(
+            matches!(&err, RecordsError::Migration { to: 3, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("schema version 3"), "{err}");
+        // Step 2 ran in the same transaction as the failed step 3: both are gone.
+        assert_eq!(version(&conn), 1);
+        let columns: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('records') WHERE name = 'note'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(columns, 0, "step 2 was rolled back");
+        drop(conn);
+        // The file still opens as the version-1 store it was.
+        let conn = open_blocking(Some(&path)).unwrap();
+        assert_eq!(
+            content(&conn, &Key::new("kept").unwrap()).unwrap().unwrap(),
+            b"v1 data"
+        );
+    }
+
+    #[test]
+    fn a_file_of_a_newer_version_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let mut conn = open_blocking(Some(&path)).unwrap();
+        migrate(&mut conn, &path, &[MIGRATIONS[0], V2]).unwrap();
+        drop(conn);
+        let err = open_blocking(Some(&path)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RecordsError::NewerSchema {
+                    found: 2,
+                    supported: 1,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let conn = Connection::open(&path).unwrap();
+        assert_eq!(version(&conn), 2);
+    }
 }

@@ -43,6 +43,16 @@ pub enum RecordsError {
         /// The newest version this crate knows.
         supported: i64,
     },
+    /// A schema migration step failed; the file was left at its old version.
+    #[error("cannot bring the record store {path} to schema version {to}: {source}; the file is unchanged, so free disk space or check its permissions and open it again")]
+    Migration {
+        /// The file.
+        path: PathBuf,
+        /// The version the failed step was to bring the file to.
+        to: i64,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
     /// A statement failed (disk full, I/O error, locked for too long).
     #[error("the record store's database failed: {0}; retry, and if it keeps failing check the disk or restore the file")]
     Sqlite(#[from] rusqlite::Error),

@@ -220,6 +220,45 @@ async fn files_that_are_not_record_stores_are_refused() {
     assert_eq!(n, 1);
 }
 
+#[tokio::test]
+async fn a_file_of_a_newer_schema_version_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("records.db");
+    let store = RecordStore::open(&path).await.unwrap();
+    store.put(&k("a"), "1").await.unwrap();
+    drop(store);
+    let version = |path: &std::path::Path| -> i64 {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(version(&path), 1, "the store records its schema version");
+    // A later version of the crate moved the file on.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 7)
+        .unwrap();
+    let err = RecordStore::open(&path).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RecordsError::NewerSchema {
+                found: 7,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("version 7") && message.contains("upgrade the app"),
+        "{message}"
+    );
+    assert_eq!(version(&path), 7, "refusing left the file alone");
+}
+
 type Device = Engine<LocalTransport<MemoryServerStore>, MemoryStateStore, RecordStore>;
 
 fn device(server: &Arc<MemoryServerStore>, store: &RecordStore, node: u64) -> Device {
