@@ -167,6 +167,12 @@ impl NeverSync {
     /// unchanged when there is nothing to put back. A private field in `incoming` itself (sent
     /// by a device without this rule) is replaced by this device's one, or kept when this
     /// device has none.
+    ///
+    /// [`strip`](Self::strip) of the result gives back `incoming`, with one exception: an
+    /// object that `incoming` has empty where this device keeps a private field (say
+    /// `{"identity":{}}` beside a private `identity.passphrase`) is dropped by the strip, as
+    /// any object a strip leaves empty is. Such a value syncs once more without the empty
+    /// object, and then stays.
     pub fn restore<'a>(
         &self,
         key: &Key,

@@ -276,7 +276,14 @@ mod properties {
                     }
                     let back = f.strip(&key, &stored).unwrap();
                     let back_v: Value = serde_json::from_slice(&back).unwrap();
-                    let incoming_v: Value = serde_json::from_slice(&incoming).unwrap();
+                    let mut incoming_v: Value = serde_json::from_slice(&incoming).unwrap();
+                    // The one documented difference: an object that only held this device's
+                    // private field is dropped by the strip, even if it came in empty.
+                    if get(&local, &["inner", "secret"]).is_some()
+                        && get(&incoming_v, &["inner"]).is_some_and(|i| i == &Value::Object(Map::new()))
+                    {
+                        incoming_v.as_object_mut().unwrap().remove("inner");
+                    }
                     prop_assert_eq!(back_v, incoming_v);
                 }
                 // Only when the remote made `inner` something other than an object.
