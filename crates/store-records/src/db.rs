@@ -262,6 +262,31 @@ fn next_seq(conn: &Connection) -> rusqlite::Result<i64> {
     )
 }
 
+/// The store-wide change counter now: it moves with every write and every delete, by any
+/// connection, so an unchanged value means no row changed.
+pub(crate) fn change_counter(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT seq FROM meta WHERE id = 1", [], |r| r.get(0))
+}
+
+/// Deletes the row at `key` (only a record, not a folder, when `records_only`), moving the
+/// change counter when a row went. True if one did.
+pub(crate) fn delete_row(
+    conn: &Connection,
+    key: &Key,
+    records_only: bool,
+) -> rusqlite::Result<bool> {
+    let sql = if records_only {
+        "DELETE FROM records WHERE key = ?1 AND folder = 0"
+    } else {
+        "DELETE FROM records WHERE key = ?1"
+    };
+    let gone = conn.execute(sql, [key.as_str()])? > 0;
+    if gone {
+        next_seq(conn)?;
+    }
+    Ok(gone)
+}
+
 /// True when some row lies under `key` (its key starts with `key/`).
 pub(crate) fn has_children(conn: &Connection, key: &Key) -> rusqlite::Result<bool> {
     // Keys under `a` sort in ["a/", "a0"): '0' is the character after '/'.

@@ -7,7 +7,9 @@
 //! - Its `Replica` implementation: records are files, the folders above them are folder rows.
 //!   Every write bumps a store-wide change counter kept per row; an item's fingerprint is
 //!   (size, that counter as the "mtime", the row id as the "inode"), and each row's content
-//!   hash is stored when it is written, so a scan is one query that reads no content.
+//!   hash is stored when it is written, so a scan is one query that reads no content. The
+//!   counter is also the replica's change token: while it has not moved since a sync found
+//!   nothing to do, the engine does not scan at all.
 //! - Conflict losers the engine backs up go to a `backups` table of the same file
 //!   ([`sync_core::Replica::backups`], [`sync_core::Replica::read_backup`]).
 //!

@@ -135,6 +135,14 @@ impl Replica for RecordStore {
         Ok(scan)
     }
 
+    async fn change_token(&self) -> Result<Option<u64>> {
+        let seq = self
+            .db
+            .call(|conn| db::change_counter(conn).map_err(storage))
+            .await?;
+        Ok(Some(u64::try_from(seq).unwrap_or(0)))
+    }
+
     async fn read(&self, key: &Key) -> Result<Bytes> {
         match self.get(key).await? {
             Some(b) => Ok(b),
@@ -262,10 +270,7 @@ impl Replica for RecordStore {
                 let row = check_expected(&tx, &k, expected)?;
                 let mut removed = false;
                 if row.is_some() && !db::has_children(&tx, &k).map_err(storage)? {
-                    removed = tx
-                        .execute("DELETE FROM records WHERE key = ?1", [k.as_str()])
-                        .map_err(storage)?
-                        > 0;
+                    removed = db::delete_row(&tx, &k, false).map_err(storage)?;
                 }
                 tx.commit().map_err(storage)?;
                 Ok::<_, Error>(removed)

@@ -216,10 +216,6 @@ impl RecordTx<'_> {
 
     /// Deletes the record `key`; true if there was one.
     pub fn delete(&mut self, key: &Key) -> Result<bool, RecordsError> {
-        let n = self.conn.execute(
-            "DELETE FROM records WHERE key = ?1 AND folder = 0",
-            [key.as_str()],
-        )?;
-        Ok(n > 0)
+        Ok(db::delete_row(self.conn, key, true)?)
     }
 }

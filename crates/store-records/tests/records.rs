@@ -359,3 +359,42 @@ async fn a_conflict_loser_is_kept_in_the_backups_table() {
     // Backups are not records.
     assert_eq!(store_b.list("").await.unwrap().len(), 1);
 }
+
+/// A settled device skips its scan (the change counter did not move), yet every later app
+/// edit, including a bare delete, still reaches the other device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settled_store_skips_its_scan_but_misses_no_edit_or_delete() {
+    let server = Arc::new(MemoryServerStore::new(ServerConfig::default()));
+    let (store_a, store_b) = (
+        RecordStore::open_in_memory().await.unwrap(),
+        RecordStore::open_in_memory().await.unwrap(),
+    );
+    let (mut a, mut b) = (device(&server, &store_a, 1), device(&server, &store_b, 2));
+    store_a.put(&k("notes/a"), "one").await.unwrap();
+    store_a.put(&k("notes/b"), "two").await.unwrap();
+    for _ in 0..3 {
+        a.sync_once().await.unwrap();
+    }
+    b.sync_once().await.unwrap();
+    assert_eq!(store_b.list("").await.unwrap().len(), 2);
+
+    store_a.delete(&k("notes/a")).await.unwrap();
+    let r = a.sync_once().await.unwrap();
+    assert_eq!(r.uploaded, 1, "the delete went up: {r:?}");
+    b.sync_once().await.unwrap();
+    assert_eq!(store_b.get(&k("notes/a")).await.unwrap(), None);
+
+    for _ in 0..2 {
+        a.sync_once().await.unwrap();
+    }
+    store_a
+        .transaction(|tx| tx.put(&k("notes/b"), "two, edited"))
+        .await
+        .unwrap();
+    assert_eq!(a.sync_once().await.unwrap().uploaded, 1);
+    b.sync_once().await.unwrap();
+    assert_eq!(
+        store_b.get(&k("notes/b")).await.unwrap().unwrap(),
+        "two, edited"
+    );
+}

@@ -420,6 +420,11 @@ impl<R: Replica> Replica for NeverSyncReplica<R> {
         self.inner.create_folder(key).await
     }
 
+    async fn change_token(&self) -> Result<Option<u64>> {
+        // The filter never changes, so the synced view changes only when the inner one does.
+        self.inner.change_token().await
+    }
+
     async fn backup(&self, key: &Key, stamp: Stamp) -> Result<Option<Backup>> {
         self.inner.backup(key, stamp).await
     }

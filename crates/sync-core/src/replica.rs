@@ -78,6 +78,15 @@ pub trait Replica: Send + Sync {
     /// than `max_item_bytes` are not read and are reported in [`Scan::skipped`].
     async fn scan(&self, known: &BTreeMap<Key, KnownItem>, max_item_bytes: u64) -> Result<Scan>;
 
+    /// A value that changes whenever any item changes, whoever changed it (the app, another
+    /// process, the engine), or `None` when the replica cannot tell. When it equals the value
+    /// read before a scan that found nothing to do, and the server sent no changes since, the
+    /// engine skips the scan: a sync of an unchanged replica reads nothing. Must be cheap (one
+    /// counter read, no walk). The default is `None`: every sync scans.
+    async fn change_token(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
     /// The content of a file.
     async fn read(&self, key: &Key) -> Result<Bytes>;
 

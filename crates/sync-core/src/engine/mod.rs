@@ -94,6 +94,10 @@ pub struct Engine<T, S, R> {
 struct Loaded {
     state: ClientState,
     clock: Clock,
+    /// The replica's change token read before the last scan that found nothing to do and
+    /// nothing to report, while the state has not changed since: a pass that reads the same
+    /// token again would find the same nothing, so it is skipped.
+    settled: Option<u64>,
 }
 
 impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
@@ -256,6 +260,9 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
                 Ok(report)
             }
             Err(error) => {
+                if let Some(l) = self.loaded.as_mut() {
+                    l.settled = None;
+                }
                 if error.class() == crate::ErrorClass::Storage {
                     // The cache may be ahead of the store: reload next time.
                     self.loaded = None;
@@ -327,7 +334,11 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
         }
         let mut state = state;
         state.node = Some(node);
-        self.loaded = Some(Loaded { state, clock });
+        self.loaded = Some(Loaded {
+            state,
+            clock,
+            settled: None,
+        });
         Ok(())
     }
 
@@ -419,7 +430,9 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             return Ok(());
         }
         self.state.commit(batch.clone()).await?;
-        batch.apply_to(&mut self.loaded()?.state);
+        let loaded = self.loaded()?;
+        batch.apply_to(&mut loaded.state);
+        loaded.settled = None;
         Ok(())
     }
 
@@ -442,6 +455,14 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
     ) -> crate::Result<bool> {
         let now = self.config.time.now_millis();
         let max = self.config.policy.max_item_bytes;
+        // Read before the scan, so a change made during it moves the token past this value.
+        let token = self.replica.change_token().await?;
+        if token.is_some() && token == self.loaded()?.settled {
+            let unchanged = self.loaded()?.state.base.len() as u64;
+            report.start_pass(unchanged, 0);
+            return Ok(false);
+        }
+        let reported_before = reported.len();
         let known = {
             let state = &self.loaded()?.state;
             known_items(state)
@@ -539,9 +560,12 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             self.settle_all(chunk, results, &mut run).await?;
         }
         self.in_place(&removals, &mut run).await?;
+        let reported_now = run.reported.len();
         self.flush(&mut pass.batch).await?;
         self.status
             .send_replace(SyncStatus::Syncing { done: total, total });
+        let quiet = total == 0 && !pass.replan && reported_now == reported_before;
+        self.loaded()?.settled = if quiet { token } else { None };
         Ok(pass.replan)
     }
 

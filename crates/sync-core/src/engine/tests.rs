@@ -862,3 +862,142 @@ async fn files_over_the_servers_limit_are_skipped_before_upload_with_a_warning()
 fn w_tenant() -> TenantId {
     TenantId::new("t")
 }
+
+/// A memory replica with a change token the test moves by hand, counting scans.
+struct Tokened {
+    inner: MemoryReplica,
+    token: std::sync::atomic::AtomicU64,
+    scans: std::sync::atomic::AtomicU64,
+}
+
+impl Tokened {
+    fn bump(&self) {
+        self.token.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn scans(&self) -> u64 {
+        self.scans.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Replica for Tokened {
+    async fn scan(&self, known: &BTreeMap<Key, KnownItem>, max: u64) -> crate::Result<crate::Scan> {
+        self.scans.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.scan(known, max).await
+    }
+    async fn change_token(&self) -> crate::Result<Option<u64>> {
+        Ok(Some(self.token.load(std::sync::atomic::Ordering::SeqCst)))
+    }
+    async fn read(&self, key: &Key) -> crate::Result<bytes::Bytes> {
+        self.inner.read(key).await
+    }
+    async fn write(
+        &self,
+        key: &Key,
+        content: bytes::Bytes,
+        expected: crate::Expected,
+    ) -> crate::Result<crate::LocalItem> {
+        self.bump();
+        self.inner.write(key, content, expected).await
+    }
+    async fn create_folder(&self, key: &Key) -> crate::Result<crate::LocalItem> {
+        self.bump();
+        self.inner.create_folder(key).await
+    }
+    async fn backup(&self, key: &Key, stamp: crate::Stamp) -> crate::Result<Option<crate::Backup>> {
+        self.inner.backup(key, stamp).await
+    }
+    async fn remove(&self, key: &Key, expected: crate::Expected) -> crate::Result<()> {
+        self.bump();
+        self.inner.remove(key, expected).await
+    }
+    async fn backups(&self) -> crate::Result<Vec<crate::Backup>> {
+        self.inner.backups().await
+    }
+    async fn read_backup(&self, backup: &crate::Backup) -> crate::Result<bytes::Bytes> {
+        self.inner.read_backup(backup).await
+    }
+}
+
+fn tokened_device(
+    w: &World,
+    policy: SyncPolicy,
+) -> Engine<LocalTransport<MemoryServerStore>, MemoryStateStore, Tokened> {
+    Engine::new(
+        LocalTransport::new(w.server.clone(), w.tenant.clone()),
+        MemoryStateStore::default(),
+        Tokened {
+            inner: MemoryReplica::new(w.time.clone()),
+            token: Default::default(),
+            scans: Default::default(),
+        },
+        EngineConfig {
+            policy,
+            time: w.time.clone(),
+            node: Some(NodeId(9)),
+            ..EngineConfig::default()
+        },
+    )
+}
+
+#[tokio::test]
+async fn an_unchanged_token_and_no_remote_change_skip_the_scan() {
+    let w = World::new();
+    let mut a = tokened_device(&w, SyncPolicy::default());
+    let mut b = w.device(2, SyncPolicy::default());
+    a.replica().inner.put(&k("notes/a.txt"), b"one");
+    a.replica().bump();
+    assert_eq!(a.sync_once().await.unwrap().uploaded, 2);
+    // The first sync wrote nothing locally but found work: the next one scans to settle.
+    let settle = a.sync_once().await.unwrap();
+    assert_eq!(settle.transferred(), 0, "{settle:?}");
+    let scans = a.replica().scans();
+    let quiet = a.sync_once().await.unwrap();
+    assert_eq!(
+        a.replica().scans(),
+        scans,
+        "a settled replica is not scanned"
+    );
+    assert_eq!((quiet.transferred(), quiet.unchanged), (0, 2), "{quiet:?}");
+
+    // A local edit moves the token: scanned and uploaded.
+    w.tick();
+    a.replica().inner.put(&k("notes/a.txt"), b"two");
+    a.replica().bump();
+    assert_eq!(a.sync_once().await.unwrap().uploaded, 1);
+
+    // A remote change with the token unmoved: the change feed brings it, so it is scanned.
+    a.sync_once().await.unwrap(); // settles after the upload above
+    sync(&mut b).await;
+    w.tick();
+    b.replica().put(&k("notes/b.txt"), b"from b");
+    sync(&mut b).await;
+    let scans = a.replica().scans();
+    let r = a.sync_once().await.unwrap();
+    assert_eq!((r.downloaded, a.replica().scans()), (1, scans + 1), "{r:?}");
+    assert_eq!(
+        a.replica().inner.files().get(&k("notes/b.txt")).cloned(),
+        Some(b"from b".to_vec())
+    );
+}
+
+#[tokio::test]
+async fn a_sync_with_something_to_report_never_skips_the_next_scan() {
+    let w = World::new();
+    let mut a = tokened_device(
+        &w,
+        SyncPolicy {
+            max_item_bytes: 8,
+            ..SyncPolicy::default()
+        },
+    );
+    a.replica().inner.put(&k("big.bin"), [7u8; 64]);
+    a.replica().bump();
+    for _ in 0..3 {
+        let scans = a.replica().scans();
+        let r = a.sync_once().await.unwrap();
+        assert_eq!(r.skipped, 1, "{r:?}");
+        assert_eq!(a.replica().scans(), scans + 1);
+        assert_eq!(a.errors().top().map(|e| e.class), Some(ErrorClass::Warning));
+    }
+}

@@ -37,6 +37,50 @@ where
     backup_keeps_old_content(c("backup_keeps_old_content"), make().await).await;
     remove_checks_expected(c("remove_checks_expected"), make().await).await;
     too_large_is_skipped(c("too_large_is_skipped"), make().await).await;
+    change_token_moves(c("change_token_moves"), make().await).await;
+}
+
+/// A replica with a change token moves it on every write, folder creation and removal, and
+/// only then (so an unchanged token means an unchanged replica).
+async fn change_token_moves<R: Replica>(c: Check, r: R) {
+    let Some(mut last) = c.ok(r.change_token().await, "change_token") else {
+        return; // the replica cannot tell: the engine scans every sync
+    };
+    let k = key("t/file.txt");
+    let item = write(c, &r, &k, b"one", Expected::Absent).await;
+    token_moved(c, &r, &mut last, "a write").await;
+    let _ = scan(c, &r, &BTreeMap::new()).await;
+    let _ = c.ok(r.read(&k).await, "read");
+    c.eq(
+        c.ok(r.change_token().await, "change_token"),
+        Some(last),
+        "change_token after a scan and a read",
+    );
+    let item = c.ok(
+        r.write(
+            &k,
+            Bytes::from_static(b"two"),
+            Expected::Present(item.fingerprint),
+        )
+        .await,
+        "rewrite",
+    );
+    token_moved(c, &r, &mut last, "a rewrite").await;
+    c.ok(r.create_folder(&key("u")).await, "create_folder");
+    token_moved(c, &r, &mut last, "create_folder").await;
+    c.ok(
+        r.remove(&k, Expected::Present(item.fingerprint)).await,
+        "remove",
+    );
+    token_moved(c, &r, &mut last, "a removal").await;
+}
+
+async fn token_moved<R: Replica>(c: Check, r: &R, last: &mut u64, what: &str) {
+    match c.ok(r.change_token().await, "change_token") {
+        None => c.fail(format!("change_token became None after {what}")),
+        Some(now) if now == *last => c.fail(format!("change_token stayed {now} after {what}")),
+        Some(now) => *last = now,
+    }
 }
 
 async fn scan<R: Replica>(c: Check, r: &R, known: &BTreeMap<Key, KnownItem>) -> Scan {
