@@ -15,7 +15,7 @@ use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sync_core::{
     Backup, Content, ContentHash, Error, ErrorClass, Expected, ItemKind, Key, KnownItem, LocalItem,
-    Replica, Result, Scan, Skipped, Stamp,
+    LocalWrite, Replica, Result, Scan, Skipped, Stamp,
 };
 
 use crate::db::{self, Row};
@@ -61,6 +61,23 @@ fn check_expected(conn: &Connection, key: &Key, expected: Expected) -> Result<Op
     } else {
         Err(Error::Changed { key: key.clone() })
     }
+}
+
+/// One write inside the caller's transaction, if the row is still as expected and nothing is
+/// in the way; changes nothing otherwise.
+fn write_checked(tx: &Connection, w: &LocalWrite, now: u64) -> Result<LocalItem> {
+    let k = &w.key;
+    check_expected(tx, k, w.expected)?;
+    db::check_parents(tx, k)?;
+    if db::has_children(tx, k).map_err(storage)? {
+        return Err(Error::item(
+            k,
+            "a folder with items in it is in the way; move its items first",
+        ));
+    }
+    db::make_parents(tx, k, now).map_err(storage)?;
+    let row = db::upsert_record(tx, k, &w.content, now)?;
+    Ok(item(k, &row, stored_content(&row)?))
 }
 
 #[async_trait]
@@ -151,30 +168,88 @@ impl Replica for RecordStore {
     }
 
     async fn write(&self, key: &Key, content: Bytes, expected: Expected) -> Result<LocalItem> {
-        let k = key.clone();
+        let w = LocalWrite {
+            key: key.clone(),
+            content,
+            expected,
+        };
         let written = self
             .db
             .call(move |conn| {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(storage)?;
-                check_expected(&tx, &k, expected)?;
-                db::check_parents(&tx, &k)?;
-                if db::has_children(&tx, &k).map_err(storage)? {
-                    return Err(Error::item(
-                        &k,
-                        "a folder with items in it is in the way; move its items first",
-                    ));
-                }
-                let now = db::now_millis();
-                db::make_parents(&tx, &k, now).map_err(storage)?;
-                let row = db::upsert_record(&tx, &k, &content, now)?;
+                let written = write_checked(&tx, &w, db::now_millis())?;
                 tx.commit().map_err(storage)?;
-                Ok::<_, Error>(item(&k, &row, Content::File(ContentHash::of(&content))))
+                Ok::<_, Error>(written)
             })
             .await?;
         self.notify(vec![key.clone()]);
         Ok(written)
+    }
+
+    async fn read_many(&self, keys: &[Key]) -> Vec<Result<Bytes>> {
+        let owned = keys.to_vec();
+        let read = self
+            .db
+            .call(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached("SELECT content FROM records WHERE key = ?1 AND folder = 0")
+                    .map_err(storage)?;
+                let mut out = Vec::with_capacity(owned.len());
+                for key in owned {
+                    let content = stmt
+                        .query_row([key.as_str()], |r| r.get::<_, Option<Vec<u8>>>(0))
+                        .optional()
+                        .map_err(storage)?;
+                    out.push(match content {
+                        Some(c) => Ok(Bytes::from(c.unwrap_or_default())),
+                        None => Err(Error::NotFound { key }),
+                    });
+                }
+                Ok::<_, Error>(out)
+            })
+            .await;
+        match read {
+            Ok(out) => out,
+            Err(e) => keys.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+
+    /// All the writes in one transaction: each checked on its own (a write whose check fails
+    /// gets its error and the others go on); a failure of SQLite itself fails them all.
+    async fn write_many(&self, writes: Vec<LocalWrite>) -> Vec<Result<LocalItem>> {
+        let n = writes.len();
+        let done = self
+            .db
+            .call(move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(storage)?;
+                let now = db::now_millis();
+                let mut out = Vec::with_capacity(writes.len());
+                let mut changed = Vec::new();
+                for w in writes {
+                    match write_checked(&tx, &w, now) {
+                        Ok(item) => {
+                            changed.push(w.key);
+                            out.push(Ok(item));
+                        }
+                        Err(e) if e.class() == ErrorClass::Storage => return Err(e),
+                        Err(e) => out.push(Err(e)),
+                    }
+                }
+                tx.commit().map_err(storage)?;
+                Ok::<_, Error>((out, changed))
+            })
+            .await;
+        match done {
+            Ok((out, changed)) => {
+                self.notify(changed);
+                out
+            }
+            Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
+        }
     }
 
     async fn create_folder(&self, key: &Key) -> Result<LocalItem> {

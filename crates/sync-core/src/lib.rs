@@ -83,7 +83,9 @@ pub use protocol::{
     ArchiveRequest, ChangePage, DeleteRequest, Fetched, FolderRequest, Precondition, PushOutcome,
     PushRequest,
 };
-pub use replica::{Backup, Expected, KnownItem, Replica, Scan, Skipped};
+pub use replica::{
+    Backup, Expected, KnownItem, LocalWrite, Replica, Scan, Skipped, REPLICA_MANY_CONCURRENCY,
+};
 pub use revision::Revision;
 pub use server_store::{ServerConfig, ServerStore};
 pub use stamp::{Clock, ManualTime, NodeId, Stamp, StampParseError, SystemTimeSource, TimeSource};

@@ -22,8 +22,8 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::{
-    Backup, Content, ContentHash, Error, ErrorClass, Expected, Key, KnownItem, LocalItem, Replica,
-    Result, Scan, Skipped, Stamp,
+    Backup, Content, ContentHash, Error, ErrorClass, Expected, Key, KnownItem, LocalItem,
+    LocalWrite, Replica, Result, Scan, Skipped, Stamp,
 };
 
 /// Why a value under a field rule could not be stripped or restored.
@@ -388,6 +388,42 @@ impl<R: Replica> Replica for NeverSyncReplica<R> {
             Cow::Borrowed(_) => content,
             Cow::Owned(synced) => Bytes::from(synced),
         })
+    }
+
+    async fn read_many(&self, keys: &[Key]) -> Vec<Result<Bytes>> {
+        let read = self.inner.read_many(keys).await;
+        read.into_iter()
+            .zip(keys)
+            .map(|(content, key)| {
+                let content = content?;
+                Ok(match self.filter.strip(key, &content)? {
+                    Cow::Borrowed(_) => content,
+                    Cow::Owned(synced) => Bytes::from(synced),
+                })
+            })
+            .collect()
+    }
+
+    /// Writes without field rules go to the inner replica together; the others one by one,
+    /// each with this device's private fields put back.
+    async fn write_many(&self, writes: Vec<LocalWrite>) -> Vec<Result<LocalItem>> {
+        let mut out: Vec<Option<Result<LocalItem>>> = (0..writes.len()).map(|_| None).collect();
+        let mut plain = Vec::new();
+        let mut plain_at = Vec::new();
+        for (i, w) in writes.into_iter().enumerate() {
+            if self.filter.has_fields(&w.key) {
+                out[i] = Some(self.write(&w.key, w.content, w.expected).await);
+            } else {
+                plain_at.push(i);
+                plain.push(w);
+            }
+        }
+        for (i, r) in plain_at.into_iter().zip(self.inner.write_many(plain).await) {
+            out[i] = Some(r);
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::storage("a write got no result"))))
+            .collect()
     }
 
     async fn write(&self, key: &Key, content: Bytes, expected: Expected) -> Result<LocalItem> {

@@ -71,6 +71,21 @@ pub struct Backup {
     pub size: u64,
 }
 
+/// Reads or writes in flight at once in the default [`Replica::read_many`] and
+/// [`Replica::write_many`].
+pub const REPLICA_MANY_CONCURRENCY: usize = 8;
+
+/// One write of [`Replica::write_many`]: what [`Replica::write`] takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalWrite {
+    /// The file to write.
+    pub key: Key,
+    /// Its new content.
+    pub content: Bytes,
+    /// What the plan saw there; the write happens only if it is still so.
+    pub expected: Expected,
+}
+
 /// One device's copy of the items.
 #[async_trait]
 pub trait Replica: Send + Sync {
@@ -94,6 +109,34 @@ pub trait Replica: Send + Sync {
     /// item is still as `expected`; otherwise fails with [`crate::Error::Changed`] and writes
     /// nothing. Returns the item as written.
     async fn write(&self, key: &Key, content: Bytes, expected: Expected) -> Result<LocalItem>;
+
+    /// The contents of several files: one result per key, in order, each as [`Replica::read`]
+    /// gives it. The default runs [`REPLICA_MANY_CONCURRENCY`] reads at a time; a replica
+    /// that can read many in one call (one query) overrides it.
+    async fn read_many(&self, keys: &[Key]) -> Vec<Result<Bytes>> {
+        use futures::StreamExt;
+        let reads: Vec<_> = keys.iter().map(|k| self.read(k)).collect();
+        futures::stream::iter(reads)
+            .buffered(REPLICA_MANY_CONCURRENCY)
+            .collect()
+            .await
+    }
+
+    /// Writes several files, each exactly as [`Replica::write`] would (its own `expected`
+    /// check, its own result): one result per write, in order. The default runs
+    /// [`REPLICA_MANY_CONCURRENCY`] writes at a time; a replica that can commit many at once
+    /// (one transaction) overrides it, and then a failure of the commit itself fails them all.
+    async fn write_many(&self, writes: Vec<LocalWrite>) -> Vec<Result<LocalItem>> {
+        use futures::StreamExt;
+        let writes: Vec<_> = writes
+            .into_iter()
+            .map(|w| async move { self.write(&w.key, w.content, w.expected).await })
+            .collect();
+        futures::stream::iter(writes)
+            .buffered(REPLICA_MANY_CONCURRENCY)
+            .collect()
+            .await
+    }
 
     /// Creates a folder (and its parents); succeeds if it exists.
     async fn create_folder(&self, key: &Key) -> Result<LocalItem>;

@@ -23,8 +23,8 @@ use crate::reconcile::{
 };
 use crate::{
     ArchiveRequest, Backup, BaseEntry, Clock, ContentHash, DeleteRequest, Error, Expected, Fetched,
-    FolderRequest, ItemKind, ItemMeta, Key, LocalItem, MergeInput, Precondition, PushOutcome,
-    PushRequest, Replica, Result, Revision, Stamp, StateBatch, Transport, VersionMeta,
+    FolderRequest, ItemKind, ItemMeta, Key, LocalItem, LocalWrite, MergeInput, Precondition,
+    PushOutcome, PushRequest, Replica, Result, Revision, Stamp, StateBatch, Transport, VersionMeta,
 };
 
 use super::report::{ConflictRecord, ConflictVersion, ConflictWinner, Outcome};
@@ -82,8 +82,6 @@ pub(super) struct Context<'a, T, R> {
     pub replica: &'a R,
     pub clock: &'a mut Clock,
     pub seen: Revision,
-    /// Reads in flight at once when preparing a batch of uploads.
-    pub concurrency: usize,
 }
 
 /// A phase whose steps are applied one at a time, in plan order.
@@ -295,20 +293,27 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
         Ok(content)
     }
 
-    /// Uploads a batch of steps: reads (and re-checks) their content several at a time, then
-    /// pushes them in one `push_many`. One result per step, in order.
+    /// Uploads a batch of steps: reads their content in one [`Replica::read_many`] and
+    /// re-checks each against what the plan saw, then pushes them in one `push_many`. One
+    /// result per step, in order.
     pub async fn upload_many(&mut self, steps: &[Step<Upload>]) -> Vec<Result<Applied>> {
-        let reads: Vec<Result<Bytes>> = {
-            let this = &*self;
-            let futures: Vec<_> = steps
-                .iter()
-                .map(|s| this.read_verified(&s.local_key, &s.op.local))
-                .collect();
-            futures::stream::iter(futures)
-                .buffered(self.concurrency.max(1))
-                .collect()
-                .await
-        };
+        let keys: Vec<Key> = steps.iter().map(|s| s.local_key.clone()).collect();
+        let reads: Vec<Result<Bytes>> = self
+            .replica
+            .read_many(&keys)
+            .await
+            .into_iter()
+            .zip(steps)
+            .map(|(read, s)| {
+                let content = read?;
+                if Some(ContentHash::of(&content)) != s.op.local.content.hash() {
+                    return Err(Error::Changed {
+                        key: s.local_key.clone(),
+                    });
+                }
+                Ok(content)
+            })
+            .collect();
         let mut results: Vec<Option<Result<Applied>>> = Vec::with_capacity(steps.len());
         let mut requests = Vec::new();
         let mut pushed = Vec::new();
@@ -527,13 +532,17 @@ async fn write_download<R: Replica>(
     step: &Step<Download>,
     content: Bytes,
 ) -> Result<Applied> {
-    let remote = &step.op.remote;
     let written = replica
         .write(&step.local_key, content, step.op.expected)
         .await?;
-    let base = base_entry(remote, &step.local_key, &written);
+    Ok(downloaded(step, &written))
+}
+
+/// What a download that wrote `written` changed and did.
+fn downloaded(step: &Step<Download>, written: &LocalItem) -> Applied {
+    let base = base_entry(&step.op.remote, &step.local_key, written);
     let done = Outcome::Downloaded { conflict: None };
-    Ok(Applied::record(None, &step.key, Some(base), done))
+    Applied::record(None, &step.key, Some(base), done)
 }
 
 /// Downloads of files up to this size are fetched together ([`Transport::fetch_many`]).
@@ -566,23 +575,25 @@ pub(super) async fn download_many<T: Transport, R: Replica>(
             .collect();
         match transport.fetch_many(reqs).await {
             Ok(fetched) => {
-                let writes: Vec<_> = chunk
-                    .iter()
-                    .zip(fetched)
-                    .map(|(i, f)| {
-                        let step = &steps[*i];
-                        async move {
-                            let f = verified(&step.op.remote, f?)?;
-                            write_download(replica, step, f.content).await
+                // Verified content goes to the replica in one `write_many`.
+                let mut writes = Vec::new();
+                let mut written = Vec::new();
+                for (i, f) in chunk.iter().zip(fetched) {
+                    let step = &steps[*i];
+                    match f.and_then(|f| verified(&step.op.remote, f)) {
+                        Ok(f) => {
+                            writes.push(LocalWrite {
+                                key: step.local_key.clone(),
+                                content: f.content,
+                                expected: step.op.expected,
+                            });
+                            written.push(*i);
                         }
-                    })
-                    .collect();
-                let done: Vec<Result<Applied>> = futures::stream::iter(writes)
-                    .buffered(concurrency.max(1))
-                    .collect()
-                    .await;
-                for (i, r) in chunk.iter().zip(done) {
-                    results[*i] = Some(r);
+                        Err(e) => results[*i] = Some(Err(e)),
+                    }
+                }
+                for (i, w) in written.into_iter().zip(replica.write_many(writes).await) {
+                    results[i] = Some(w.map(|item| downloaded(&steps[i], &item)));
                 }
             }
             Err(e) => {

@@ -56,7 +56,9 @@ pub struct EngineConfig {
     pub batch_size: usize,
     /// Plan-and-apply passes per sync (a pass repeats when items changed under the plan).
     pub max_passes: usize,
-    /// Transfers (downloads, reads of files to upload) in flight at once.
+    /// Downloads of files fetched one by one in flight at once. Files fetched together are
+    /// written with one [`Replica::write_many`], files to upload read with one
+    /// [`Replica::read_many`] per batch.
     pub concurrency: usize,
 }
 
@@ -359,7 +361,6 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             replica: &self.replica,
             clock: &mut loaded.clock,
             seen,
-            concurrency: self.config.concurrency,
         })
     }
 

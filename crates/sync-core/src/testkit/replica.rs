@@ -38,6 +38,75 @@ where
     remove_checks_expected(c("remove_checks_expected"), make().await).await;
     too_large_is_skipped(c("too_large_is_skipped"), make().await).await;
     change_token_moves(c("change_token_moves"), make().await).await;
+    many_reads_and_writes(c("many_reads_and_writes"), make().await).await;
+}
+
+/// `read_many` and `write_many` answer in order, one result each, as single calls would: a
+/// missing key is `NotFound`, a write whose `expected` is stale is `Changed` and leaves the
+/// item alone while the others are written.
+async fn many_reads_and_writes<R: Replica>(c: Check, r: R) {
+    let (a, b, gone) = (key("m/a.txt"), key("m/b.txt"), key("m/none.txt"));
+    let item_b = write(c, &r, &b, b"old b", Expected::Absent).await;
+    let results = r
+        .write_many(vec![
+            crate::LocalWrite {
+                key: a.clone(),
+                content: Bytes::from_static(b"new a"),
+                expected: Expected::Absent,
+            },
+            crate::LocalWrite {
+                key: b.clone(),
+                content: Bytes::from_static(b"stale b"),
+                expected: Expected::Present(other_fingerprint(item_b.fingerprint)),
+            },
+            crate::LocalWrite {
+                key: key("m/c/deep.txt"),
+                content: Bytes::from_static(b"deep"),
+                expected: Expected::Absent,
+            },
+        ])
+        .await;
+    c.eq(results.len(), 3, "write_many results");
+    let mut results = results.into_iter();
+    let written_a = c.ok(results.next().unwrap(), "write_many of a new file");
+    c.eq(written_a.key.clone(), a.clone(), "key of the first result");
+    c.eq(
+        written_a.content.hash(),
+        Some(ContentHash::of(b"new a")),
+        "hash of the first result",
+    );
+    expect_changed(
+        c,
+        results.next().unwrap(),
+        "write_many with a stale expected",
+    );
+    c.ok(results.next().unwrap(), "write_many into a new folder");
+
+    let reads = r.read_many(&[b.clone(), gone.clone(), a.clone()]).await;
+    c.eq(reads.len(), 3, "read_many results");
+    let mut reads = reads.into_iter();
+    c.eq(
+        c.ok(reads.next().unwrap(), "read_many of b"),
+        Bytes::from_static(b"old b"),
+        "b after a refused write",
+    );
+    match reads.next().unwrap() {
+        Err(Error::NotFound { key }) if key == gone => {}
+        other => c.fail(format!(
+            "read_many of a missing key: expected NotFound, got {other:?}"
+        )),
+    }
+    c.eq(
+        c.ok(reads.next().unwrap(), "read_many of a"),
+        Bytes::from_static(b"new a"),
+        "a after write_many",
+    );
+    let s = scan(c, &r, &BTreeMap::new()).await;
+    c.eq(
+        s.items.get(&key("m/c")).map(LocalItem::kind),
+        Some(ItemKind::Folder),
+        "the folder write_many made",
+    );
 }
 
 /// A replica with a change token moves it on every write, folder creation and removal, and
