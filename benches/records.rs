@@ -15,7 +15,8 @@
 //! The server is a `SqliteServerStore` behind `transport_http::server::router` in this process
 //! (client and server share the process and the machine's cores). Retries are off, so a failed
 //! request fails the bench instead of being retried inside a timed sync. Run:
-//! `cargo bench --bench records`. This file only measures.
+//! `cargo bench --bench records`; `RECORDS_ONCE=1 cargo bench --bench records` runs each sync
+//! scenario once and prints its time (for profiling). This file only measures.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -105,6 +106,10 @@ fn benches(c: &mut Criterion) {
     let store = rt.block_on(RecordStore::open(base.join("a.db"))).unwrap();
     rt.block_on(fill(&store));
 
+    if std::env::var_os("RECORDS_ONCE").is_some() {
+        once(&rt, base, &store);
+        return;
+    }
     let mut group = c.benchmark_group("records");
     group
         .sample_size(10)
@@ -188,6 +193,62 @@ fn benches(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// `RECORDS_ONCE=1`: each sync scenario once, timed with its phases on stderr (for
+/// profiling; the criterion figures come from the normal run).
+fn once(rt: &tokio::runtime::Runtime, base: &Path, store: &RecordStore) {
+    // CPU seconds of this process (user + system), from /proc: on a shared machine the wall
+    // time swings with other guests, the CPU time much less.
+    let cpu = || -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (ticks(11) + ticks(12)) / 100.0
+    };
+    let url = rt.block_on(server(&base.join("server-once")));
+    let mut a = rt.block_on(device(&base.join("once-a"), &url, store.clone()));
+    let (t, c) = (Instant::now(), cpu());
+    let r = rt.block_on(a.sync_once()).unwrap();
+    ok(&r);
+    eprintln!(
+        "first upload: {:?}, {:.2} s CPU ({} items)",
+        t.elapsed(),
+        cpu() - c,
+        r.uploaded
+    );
+    rt.block_on(a.sync_once()).unwrap();
+    let t = Instant::now();
+    let r = rt.block_on(a.sync_once()).unwrap();
+    eprintln!(
+        "no-change sync: {:?} ({} transferred)",
+        t.elapsed(),
+        r.transferred()
+    );
+    let dir = base.join("once-b");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fresh = rt
+        .block_on(RecordStore::open(dir.join("records.db")))
+        .unwrap();
+    let mut b = rt.block_on(device(&dir, &url, fresh));
+    let (t, c) = (Instant::now(), cpu());
+    let r = rt.block_on(b.sync_once()).unwrap();
+    ok(&r);
+    eprintln!(
+        "first download: {:?}, {:.2} s CPU ({} items)",
+        t.elapsed(),
+        cpu() - c,
+        r.downloaded
+    );
 }
 
 criterion_group!(records, benches);

@@ -245,27 +245,22 @@ pub(crate) fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 
 /// The row at `key`, if any.
 pub(crate) fn row(conn: &Connection, key: &Key) -> rusqlite::Result<Option<Row>> {
-    conn.query_row(
-        &format!("SELECT {ROW_COLUMNS} FROM records WHERE key = ?1"),
-        [key.as_str()],
-        row_from,
-    )
-    .optional()
+    conn.prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM records WHERE key = ?1"))?
+        .query_row([key.as_str()], row_from)
+        .optional()
 }
 
 /// The next value of the store-wide change counter.
 fn next_seq(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row(
-        "UPDATE meta SET seq = seq + 1 WHERE id = 1 RETURNING seq",
-        [],
-        |r| r.get(0),
-    )
+    conn.prepare_cached("UPDATE meta SET seq = seq + 1 WHERE id = 1 RETURNING seq")?
+        .query_row([], |r| r.get(0))
 }
 
 /// The store-wide change counter now: it moves with every write and every delete, by any
 /// connection, so an unchanged value means no row changed.
 pub(crate) fn change_counter(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT seq FROM meta WHERE id = 1", [], |r| r.get(0))
+    conn.prepare_cached("SELECT seq FROM meta WHERE id = 1")?
+        .query_row([], |r| r.get(0))
 }
 
 /// Deletes the row at `key` (only a record, not a folder, when `records_only`), moving the
@@ -280,7 +275,7 @@ pub(crate) fn delete_row(
     } else {
         "DELETE FROM records WHERE key = ?1"
     };
-    let gone = conn.execute(sql, [key.as_str()])? > 0;
+    let gone = conn.prepare_cached(sql)?.execute([key.as_str()])? > 0;
     if gone {
         next_seq(conn)?;
     }
@@ -290,11 +285,10 @@ pub(crate) fn delete_row(
 /// True when some row lies under `key` (its key starts with `key/`).
 pub(crate) fn has_children(conn: &Connection, key: &Key) -> rusqlite::Result<bool> {
     // Keys under `a` sort in ["a/", "a0"): '0' is the character after '/'.
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM records WHERE key >= ?1 || '/' AND key < ?1 || '0')",
-        [key.as_str()],
-        |r| r.get(0),
-    )
+    )?
+    .query_row([key.as_str()], |r| r.get(0))
 }
 
 /// Fails with [`RecordsError::InTheWay`] when a record sits where a folder above `key` must be.
@@ -324,11 +318,11 @@ pub(crate) fn make_parents(conn: &Connection, key: &Key, now: u64) -> rusqlite::
 pub(crate) fn insert_folder(conn: &Connection, key: &Key, now: u64) -> rusqlite::Result<()> {
     if row(conn, key)?.is_none() {
         let seq = next_seq(conn)?;
-        conn.execute(
+        conn.prepare_cached(
             "INSERT INTO records (key, folder, content, size, hash, seq, modified_millis)
              VALUES (?1, 1, NULL, 0, NULL, ?2, ?3)",
-            params![key.as_str(), seq, now as i64],
-        )?;
+        )?
+        .execute(params![key.as_str(), seq, now as i64])?;
     }
     Ok(())
 }
@@ -343,32 +337,42 @@ pub(crate) fn upsert_record(
 ) -> Result<Row, RecordsError> {
     let seq = next_seq(conn)?;
     let hash = ContentHash::of(content);
-    conn.execute(
-        "INSERT INTO records (key, folder, content, size, hash, seq, modified_millis)
-         VALUES (?1, 0, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (key) DO UPDATE SET folder = 0, content = excluded.content,
-             size = excluded.size, hash = excluded.hash, seq = excluded.seq,
-             modified_millis = excluded.modified_millis",
-        params![
-            key.as_str(),
-            content,
-            content.len() as i64,
-            hash.as_bytes().as_slice(),
-            seq,
-            now as i64
-        ],
-    )?;
-    row(conn, key)?.ok_or_else(|| RecordsError::Corrupt(format!("{key} vanished after a write")))
+    let id = conn
+        .prepare_cached(
+            "INSERT INTO records (key, folder, content, size, hash, seq, modified_millis)
+             VALUES (?1, 0, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (key) DO UPDATE SET folder = 0, content = excluded.content,
+                 size = excluded.size, hash = excluded.hash, seq = excluded.seq,
+                 modified_millis = excluded.modified_millis
+             RETURNING id",
+        )?
+        .query_row(
+            params![
+                key.as_str(),
+                content,
+                content.len() as i64,
+                hash.as_bytes().as_slice(),
+                seq,
+                now as i64
+            ],
+            |r| r.get(0),
+        )?;
+    Ok(Row {
+        key: key.as_str().to_owned(),
+        id,
+        folder: false,
+        size: content.len() as u64,
+        hash: Some(hash),
+        seq,
+        modified_millis: now,
+    })
 }
 
 /// The content of the record `key`, if a record (not a folder) is there.
 pub(crate) fn content(conn: &Connection, key: &Key) -> rusqlite::Result<Option<Vec<u8>>> {
     Ok(conn
-        .query_row(
-            "SELECT content FROM records WHERE key = ?1 AND folder = 0",
-            [key.as_str()],
-            |r| r.get::<_, Option<Vec<u8>>>(0),
-        )
+        .prepare_cached("SELECT content FROM records WHERE key = ?1 AND folder = 0")?
+        .query_row([key.as_str()], |r| r.get::<_, Option<Vec<u8>>>(0))
         .optional()?
         .flatten())
 }

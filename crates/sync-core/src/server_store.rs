@@ -36,6 +36,41 @@ pub trait ServerStore: Send + Sync {
     /// The content of `key`, current or at revision `rev`.
     async fn fetch(&self, tenant: &TenantId, key: &Key, rev: Option<Revision>) -> Result<Fetched>;
 
+    /// The contents of many items (each current, or at its revision), one result per request,
+    /// in order, while their sizes add up to at most `budget` bytes: from the first item that
+    /// would go over it on, the answer is `None` (not fetched; ask again). The outer error is
+    /// for failures of the store itself. The default fetches one after another; a store that
+    /// can should read them all in one call.
+    async fn fetch_many(
+        &self,
+        tenant: &TenantId,
+        reqs: Vec<(Key, Option<Revision>)>,
+        budget: u64,
+    ) -> Result<Vec<Option<Result<Fetched>>>> {
+        let mut out = Vec::with_capacity(reqs.len());
+        let mut used = 0u64;
+        let mut full = false;
+        for (key, rev) in reqs {
+            if full {
+                out.push(None);
+                continue;
+            }
+            match self.fetch(tenant, &key, rev).await {
+                Ok(f) if used + f.content.len() as u64 > budget => {
+                    full = true;
+                    out.push(None);
+                }
+                Ok(f) => {
+                    used += f.content.len() as u64;
+                    out.push(Some(Ok(f)));
+                }
+                Err(e) if e.class().stops_sync() => return Err(e),
+                Err(e) => out.push(Some(Err(e))),
+            }
+        }
+        Ok(out)
+    }
+
     /// Writes a file under a precondition.
     async fn push(&self, tenant: &TenantId, req: PushRequest) -> Result<PushOutcome>;
 

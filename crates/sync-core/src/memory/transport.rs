@@ -63,6 +63,16 @@ impl<S: ServerStore> Transport for LocalTransport<S> {
         self.store.push(&self.tenant, req).await
     }
 
+    async fn fetch_many(&self, reqs: Vec<(Key, Option<Revision>)>) -> Result<Vec<Result<Fetched>>> {
+        let fetched = self.store.fetch_many(&self.tenant, reqs, u64::MAX).await?;
+        Ok(fetched
+            .into_iter()
+            .map(|f| {
+                f.unwrap_or_else(|| Err(crate::Error::storage("the store left an item unfetched")))
+            })
+            .collect())
+    }
+
     async fn push_many(&self, reqs: Vec<PushRequest>) -> Result<Vec<Result<PushOutcome>>> {
         self.store.push_many(&self.tenant, reqs).await
     }

@@ -53,6 +53,7 @@ where
     stamps_are_clamped(c("stamps_are_clamped"), make(config()).await).await;
     folder_stamps_are_clamped(c("folder_stamps_are_clamped"), make(config()).await).await;
     unknown_tenant_is_empty(c("unknown_tenant_is_empty"), make(config()).await).await;
+    fetch_many_keeps_to_its_budget(c("fetch_many_keeps_to_its_budget"), make(config()).await).await;
 
     protocol_checks(SUITE, || {
         make(config())
@@ -66,6 +67,86 @@ where
             .boxed()
     })
     .await;
+}
+
+/// `fetch_many` answers in order (an old revision, a missing key, another tenant's view) and
+/// stops at its byte budget: the item that would go over it and every later one are `None`.
+async fn fetch_many_keeps_to_its_budget<S: ServerStore>(c: Check, s: S) {
+    let t = tenant();
+    let (a, b, d) = (key("a.txt"), key("b.txt"), key("d.txt"));
+    let first = c.ok(
+        s.push(&t, push_req(&a, Precondition::Create, b"aaaa"))
+            .await,
+        "push a",
+    );
+    let PushOutcome::Accepted(first) = first else {
+        c.fail(format!(
+            "push of a new key: expected Accepted, got {first:?}"
+        ));
+    };
+    let again = push_req(&a, Precondition::Match(first.rev), b"AAAAAAAA");
+    c.ok(s.push(&t, again).await, "push a again");
+    c.ok(
+        s.push(&t, push_req(&b, Precondition::Create, b"bbbb"))
+            .await,
+        "push b",
+    );
+    c.ok(
+        s.push(&t, push_req(&d, Precondition::Create, b"dddd"))
+            .await,
+        "push d",
+    );
+    let reqs = vec![
+        (a.clone(), Some(first.rev)),
+        (key("missing.txt"), None),
+        (a.clone(), None),
+        (b.clone(), None),
+        (d.clone(), None),
+    ];
+    // 4 + 8 bytes fit; b's 4 more would make 16 > 14.
+    let got = c.ok(s.fetch_many(&t, reqs.clone(), 14).await, "fetch_many");
+    c.eq(got.len(), 5, "fetch_many results");
+    let content = |i: usize| match &got[i] {
+        Some(Ok(f)) => Some(f.content.to_vec()),
+        _ => None,
+    };
+    c.eq(
+        content(0),
+        Some(b"aaaa".to_vec()),
+        "a at its first revision",
+    );
+    if !matches!(&got[1], Some(Err(Error::NotFound { .. }))) {
+        c.fail(format!(
+            "a missing key: expected NotFound, got {:?}",
+            got[1]
+        ));
+    }
+    c.eq(content(2), Some(b"AAAAAAAA".to_vec()), "a now");
+    if got[3].is_some() || got[4].is_some() {
+        c.fail(format!(
+            "past the budget: expected None, None, got {:?}, {:?}",
+            got[3], got[4]
+        ));
+    }
+    let all = c.ok(s.fetch_many(&t, reqs.clone(), u64::MAX).await, "fetch_many");
+    c.eq(
+        all.iter().filter(|r| matches!(r, Some(Ok(_)))).count(),
+        4,
+        "everything fetched without a budget",
+    );
+    let other = c.ok(
+        s.fetch_many(&TenantId::new("tenant-b"), reqs, u64::MAX)
+            .await,
+        "fetch_many as another tenant",
+    );
+    if !other
+        .iter()
+        .all(|r| matches!(r, Some(Err(Error::NotFound { .. }))))
+    {
+        c.fail(format!(
+            "another tenant's view: expected NotFound for all, got {other:?}"
+        ));
+    }
 }
 
 async fn epoch_is_stable<S: ServerStore>(c: Check, s: S) {

@@ -165,44 +165,55 @@ pub(crate) async fn fetch<S: ServerStore>(
     if request.items.len() > BATCH_MAX_ITEMS {
         return Err(too_many(request.items.len()));
     }
-    let mut results = Vec::with_capacity(request.items.len());
-    let mut contents = BytesMut::new();
-    let mut full = false;
+    // Valid keys go to the store in one call; an invalid one gets its error in its place.
+    let mut results: Vec<Option<WireBatchResult>> = Vec::with_capacity(request.items.len());
+    let mut reqs = Vec::new();
     for item in request.items {
-        if full {
-            results.push(deferred());
-            continue;
-        }
-        let key = match Key::new(&item.key) {
-            Ok(k) => k,
-            Err(e) => {
-                results.push(error_result(from_core(Error::InvalidKey(e), false)));
-                continue;
+        match Key::new(&item.key) {
+            Ok(key) => {
+                reqs.push((key, item.rev.map(Revision)));
+                results.push(None);
             }
-        };
-        match state
-            .store
-            .fetch(&tenant, &key, item.rev.map(Revision))
-            .await
-        {
-            Ok(f) if (contents.len() + f.content.len()) as u64 > BATCH_MAX_BYTES => {
-                full = true;
-                results.push(deferred());
-            }
-            Ok(f) => {
-                contents.extend_from_slice(&f.content);
-                results.push(WireBatchResult {
-                    status: 200,
-                    item: None,
-                    error: None,
-                    current: None,
-                    version: Some(WireVersion::from(&f.version)),
-                });
-            }
-            Err(e) if e.class().stops_sync() => return Err(from_core(e, false)),
-            Err(e) => results.push(error_result(from_core(e, false))),
+            Err(e) => results.push(Some(error_result(from_core(Error::InvalidKey(e), false)))),
         }
     }
+    let fetched = state
+        .store
+        .fetch_many(&tenant, reqs, BATCH_MAX_BYTES)
+        .await
+        .map_err(|e| from_core(e, false))?;
+    // A failure of the store itself (a damaged blob) fails the request, as a single fetch does.
+    if let Some(stop) = fetched
+        .iter()
+        .flatten()
+        .find_map(|r| r.as_ref().err().filter(|e| e.class().stops_sync()))
+    {
+        return Err(from_core(stop.clone(), false));
+    }
+    let mut contents = BytesMut::new();
+    let mut fetched = fetched.into_iter();
+    let results: Vec<WireBatchResult> = results
+        .into_iter()
+        .map(|slot| {
+            if let Some(invalid) = slot {
+                return invalid;
+            }
+            match fetched.next().flatten() {
+                None => deferred(),
+                Some(Ok(f)) => {
+                    contents.extend_from_slice(&f.content);
+                    WireBatchResult {
+                        status: 200,
+                        item: None,
+                        error: None,
+                        current: None,
+                        version: Some(WireVersion::from(&f.version)),
+                    }
+                }
+                Some(Err(e)) => error_result(from_core(e, false)),
+            }
+        })
+        .collect();
     let manifest = serde_json::to_vec(&WireBatchResults { results })
         .map_err(|e| ApiError::bad_request(format!("cannot write the answer: {e}")))?;
     let mut out = BytesMut::with_capacity(manifest.len() + 1 + contents.len());
