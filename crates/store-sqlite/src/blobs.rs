@@ -60,6 +60,16 @@ pub(crate) fn put(
     hash: &ContentHash,
     content: &[u8],
 ) -> Result<(), StoreError> {
+    let size = u64_to_sql(content.len() as u64);
+    let as_file = dir.filter(|_| content.len() > INLINE_MAX);
+    let Some(dir) = as_file else {
+        // Inline: one statement, which does nothing when the blob is there.
+        conn.prepare_cached(
+            "INSERT INTO blobs (hash, size, data) VALUES (?1, ?2, ?3) ON CONFLICT (hash) DO NOTHING",
+        )?
+        .execute(params![hash_to_sql(Some(hash)), size, content])?;
+        return Ok(());
+    };
     let exists: Option<i64> = conn
         .prepare_cached("SELECT 1 FROM blobs WHERE hash = ?1")?
         .query_row([hash.as_bytes().as_slice()], |r| r.get(0))
@@ -67,18 +77,9 @@ pub(crate) fn put(
     if exists.is_some() {
         return Ok(());
     }
-    let size = u64_to_sql(content.len() as u64);
-    match dir {
-        Some(dir) if content.len() > INLINE_MAX => {
-            write_file(dir, hash, content)?;
-            conn.prepare_cached("INSERT INTO blobs (hash, size, data) VALUES (?1, ?2, NULL)")?
-                .execute(params![hash_to_sql(Some(hash)), size])?;
-        }
-        _ => {
-            conn.prepare_cached("INSERT INTO blobs (hash, size, data) VALUES (?1, ?2, ?3)")?
-                .execute(params![hash_to_sql(Some(hash)), size, content])?;
-        }
-    }
+    write_file(dir, hash, content)?;
+    conn.prepare_cached("INSERT INTO blobs (hash, size, data) VALUES (?1, ?2, NULL)")?
+        .execute(params![hash_to_sql(Some(hash)), size])?;
     Ok(())
 }
 

@@ -298,7 +298,7 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
     /// result per step, in order.
     pub async fn upload_many(&mut self, steps: &[Step<Upload>]) -> Vec<Result<Applied>> {
         let keys: Vec<Key> = steps.iter().map(|s| s.local_key.clone()).collect();
-        let reads: Vec<Result<Bytes>> = self
+        let reads: Vec<Result<(Bytes, ContentHash)>> = self
             .replica
             .read_many(&keys)
             .await
@@ -306,12 +306,13 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
             .zip(steps)
             .map(|(read, s)| {
                 let content = read?;
-                if Some(ContentHash::of(&content)) != s.op.local.content.hash() {
+                let hash = ContentHash::of(&content);
+                if Some(hash) != s.op.local.content.hash() {
                     return Err(Error::Changed {
                         key: s.local_key.clone(),
                     });
                 }
-                Ok(content)
+                Ok((content, hash))
             })
             .collect();
         let mut results: Vec<Option<Result<Applied>>> = Vec::with_capacity(steps.len());
@@ -319,8 +320,8 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
         let mut pushed = Vec::new();
         for (i, (step, read)) in steps.iter().zip(reads).enumerate() {
             match read {
-                Ok(content) => {
-                    requests.push(self.push_request(&step.key, &step.op, content));
+                Ok((content, hash)) => {
+                    requests.push(self.push_request(&step.key, &step.op, content, hash));
                     pushed.push(i);
                     results.push(None);
                 }
@@ -352,12 +353,18 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
     }
 
     /// The request that uploads `content` as `op` says, the clock having seen its stamp.
-    fn push_request(&mut self, key: &Key, op: &Upload, content: Bytes) -> PushRequest {
+    fn push_request(
+        &mut self,
+        key: &Key,
+        op: &Upload,
+        content: Bytes,
+        hash: ContentHash,
+    ) -> PushRequest {
         self.clock.observe(op.stamp);
         PushRequest {
             key: key.clone(),
             precondition: op.precondition,
-            hash: ContentHash::of(&content),
+            hash,
             content,
             stamp: op.stamp,
             seen: self.seen,
@@ -372,7 +379,8 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
         op: &Upload,
         content: Bytes,
     ) -> Result<Applied> {
-        let request = self.push_request(key, op, content);
+        let hash = ContentHash::of(&content);
+        let request = self.push_request(key, op, content, hash);
         let outcome = self.transport.push(request).await?;
         Ok(uploaded(key, local_key, op, outcome))
     }
