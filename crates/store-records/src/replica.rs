@@ -193,17 +193,10 @@ impl Replica for RecordStore {
         let read = self
             .db
             .call(move |conn| {
-                let mut stmt = conn
-                    .prepare_cached("SELECT content FROM records WHERE key = ?1 AND folder = 0")
-                    .map_err(storage)?;
                 let mut out = Vec::with_capacity(owned.len());
                 for key in owned {
-                    let content = stmt
-                        .query_row([key.as_str()], |r| r.get::<_, Option<Vec<u8>>>(0))
-                        .optional()
-                        .map_err(storage)?;
-                    out.push(match content {
-                        Some(c) => Ok(Bytes::from(c.unwrap_or_default())),
+                    out.push(match db::content(conn, &key).map_err(storage)? {
+                        Some(c) => Ok(Bytes::from(c)),
                         None => Err(Error::NotFound { key }),
                     });
                 }

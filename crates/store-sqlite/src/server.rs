@@ -514,14 +514,16 @@ impl ServerStore for SqliteServerStore {
                         continue;
                     }
                     used += version.size;
+                    // A damaged blob is a failure of the store: it fails the whole call, as it
+                    // fails a single fetch.
                     let content = match data {
-                        BlobData::Inline(bytes) => Ok(bytes),
+                        BlobData::Inline(bytes) => bytes,
                         BlobData::File(path, size) => {
                             let hash = version.hash.unwrap_or_else(|| ContentHash::of(b""));
-                            blobs::read_file(&path, &hash, size).map_err(Error::from)
+                            blobs::read_file(&path, &hash, size)?
                         }
                     };
-                    out.push(Some(content.map(|content| Fetched { version, content })));
+                    out.push(Some(Ok(Fetched { version, content })));
                 }
                 tx.commit()?;
                 Ok(out)

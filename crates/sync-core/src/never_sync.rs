@@ -320,6 +320,14 @@ impl<R> NeverSyncReplica<R> {
 }
 
 impl<R: Replica> NeverSyncReplica<R> {
+    /// `content` read from the inner replica, with the private fields stripped.
+    fn synced_view(&self, key: &Key, content: Bytes) -> Result<Bytes> {
+        Ok(match self.filter.strip(key, &content)? {
+            Cow::Borrowed(_) => content,
+            Cow::Owned(synced) => Bytes::from(synced),
+        })
+    }
+
     /// The synced view of `item` as the inner replica holds it: its content hash and size
     /// after stripping.
     async fn synced_item(&self, mut item: LocalItem) -> Result<LocalItem> {
@@ -383,24 +391,14 @@ impl<R: Replica> Replica for NeverSyncReplica<R> {
     }
 
     async fn read(&self, key: &Key) -> Result<Bytes> {
-        let content = self.inner.read(key).await?;
-        Ok(match self.filter.strip(key, &content)? {
-            Cow::Borrowed(_) => content,
-            Cow::Owned(synced) => Bytes::from(synced),
-        })
+        self.synced_view(key, self.inner.read(key).await?)
     }
 
     async fn read_many(&self, keys: &[Key]) -> Vec<Result<Bytes>> {
         let read = self.inner.read_many(keys).await;
         read.into_iter()
             .zip(keys)
-            .map(|(content, key)| {
-                let content = content?;
-                Ok(match self.filter.strip(key, &content)? {
-                    Cow::Borrowed(_) => content,
-                    Cow::Owned(synced) => Bytes::from(synced),
-                })
-            })
+            .map(|(content, key)| self.synced_view(key, content?))
             .collect()
     }
 

@@ -285,12 +285,7 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
     /// Reads a local file and checks it is still the content the plan saw.
     async fn read_verified(&self, local_key: &Key, local: &LocalItem) -> Result<Bytes> {
         let content = self.replica.read(local_key).await?;
-        if Some(ContentHash::of(&content)) != local.content.hash() {
-            return Err(Error::Changed {
-                key: local_key.clone(),
-            });
-        }
-        Ok(content)
+        as_planned(local_key, local, content).map(|(content, _)| content)
     }
 
     /// Uploads a batch of steps: reads their content in one [`Replica::read_many`] and
@@ -304,16 +299,7 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
             .await
             .into_iter()
             .zip(steps)
-            .map(|(read, s)| {
-                let content = read?;
-                let hash = ContentHash::of(&content);
-                if Some(hash) != s.op.local.content.hash() {
-                    return Err(Error::Changed {
-                        key: s.local_key.clone(),
-                    });
-                }
-                Ok((content, hash))
-            })
+            .map(|(read, s)| as_planned(&s.local_key, &s.op.local, read?))
             .collect();
         let mut results: Vec<Option<Result<Applied>>> = Vec::with_capacity(steps.len());
         let mut requests = Vec::new();
@@ -544,6 +530,18 @@ async fn write_download<R: Replica>(
         .write(&step.local_key, content, step.op.expected)
         .await?;
     Ok(downloaded(step, &written))
+}
+
+/// `content` read from `local_key` with its hash, if it is still the content the plan saw
+/// (`local`); otherwise [`Error::Changed`].
+fn as_planned(local_key: &Key, local: &LocalItem, content: Bytes) -> Result<(Bytes, ContentHash)> {
+    let hash = ContentHash::of(&content);
+    if Some(hash) != local.content.hash() {
+        return Err(Error::Changed {
+            key: local_key.clone(),
+        });
+    }
+    Ok((content, hash))
 }
 
 /// What a download that wrote `written` changed and did.

@@ -182,14 +182,6 @@ pub(crate) async fn fetch<S: ServerStore>(
         .fetch_many(&tenant, reqs, BATCH_MAX_BYTES)
         .await
         .map_err(|e| from_core(e, false))?;
-    // A failure of the store itself (a damaged blob) fails the request, as a single fetch does.
-    if let Some(stop) = fetched
-        .iter()
-        .flatten()
-        .find_map(|r| r.as_ref().err().filter(|e| e.class().stops_sync()))
-    {
-        return Err(from_core(stop.clone(), false));
-    }
     let mut contents = BytesMut::new();
     let mut fetched = fetched.into_iter();
     let results: Vec<WireBatchResult> = results
