@@ -32,10 +32,16 @@ pub(crate) struct Migration {
 /// is `Migration { to: 2, apply: v2 }` after this one. [`open_blocking`] runs the missing
 /// steps in order in one transaction with the version bump, so a file is at one version or
 /// the next, never in between.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    to: 1,
-    apply: |conn| conn.execute_batch(SCHEMA_V1),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        to: 1,
+        apply: |conn| conn.execute_batch(SCHEMA_V1),
+    },
+    Migration {
+        to: 2,
+        apply: |conn| conn.execute_batch(SCHEMA_V2),
+    },
+];
 
 /// Version 1. `records` holds records (`folder = 0`) and folders (`folder = 1`); `seq` is the
 /// value of the store-wide change counter (`meta.seq`) at the row's last write, `hash` is the
@@ -66,6 +72,20 @@ CREATE TABLE meta (
     seq INTEGER NOT NULL
 );
 INSERT INTO meta (id, seq) VALUES (1, 0);
+";
+
+/// Version 2: what changed after a given counter value, without reading every row. `removed`
+/// holds one row per key whose row was deleted (the counter value of its last delete; a later
+/// write of the key drops it), and an index on `records.seq` finds the rows written since.
+/// Deletes made before this step are not in `removed`; no engine can hold a change token
+/// from before the file was opened by this version, so none asks about them.
+const SCHEMA_V2: &str = "
+CREATE INDEX records_seq ON records (seq);
+CREATE TABLE removed (
+    key TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX removed_seq ON removed (seq);
 ";
 
 /// How long a statement waits for another connection's lock.
@@ -198,7 +218,7 @@ pub(crate) fn now_millis() -> u64 {
 }
 
 /// What a row says about an item, without its content.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Row {
     pub(crate) key: String,
     pub(crate) id: i64,
@@ -280,7 +300,9 @@ pub(crate) fn delete_row(
     };
     let gone = conn.prepare_cached(sql)?.execute([key.as_str()])? > 0;
     if gone {
-        next_seq(conn)?;
+        let seq = next_seq(conn)?;
+        conn.prepare_cached("INSERT OR REPLACE INTO removed (key, seq) VALUES (?1, ?2)")?
+            .execute(params![key.as_str(), seq])?;
     }
     Ok(gone)
 }
@@ -326,6 +348,7 @@ pub(crate) fn insert_folder(conn: &Connection, key: &Key, now: u64) -> rusqlite:
              VALUES (?1, 1, NULL, 0, NULL, ?2, ?3)",
         )?
         .execute(params![key.as_str(), seq, now as i64])?;
+        forget_removal(conn, key)?;
     }
     Ok(())
 }
@@ -360,6 +383,7 @@ pub(crate) fn upsert_record(
             ],
             |r| r.get(0),
         )?;
+    forget_removal(conn, key)?;
     Ok(Row {
         key: key.as_str().to_owned(),
         id,
@@ -369,6 +393,33 @@ pub(crate) fn upsert_record(
         seq,
         modified_millis: now,
     })
+}
+
+/// Drops the removal of `key` from `removed` once a row is there again, so that table holds
+/// only keys that are gone.
+fn forget_removal(conn: &Connection, key: &Key) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM removed WHERE key = ?1")?
+        .execute([key.as_str()])?;
+    Ok(())
+}
+
+/// The rows written after the counter value `since`, and the keys removed after it that are
+/// still gone, by two index range reads.
+pub(crate) fn changed_since(
+    conn: &Connection,
+    since: i64,
+) -> rusqlite::Result<(Vec<Row>, Vec<String>)> {
+    let rows = conn
+        .prepare_cached(&format!(
+            "SELECT {ROW_COLUMNS} FROM records WHERE seq > ?1 ORDER BY seq"
+        ))?
+        .query_map([since], row_from)?
+        .collect::<rusqlite::Result<Vec<Row>>>()?;
+    let removed = conn
+        .prepare_cached("SELECT key FROM removed WHERE seq > ?1")?
+        .query_map([since], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok((rows, removed))
 }
 
 /// The content of the record `key`, if a record (not a folder) is there.
@@ -388,8 +439,8 @@ mod tests {
 
     /// A future step: a new column filled from the old ones. Running it twice fails (the column
     /// exists), so a test that passes proves it ran once.
-    const V2: Migration = Migration {
-        to: 2,
+    const FUTURE: Migration = Migration {
+        to: 3,
         apply: |conn| {
             conn.execute_batch(
                 "ALTER TABLE records ADD COLUMN note TEXT;
@@ -397,6 +448,13 @@ mod tests {
             )
         },
     };
+
+    /// Every released step, then [`FUTURE`].
+    fn with_future() -> Vec<Migration> {
+        let mut steps = MIGRATIONS.to_vec();
+        steps.push(FUTURE);
+        steps
+    }
 
     fn version(conn: &Connection) -> i64 {
         conn.pragma_query_value(None, "user_version", |r| r.get(0))
@@ -413,30 +471,45 @@ mod tests {
     fn an_older_file_runs_only_the_missing_steps_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.db");
-        let conn = open_blocking(Some(&path)).unwrap();
+        // A file as the first release wrote it.
+        let mut conn = Connection::open(&path).unwrap();
+        migrate(&mut conn, &path, &MIGRATIONS[..1]).unwrap();
         assert_eq!(version(&conn), 1);
-        put(&conn, "a/b", b"four");
+        conn.execute_batch(
+            "INSERT INTO records (key, folder, content, size, hash, seq, modified_millis)
+             VALUES ('a', 1, NULL, 0, NULL, 1, 1), ('a/b', 0, x'66697665', 4, x'00', 2, 1);
+             UPDATE meta SET seq = 2;",
+        )
+        .unwrap();
         drop(conn);
 
         let mut conn = Connection::open(&path).unwrap();
-        migrate(&mut conn, &path, &[MIGRATIONS[0], V2]).unwrap();
-        assert_eq!(version(&conn), 2);
+        migrate(&mut conn, &path, &with_future()).unwrap();
+        assert_eq!(version(&conn), 3);
         let note: String = conn
             .query_row("SELECT note FROM records WHERE key = 'a/b'", [], |r| {
                 r.get(0)
             })
             .unwrap();
-        assert_eq!(note, "was 4", "v2 ran over v1's rows, which were kept");
-        // Opening again at the newest version runs nothing (V2 twice would fail).
-        migrate(&mut conn, &path, &[MIGRATIONS[0], V2]).unwrap();
-        assert_eq!(version(&conn), 2);
+        assert_eq!(
+            note, "was 4",
+            "later steps ran over v1's rows, which were kept"
+        );
+        // Version 2's log of removals works on the upgraded file.
+        let key = Key::new("a/b").unwrap();
+        assert!(delete_row(&conn, &key, true).unwrap());
+        let (rows, removed) = changed_since(&conn, 2).unwrap();
+        assert_eq!((rows.len(), removed), (0, vec!["a/b".to_owned()]));
+        // Opening again at the newest version runs nothing (FUTURE twice would fail).
+        migrate(&mut conn, &path, &with_future()).unwrap();
+        assert_eq!(version(&conn), 3);
     }
 
     #[test]
     fn a_new_file_runs_every_step() {
         let mut conn = Connection::open_in_memory().unwrap();
-        migrate(&mut conn, Path::new(":memory:"), &[MIGRATIONS[0], V2]).unwrap();
-        assert_eq!(version(&conn), 2);
+        migrate(&mut conn, Path::new(":memory:"), &with_future()).unwrap();
+        assert_eq!(version(&conn), 3);
         put(&conn, "x", b"1");
         let app_id: i64 = conn
             .pragma_query_value(None, "application_id", |r| r.get(0))
@@ -445,26 +518,50 @@ mod tests {
     }
 
     #[test]
+    fn changes_since_a_counter_value_are_the_rows_written_and_the_keys_still_gone() {
+        let conn = open_blocking(None).unwrap();
+        put(&conn, "keep", b"1");
+        put(&conn, "gone", b"2");
+        put(&conn, "back", b"3");
+        let since = change_counter(&conn).unwrap();
+        assert_eq!(changed_since(&conn, since).unwrap(), (vec![], vec![]));
+        put(&conn, "keep", b"rewritten");
+        delete_row(&conn, &Key::new("gone").unwrap(), true).unwrap();
+        delete_row(&conn, &Key::new("back").unwrap(), true).unwrap();
+        put(&conn, "back", b"again");
+        let (rows, removed) = changed_since(&conn, since).unwrap();
+        let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["keep", "back"]);
+        assert_eq!(
+            removed,
+            ["gone"],
+            "a key written again is no longer removed"
+        );
+    }
+
+    #[test]
     fn a_failed_step_leaves_the_file_at_its_old_version() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.db");
         let conn = open_blocking(Some(&path)).unwrap();
-        put(&conn, "kept", b"v1 data");
+        put(&conn, "kept", b"current data");
         drop(conn);
 
         let broken = Migration {
-            to: 3,
+            to: 4,
             apply: |conn| conn.execute_batch("INSERT INTO no_such_table VALUES (1)"),
         };
+        let mut steps = with_future();
+        steps.push(broken);
         let mut conn = Connection::open(&path).unwrap();
-        let err = migrate(&mut conn, &path, &[MIGRATIONS[0], V2, broken]).unwrap_err();
+        let err = migrate(&mut conn, &path, &steps).unwrap_err();
         assert!(
-            matches!(&err, RecordsError::Migration { to: 3, .. }),
+            matches!(&err, RecordsError::Migration { to: 4, .. }),
             "{err:?}"
         );
-        assert!(err.to_string().contains("schema version 3"), "{err}");
-        // Step 2 ran in the same transaction as the failed step 3: both are gone.
-        assert_eq!(version(&conn), 1);
+        assert!(err.to_string().contains("schema version 4"), "{err}");
+        // Step 3 ran in the same transaction as the failed step 4: both are gone.
+        assert_eq!(version(&conn), 2);
         let columns: i64 = conn
             .query_row(
                 "SELECT count(*) FROM pragma_table_info('records') WHERE name = 'note'",
@@ -472,13 +569,13 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(columns, 0, "step 2 was rolled back");
+        assert_eq!(columns, 0, "step 3 was rolled back");
         drop(conn);
-        // The file still opens as the version-1 store it was.
+        // The file still opens as the store it was.
         let conn = open_blocking(Some(&path)).unwrap();
         assert_eq!(
             content(&conn, &Key::new("kept").unwrap()).unwrap().unwrap(),
-            b"v1 data"
+            b"current data"
         );
     }
 
@@ -487,21 +584,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.db");
         let mut conn = open_blocking(Some(&path)).unwrap();
-        migrate(&mut conn, &path, &[MIGRATIONS[0], V2]).unwrap();
+        migrate(&mut conn, &path, &with_future()).unwrap();
         drop(conn);
         let err = open_blocking(Some(&path)).unwrap_err();
         assert!(
             matches!(
                 err,
                 RecordsError::NewerSchema {
-                    found: 2,
-                    supported: 1,
+                    found: 3,
+                    supported: 2,
                     ..
                 }
             ),
             "{err:?}"
         );
         let conn = Connection::open(&path).unwrap();
-        assert_eq!(version(&conn), 2);
+        assert_eq!(version(&conn), 3);
     }
 }

@@ -8,8 +8,9 @@
 //!   Every write bumps a store-wide change counter kept per row; an item's fingerprint is
 //!   (size, that counter as the "mtime", the row id as the "inode"), and each row's content
 //!   hash is stored when it is written, so a scan is one query that reads no content. The
-//!   counter is also the replica's change token: while it has not moved since a sync found
-//!   nothing to do, the engine does not scan at all.
+//!   counter is also the replica's change token: while it has not moved since a sync settled
+//!   every item, the engine does not scan at all, and once it has, the engine reads only the
+//!   rows written after it and the keys removed after it ([`sync_core::Replica::scan_since`]).
 //! - Conflict losers the engine backs up go to a `backups` table of the same file
 //!   ([`sync_core::Replica::backups`], [`sync_core::Replica::read_backup`]).
 //!

@@ -4,18 +4,19 @@
 //! semantics of `sync_core::memory::MemoryReplica`'s trait side. The scan is one query of the
 //! key, id, kind, size, hash and change-counter columns: it never reads content, and it hashes
 //! nothing, because each row's hash was stored when it was written (`hashed` counts the rows
-//! whose fingerprint was not recognised). Writes and removals check [`Expected`] against the
+//! whose fingerprint was not recognised). `scan_since` is two index range reads (rows written
+//! after the token, keys removed after it) and one lookup per key asked for. Writes and removals check [`Expected`] against the
 //! row inside the same SQLite transaction that changes it, and notify subscribers after the
 //! commit. This module must not be used by the app directly.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sync_core::{
-    Backup, Content, ContentHash, Error, ErrorClass, Expected, ItemKind, Key, KnownItem, LocalItem,
-    LocalWrite, Replica, Result, Scan, Skipped, Stamp,
+    Backup, ChangedItems, Content, ContentHash, Error, ErrorClass, Expected, ItemKind, Key,
+    KnownItem, LocalItem, LocalWrite, Replica, Result, Scan, Skipped, Stamp,
 };
 
 use crate::db::{self, Row};
@@ -80,6 +81,64 @@ fn write_checked(tx: &Connection, w: &LocalWrite, now: u64) -> Result<LocalItem>
     Ok(item(k, &row, stored_content(&row)?))
 }
 
+/// Adds the item `row` stands for to `scan` as a scan lists it: a row whose key is not valid
+/// or whose record is over `max_item_bytes` is skipped with the reason, content comes from
+/// `known` when the fingerprint matches, else from the stored hash.
+fn list(
+    scan: &mut Scan,
+    row: Row,
+    known: &BTreeMap<Key, KnownItem>,
+    max_item_bytes: u64,
+) -> Result<()> {
+    let key = match Key::new(&row.key) {
+        Ok(k) => k,
+        Err(e) => {
+            scan.skipped.push(Skipped {
+                key: None,
+                path: row.key.clone(),
+                class: ErrorClass::Item,
+                message: format!(
+                    "{:?}: not a valid key ({e}); delete the record and store it under a valid key",
+                    row.key
+                ),
+            });
+            return Ok(());
+        }
+    };
+    if !row.folder && row.size > max_item_bytes {
+        scan.skipped.push(Skipped {
+            key: Some(key.clone()),
+            path: key.to_string(),
+            class: ErrorClass::Warning,
+            message: format!(
+                "{key}: {} bytes is over the limit of {max_item_bytes} bytes; it is not \
+                         synced (make it smaller, or raise max_item_bytes to sync it)",
+                row.size
+            ),
+        });
+        return Ok(());
+    }
+    let kind = if row.folder {
+        ItemKind::Folder
+    } else {
+        ItemKind::File
+    };
+    let reuse = known
+        .get(&key)
+        .filter(|k| k.fingerprint == row.fingerprint() && k.content.kind() == kind);
+    let content = match reuse {
+        Some(k) => k.content,
+        None => {
+            if !row.folder {
+                scan.hashed += 1;
+            }
+            stored_content(&row)?
+        }
+    };
+    scan.items.insert(key.clone(), item(&key, &row, content));
+    Ok(())
+}
+
 #[async_trait]
 impl Replica for RecordStore {
     async fn scan(&self, known: &BTreeMap<Key, KnownItem>, max_item_bytes: u64) -> Result<Scan> {
@@ -102,52 +161,7 @@ impl Replica for RecordStore {
             .await?;
         let mut scan = Scan::default();
         for row in rows {
-            let key = match Key::new(&row.key) {
-                Ok(k) => k,
-                Err(e) => {
-                    scan.skipped.push(Skipped {
-                        key: None,
-                        path: row.key.clone(),
-                        class: ErrorClass::Item,
-                        message: format!(
-                            "{:?}: not a valid key ({e}); delete the record and store it under a valid key",
-                            row.key
-                        ),
-                    });
-                    continue;
-                }
-            };
-            if !row.folder && row.size > max_item_bytes {
-                scan.skipped.push(Skipped {
-                    key: Some(key.clone()),
-                    path: key.to_string(),
-                    class: ErrorClass::Warning,
-                    message: format!(
-                        "{key}: {} bytes is over the limit of {max_item_bytes} bytes; it is not \
-                         synced (make it smaller, or raise max_item_bytes to sync it)",
-                        row.size
-                    ),
-                });
-                continue;
-            }
-            let kind = if row.folder {
-                ItemKind::Folder
-            } else {
-                ItemKind::File
-            };
-            let reuse = known
-                .get(&key)
-                .filter(|k| k.fingerprint == row.fingerprint() && k.content.kind() == kind);
-            let content = match reuse {
-                Some(k) => k.content,
-                None => {
-                    if !row.folder {
-                        scan.hashed += 1;
-                    }
-                    stored_content(&row)?
-                }
-            };
-            scan.items.insert(key.clone(), item(&key, &row, content));
+            list(&mut scan, row, known, max_item_bytes)?;
         }
         Ok(scan)
     }
@@ -158,6 +172,44 @@ impl Replica for RecordStore {
             .call(|conn| db::change_counter(conn).map_err(storage))
             .await?;
         Ok(Some(u64::try_from(seq).unwrap_or(0)))
+    }
+
+    async fn scan_since(
+        &self,
+        since: u64,
+        also: &BTreeSet<Key>,
+        max_item_bytes: u64,
+    ) -> Result<Option<ChangedItems>> {
+        let Ok(since) = i64::try_from(since) else {
+            return Ok(None);
+        };
+        let mut changed = ChangedItems {
+            keys: also.clone(),
+            ..ChangedItems::default()
+        };
+        let also: Vec<Key> = also.iter().cloned().collect();
+        let (rows, removed) = self
+            .db
+            .call(move |conn| {
+                let (mut rows, removed) = db::changed_since(conn, since).map_err(storage)?;
+                for key in &also {
+                    if let Some(row) = db::row(conn, key).map_err(storage)? {
+                        rows.push(row);
+                    }
+                }
+                Ok::<_, Error>((rows, removed))
+            })
+            .await?;
+        changed
+            .keys
+            .extend(removed.iter().filter_map(|k| Key::new(k).ok()));
+        for row in rows {
+            if let Ok(key) = Key::new(&row.key) {
+                changed.keys.insert(key);
+            }
+            list(&mut changed.scan, row, &BTreeMap::new(), max_item_bytes)?;
+        }
+        Ok(Some(changed))
     }
 
     async fn read(&self, key: &Key) -> Result<Bytes> {

@@ -233,7 +233,7 @@ async fn a_file_of_a_newer_schema_version_is_refused_with_what_to_do() {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap()
     };
-    assert_eq!(version(&path), 1, "the store records its schema version");
+    assert_eq!(version(&path), 2, "the store records its schema version");
     // A later version of the crate moved the file on.
     rusqlite::Connection::open(&path)
         .unwrap()
@@ -245,7 +245,7 @@ async fn a_file_of_a_newer_schema_version_is_refused_with_what_to_do() {
             err,
             RecordsError::NewerSchema {
                 found: 7,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),

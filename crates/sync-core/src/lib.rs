@@ -84,7 +84,8 @@ pub use protocol::{
     PushRequest,
 };
 pub use replica::{
-    Backup, Expected, KnownItem, LocalWrite, Replica, Scan, Skipped, REPLICA_MANY_CONCURRENCY,
+    Backup, ChangedItems, Expected, KnownItem, LocalWrite, Replica, Scan, Skipped,
+    REPLICA_MANY_CONCURRENCY,
 };
 pub use revision::Revision;
 pub use server_store::{ServerConfig, ServerStore};

@@ -15,15 +15,15 @@
 //! an item problem instead.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::{
-    Backup, Content, ContentHash, Error, ErrorClass, Expected, Key, KnownItem, LocalItem,
-    LocalWrite, Replica, Result, Scan, Skipped, Stamp,
+    Backup, ChangedItems, Content, ContentHash, Error, ErrorClass, Expected, Key, KnownItem,
+    LocalItem, LocalWrite, Replica, Result, Scan, Skipped, Stamp,
 };
 
 /// Why a value under a field rule could not be stripped or restored.
@@ -320,32 +320,9 @@ impl<R> NeverSyncReplica<R> {
 }
 
 impl<R: Replica> NeverSyncReplica<R> {
-    /// `content` read from the inner replica, with the private fields stripped.
-    fn synced_view(&self, key: &Key, content: Bytes) -> Result<Bytes> {
-        Ok(match self.filter.strip(key, &content)? {
-            Cow::Borrowed(_) => content,
-            Cow::Owned(synced) => Bytes::from(synced),
-        })
-    }
-
-    /// The synced view of `item` as the inner replica holds it: its content hash and size
-    /// after stripping.
-    async fn synced_item(&self, mut item: LocalItem) -> Result<LocalItem> {
-        if item.kind() != crate::ItemKind::File || !self.filter.has_fields(&item.key) {
-            return Ok(item);
-        }
-        let content = self.inner.read(&item.key).await?;
-        let synced = self.filter.strip(&item.key, &content)?;
-        item.content = Content::File(ContentHash::of(&synced));
-        item.size = synced.len() as u64;
-        Ok(item)
-    }
-}
-
-#[async_trait]
-impl<R: Replica> Replica for NeverSyncReplica<R> {
-    async fn scan(&self, known: &BTreeMap<Key, KnownItem>, max_item_bytes: u64) -> Result<Scan> {
-        let mut scan = self.inner.scan(known, max_item_bytes).await?;
+    /// The inner replica's `scan` as the synced view shows it: private keys left out, items
+    /// with private fields hashed without them (unless `known` recognises their fingerprint).
+    async fn synced_scan(&self, mut scan: Scan, known: &BTreeMap<Key, KnownItem>) -> Result<Scan> {
         scan.items.retain(|key, _| !self.filter.excludes(key));
         scan.skipped
             .retain(|s| s.key.as_ref().is_none_or(|k| !self.filter.excludes(k)));
@@ -388,6 +365,49 @@ impl<R: Replica> Replica for NeverSyncReplica<R> {
             }
         }
         Ok(scan)
+    }
+
+    /// `content` read from the inner replica, with the private fields stripped.
+    fn synced_view(&self, key: &Key, content: Bytes) -> Result<Bytes> {
+        Ok(match self.filter.strip(key, &content)? {
+            Cow::Borrowed(_) => content,
+            Cow::Owned(synced) => Bytes::from(synced),
+        })
+    }
+
+    /// The synced view of `item` as the inner replica holds it: its content hash and size
+    /// after stripping.
+    async fn synced_item(&self, mut item: LocalItem) -> Result<LocalItem> {
+        if item.kind() != crate::ItemKind::File || !self.filter.has_fields(&item.key) {
+            return Ok(item);
+        }
+        let content = self.inner.read(&item.key).await?;
+        let synced = self.filter.strip(&item.key, &content)?;
+        item.content = Content::File(ContentHash::of(&synced));
+        item.size = synced.len() as u64;
+        Ok(item)
+    }
+}
+
+#[async_trait]
+impl<R: Replica> Replica for NeverSyncReplica<R> {
+    async fn scan(&self, known: &BTreeMap<Key, KnownItem>, max_item_bytes: u64) -> Result<Scan> {
+        let scan = self.inner.scan(known, max_item_bytes).await?;
+        self.synced_scan(scan, known).await
+    }
+
+    async fn scan_since(
+        &self,
+        since: u64,
+        also: &BTreeSet<Key>,
+        max_item_bytes: u64,
+    ) -> Result<Option<ChangedItems>> {
+        let Some(mut changed) = self.inner.scan_since(since, also, max_item_bytes).await? else {
+            return Ok(None);
+        };
+        changed.keys.retain(|key| !self.filter.excludes(key));
+        changed.scan = self.synced_scan(changed.scan, &BTreeMap::new()).await?;
+        Ok(Some(changed))
     }
 
     async fn read(&self, key: &Key) -> Result<Bytes> {

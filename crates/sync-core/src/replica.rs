@@ -6,7 +6,7 @@
 //! [`crate::memory::MemoryReplica`] and the folder replica; every one must pass
 //! [`crate::testkit::replica_suite`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -33,6 +33,19 @@ pub struct Scan {
     pub skipped: Vec<Skipped>,
     /// How many items were hashed (not recognised by fingerprint); for tests and benchmarks.
     pub hashed: u64,
+}
+
+/// What [`Replica::scan_since`] found: the items changed since a change token, and the keys
+/// asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangedItems {
+    /// The items present now among [`ChangedItems::keys`], listed (and skipped) exactly as
+    /// [`Replica::scan`] would list them.
+    pub scan: Scan,
+    /// Every key the answer speaks for: each key added, rewritten or removed since the token
+    /// (by anyone), and each key asked for. A key here that is neither in `scan.items` nor
+    /// skipped is absent now.
+    pub keys: BTreeSet<Key>,
 }
 
 /// An item the scan left out, and why.
@@ -99,6 +112,26 @@ pub trait Replica: Send + Sync {
     /// engine skips the scan: a sync of an unchanged replica reads nothing. Must be cheap (one
     /// counter read, no walk). The default is `None`: every sync scans.
     async fn change_token(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
+    /// Lists only what changed since the change token `since` (a value
+    /// [`Replica::change_token`] gave): every item added, rewritten or removed since then, by
+    /// anyone, plus the current state of each key in `also`. Its cost must follow the number
+    /// of changes, not the size of the replica (an index on the change counter, a log of
+    /// removals). Returns `None` when the replica cannot tell (the default), or no longer can
+    /// for a token that old; the engine then scans in full.
+    ///
+    /// The engine uses it after a pass that settled every item: the next pass reconciles only
+    /// the keys changed on either side since, so a sync of a large store with a few edits
+    /// reads a few rows.
+    async fn scan_since(
+        &self,
+        since: u64,
+        also: &BTreeSet<Key>,
+        max_item_bytes: u64,
+    ) -> Result<Option<ChangedItems>> {
+        let _ = (since, also, max_item_bytes);
         Ok(None)
     }
 

@@ -20,6 +20,7 @@ mod report;
 mod run;
 mod versions;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,8 +35,9 @@ pub use versions::RECENT_CONFLICTS;
 
 use crate::reconcile::{reconcile, Plan, ReconcileInput, Step, Upload};
 use crate::{
-    ClientState, Clock, Error, ErrorEntry, ErrorStack, Key, KnownItem, NodeId, Replica, Revision,
-    Scope, StateBatch, StateStore, SyncPolicy, SyncStatus, SystemTimeSource, TimeSource, Transport,
+    ClientState, Clock, Error, ErrorEntry, ErrorStack, Identity, Key, KnownItem, NodeId, Replica,
+    Revision, Scope, StateBatch, StateStore, SyncPolicy, SyncStatus, SystemTimeSource, TimeSource,
+    Transport,
 };
 
 use apply::InPlace;
@@ -96,11 +98,24 @@ pub struct Engine<T, S, R> {
 struct Loaded {
     state: ClientState,
     clock: Clock,
-    /// The replica's change token read before the last scan that found nothing to do and
-    /// nothing to report, while the state has not changed since: a pass that reads the same
-    /// token again would find the same nothing, so it is skipped.
-    settled: Option<u64>,
+    /// Set after a pass that settled every item (each step done, or reported against its own
+    /// key), while the base has not changed since: the next pass need look only at what
+    /// changed after it.
+    settled: Option<Settled>,
 }
+
+/// Where the last settled pass left off.
+struct Settled {
+    /// The replica's change token read before that pass: every local change since has a
+    /// later one.
+    token: u64,
+    /// Keys to look at again although the replica has not changed them: the keys that pass
+    /// reported, and the remote keys the change feed brought since.
+    dirty: BTreeSet<Key>,
+}
+
+/// Keys that may wait in [`Settled::dirty`]; past this many the next pass scans in full.
+const MAX_DIRTY: usize = 4096;
 
 impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
     /// An engine over these parts. Nothing is read until the first sync.
@@ -433,7 +448,16 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
         self.state.commit(batch.clone()).await?;
         let loaded = self.loaded()?;
         batch.apply_to(&mut loaded.state);
-        loaded.settled = None;
+        // Remote entries only (a page of the change feed): the next pass looks at those keys
+        // too. Anything else changes what the settled pass agreed on.
+        let only_remote = batch.node.is_none() && !batch.reset_remote && batch.base.is_empty();
+        loaded.settled = match loaded.settled.take() {
+            Some(mut s) if only_remote && s.dirty.len() + batch.remote.len() <= MAX_DIRTY => {
+                s.dirty.extend(batch.remote.iter().map(|r| r.key.clone()));
+                Some(s)
+            }
+            _ => None,
+        };
         Ok(())
     }
 
@@ -458,17 +482,18 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
         let max = self.config.policy.max_item_bytes;
         // Read before the scan, so a change made during it moves the token past this value.
         let token = self.replica.change_token().await?;
-        if token.is_some() && token == self.loaded()?.settled {
-            let unchanged = self.loaded()?.state.base.len() as u64;
-            report.start_pass(unchanged, 0);
-            return Ok(false);
+        let settled = self.loaded()?.settled.take();
+        if let (Some(now_token), Some(s)) = (token, &settled) {
+            if s.token == now_token && s.dirty.is_empty() {
+                // Nothing changed on either side since every item was settled.
+                let unchanged = self.loaded()?.state.base.len() as u64;
+                report.start_pass(unchanged, 0);
+                self.loaded()?.settled = settled;
+                return Ok(false);
+            }
         }
         let reported_before = reported.len();
-        let known = {
-            let state = &self.loaded()?.state;
-            known_items(state)
-        };
-        let mut scan = self.replica.scan(&known, max).await?;
+        let (mut scan, scope) = self.scan_for_pass(token.and(settled), max).await?;
         self.skip_over_server_limit(&mut scan, max).await?;
         let mut untouchable = BTreeSet::new();
         let mut scan_skipped = 0;
@@ -487,28 +512,37 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
                 first_seen_millis: now,
             });
         }
-        {
+        let (plan, outside) = {
+            let loaded = self.cached()?;
+            let (base, remote) = match &scope {
+                Some(keys) => (
+                    Cow::Owned(subset(&loaded.state.base, keys)),
+                    Cow::Owned(subset(&loaded.state.remote, keys)),
+                ),
+                None => (
+                    Cow::Borrowed(&loaded.state.base),
+                    Cow::Borrowed(&loaded.state.remote),
+                ),
+            };
             // Remote keys the replica would never show in a scan must not look deleted there,
             // nor be downloaded only to vanish from the next scan.
-            let loaded = self.cached()?;
-            for key in loaded.state.remote.keys() {
+            for key in remote.keys() {
                 if !scan.items.contains_key(key) && self.replica.ignores(key) {
                     untouchable.insert(key.clone());
                 }
             }
-        }
-        let plan = {
-            let loaded = self.cached()?;
             let input = ReconcileInput {
                 local: &scan.items,
                 untouchable: &untouchable,
-                base: &loaded.state.base,
-                remote: &loaded.state.remote,
+                base: &base,
+                remote: &remote,
                 node: loaded.clock.node(),
             };
-            reconcile(input, &self.config.policy)
+            // Keys outside a partial pass's scope are as the settled pass left them.
+            let outside = (loaded.state.base.len() - base.len()) as u64;
+            (reconcile(input, &self.config.policy), outside)
         };
-        report.start_pass(plan.unchanged, scan_skipped);
+        report.start_pass(plan.unchanged + outside, scan_skipped);
         let total = plan.len() as u64;
         let mut pass = Pass {
             batch: StateBatch::default(),
@@ -561,13 +595,46 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             self.settle_all(chunk, results, &mut run).await?;
         }
         self.in_place(&removals, &mut run).await?;
-        let reported_now = run.reported.len();
+        // Settled when every item was done or reported against its own key: those keys are
+        // looked at again next time, whatever else changes.
+        let reported_again = reported_keys(&run.reported[reported_before..]);
         self.flush(&mut pass.batch).await?;
         self.status
             .send_replace(SyncStatus::Syncing { done: total, total });
-        let quiet = total == 0 && !pass.replan && reported_now == reported_before;
-        self.loaded()?.settled = if quiet { token } else { None };
+        self.loaded()?.settled = match (token, reported_again) {
+            (Some(token), Some(dirty)) if !pass.replan => Some(Settled { token, dirty }),
+            _ => None,
+        };
         Ok(pass.replan)
+    }
+
+    /// The scan of one pass, and the keys it covers when it is partial (`None`: every key).
+    ///
+    /// After a settled pass (`settled`), a replica that can list its changes
+    /// ([`Replica::scan_since`]) is asked for the keys changed since, plus the dirty ones:
+    /// the pass then reconciles only those. That needs keys bound by path (another identity
+    /// binds items across keys, which only a whole view can do); anything else scans in full.
+    async fn scan_for_pass(
+        &mut self,
+        settled: Option<Settled>,
+        max: u64,
+    ) -> crate::Result<(crate::Scan, Option<BTreeSet<Key>>)> {
+        if let Some(s) = settled {
+            let by_path = self.config.policy.identity == Identity::Path
+                && !self
+                    .cached()?
+                    .state
+                    .base
+                    .values()
+                    .any(|b| b.local_key.is_some());
+            if by_path {
+                if let Some(changed) = self.replica.scan_since(s.token, &s.dirty, max).await? {
+                    return Ok((changed.scan, Some(changed.keys)));
+                }
+            }
+        }
+        let known = known_items(&self.cached()?.state);
+        Ok((self.replica.scan(&known, max).await?, None))
     }
 
     /// Applies the steps of a one-at-a-time phase, in order, settling each.
@@ -661,6 +728,27 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
         }
         Ok(())
     }
+}
+
+/// The keys of `reports` when each names one (and they are few enough to look at again).
+fn reported_keys(reports: &[ErrorEntry]) -> Option<BTreeSet<Key>> {
+    if reports.len() > MAX_DIRTY {
+        return None;
+    }
+    reports
+        .iter()
+        .map(|e| match &e.scope {
+            Scope::Key(k) => Some(k.clone()),
+            Scope::Global => None,
+        })
+        .collect()
+}
+
+/// The entries of `map` under `keys`.
+fn subset<V: Clone>(map: &BTreeMap<Key, V>, keys: &BTreeSet<Key>) -> BTreeMap<Key, V> {
+    keys.iter()
+        .filter_map(|k| map.get(k).map(|v| (k.clone(), v.clone())))
+        .collect()
 }
 
 /// The fingerprints recorded at the last sync, by local key, for the scan's fast path.

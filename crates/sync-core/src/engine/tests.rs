@@ -1001,3 +1001,193 @@ async fn a_sync_with_something_to_report_never_skips_the_next_scan() {
         assert_eq!(a.errors().top().map(|e| e.class), Some(ErrorClass::Warning));
     }
 }
+
+/// A memory replica that counts full scans, partial scans ([`Replica::scan_since`]) and the
+/// keys the partial ones covered.
+struct Counted {
+    inner: MemoryReplica,
+    full: std::sync::atomic::AtomicU64,
+    partial: std::sync::Mutex<Vec<usize>>,
+}
+
+impl Counted {
+    fn full_scans(&self) -> u64 {
+        self.full.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    /// The number of keys each partial scan so far covered.
+    fn partial_scans(&self) -> Vec<usize> {
+        self.partial.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Replica for Counted {
+    async fn scan(&self, known: &BTreeMap<Key, KnownItem>, max: u64) -> crate::Result<crate::Scan> {
+        self.full.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.scan(known, max).await
+    }
+    async fn change_token(&self) -> crate::Result<Option<u64>> {
+        self.inner.change_token().await
+    }
+    async fn scan_since(
+        &self,
+        since: u64,
+        also: &BTreeSet<Key>,
+        max: u64,
+    ) -> crate::Result<Option<crate::ChangedItems>> {
+        let found = self.inner.scan_since(since, also, max).await?;
+        if let Some(f) = &found {
+            self.partial.lock().unwrap().push(f.keys.len());
+        }
+        Ok(found)
+    }
+    async fn read(&self, key: &Key) -> crate::Result<bytes::Bytes> {
+        self.inner.read(key).await
+    }
+    async fn write(
+        &self,
+        key: &Key,
+        content: bytes::Bytes,
+        expected: crate::Expected,
+    ) -> crate::Result<crate::LocalItem> {
+        self.inner.write(key, content, expected).await
+    }
+    async fn create_folder(&self, key: &Key) -> crate::Result<crate::LocalItem> {
+        self.inner.create_folder(key).await
+    }
+    async fn backup(&self, key: &Key, stamp: crate::Stamp) -> crate::Result<Option<crate::Backup>> {
+        self.inner.backup(key, stamp).await
+    }
+    async fn remove(&self, key: &Key, expected: crate::Expected) -> crate::Result<()> {
+        self.inner.remove(key, expected).await
+    }
+    async fn backups(&self) -> crate::Result<Vec<crate::Backup>> {
+        self.inner.backups().await
+    }
+    async fn read_backup(&self, backup: &crate::Backup) -> crate::Result<bytes::Bytes> {
+        self.inner.read_backup(backup).await
+    }
+}
+
+fn counted_device(
+    w: &World,
+    node: u64,
+    policy: SyncPolicy,
+) -> Engine<LocalTransport<MemoryServerStore>, MemoryStateStore, Counted> {
+    Engine::new(
+        LocalTransport::new(w.server.clone(), w.tenant.clone()),
+        MemoryStateStore::default(),
+        Counted {
+            inner: MemoryReplica::new(w.time.clone()),
+            full: Default::default(),
+            partial: Default::default(),
+        },
+        EngineConfig {
+            policy,
+            time: w.time.clone(),
+            node: Some(NodeId(node)),
+            ..EngineConfig::default()
+        },
+    )
+}
+
+#[tokio::test]
+async fn after_a_settled_pass_only_the_keys_changed_since_are_reconciled() {
+    let w = World::new();
+    let policy = SyncPolicy {
+        deletes: DeletePolicy::Propagate,
+        ..SyncPolicy::default()
+    };
+    let mut a = counted_device(&w, 1, policy.clone());
+    let mut b = counted_device(&w, 2, policy);
+    for i in 0..300 {
+        a.replica()
+            .inner
+            .put(&k(&format!("r/{i:03}")), format!("v{i}"));
+    }
+    assert_eq!(a.sync_once().await.unwrap().uploaded, 301);
+    assert_eq!(b.sync_once().await.unwrap().downloaded, 301);
+    // Own uploads come back on the change feed; after that both sides are settled.
+    a.sync_once().await.unwrap();
+    b.sync_once().await.unwrap();
+    let quiet = a.sync_once().await.unwrap();
+    assert_eq!(
+        (quiet.transferred(), quiet.unchanged),
+        (0, 301),
+        "{quiet:?}"
+    );
+    let (full_a, full_b) = (a.replica().full_scans(), b.replica().full_scans());
+
+    // Three edits on a: its next pass looks at those three keys and nothing else.
+    w.tick();
+    for i in [5, 50, 250] {
+        a.replica()
+            .inner
+            .put(&k(&format!("r/{i:03}")), format!("edited {i}"));
+    }
+    let before = a.replica().partial_scans().len();
+    let r = a.sync_once().await.unwrap();
+    assert_eq!((r.uploaded, r.unchanged), (3, 298), "{r:?}");
+    assert_eq!(
+        a.replica().partial_scans()[before..],
+        [3],
+        "one partial scan of 3 keys"
+    );
+
+    // b hears of them on the change feed: a partial pass over the three keys downloads them.
+    let before = b.replica().partial_scans().len();
+    let r = b.sync_once().await.unwrap();
+    assert_eq!(r.downloaded, 3, "{r:?}");
+    assert_eq!(b.replica().partial_scans()[before..], [3]);
+    assert_eq!(
+        b.replica().inner.get(&k("r/250")).as_deref(),
+        Some(&b"edited 250"[..])
+    );
+
+    // A delete and a conflicting edit of one key on both sides.
+    w.tick();
+    a.replica().inner.delete(&k("r/007"));
+    a.replica().inner.put(&k("r/100"), "a's");
+    b.replica().inner.put(&k("r/100"), "b's");
+    a.sync_once().await.unwrap();
+    b.sync_once().await.unwrap();
+    a.sync_once().await.unwrap();
+    b.sync_once().await.unwrap();
+    let files = a.replica().inner.files();
+    assert_eq!(files, b.replica().inner.files());
+    assert!(!files.contains_key(&k("r/007")), "the delete reached b");
+    assert_eq!(files.len(), 299);
+    assert_eq!(
+        (a.replica().full_scans(), b.replica().full_scans()),
+        (full_a, full_b),
+        "no full scan after the devices settled"
+    );
+}
+
+#[tokio::test]
+async fn a_key_a_settled_pass_reported_is_looked_at_again_and_stays_reported() {
+    let w = World::new();
+    let mut a = counted_device(
+        &w,
+        1,
+        SyncPolicy {
+            max_item_bytes: 8,
+            ..SyncPolicy::default()
+        },
+    );
+    a.replica().inner.put(&k("big.bin"), [7u8; 64]);
+    a.replica().inner.put(&k("small.txt"), "ok");
+    for round in 0..3 {
+        let r = a.sync_once().await.unwrap();
+        assert_eq!(r.skipped, 1, "round {round}: {r:?}");
+        assert_eq!(a.errors().top().map(|e| e.class), Some(ErrorClass::Warning));
+    }
+    assert_eq!(a.replica().full_scans(), 1, "later passes are partial");
+    assert!(a.replica().partial_scans().iter().all(|n| *n >= 1));
+    // Made small enough, it syncs and the warning goes.
+    w.tick();
+    a.replica().inner.put(&k("big.bin"), "now ok");
+    let r = a.sync_once().await.unwrap();
+    assert_eq!((r.uploaded, r.skipped), (1, 0), "{r:?}");
+    assert_eq!(a.errors().top(), None);
+}

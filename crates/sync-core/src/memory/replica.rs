@@ -3,18 +3,20 @@
 //! Two faces: the [`Replica`] trait, which the engine uses to sync, and a user-side API
 //! ([`MemoryReplica::put`], [`MemoryReplica::delete`], [`MemoryReplica::rename`], …) through which
 //! tests and apps play "the user editing". The user-side API bypasses the expected-state checks
-//! and the fault injection on purpose; the trait methods must honour both. Nothing here touches
+//! and the fault injection on purpose; the trait methods must honour both. Both faces move one
+//! change counter (the change token) and log the keys they change, so the engine's partial
+//! passes ([`Replica::scan_since`]) run in every test over this replica. Nothing here touches
 //! the disk.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::{
-    Backup, Content, ContentHash, Error, ErrorClass, Expected, Fingerprint, Key, KnownItem,
-    LocalItem, Replica, Result, Scan, Skipped, Stamp, SystemTimeSource, TimeSource,
+    Backup, ChangedItems, Content, ContentHash, Error, ErrorClass, Expected, Fingerprint, Key,
+    KnownItem, LocalItem, Replica, Result, Scan, Skipped, Stamp, SystemTimeSource, TimeSource,
 };
 
 /// What sits at a key.
@@ -80,6 +82,12 @@ struct Inner {
     last_inode: u64,
     /// How many more mutating trait calls may succeed; `None`: no limit.
     fail_after: Option<u64>,
+    /// The change counter: moved by every change to `items`, whoever made it.
+    seq: u64,
+    /// The counter's value at each key's last change (a write or a removal).
+    changed_at: HashMap<Key, u64>,
+    /// The same, by counter value: what changed after a given value, in order.
+    changed: BTreeMap<u64, Key>,
 }
 
 impl Inner {
@@ -88,8 +96,25 @@ impl Inner {
         self.last_inode
     }
 
+    /// Moves the change counter and records that `key` changed at its new value.
+    fn touch(&mut self, key: &Key) {
+        self.seq += 1;
+        if let Some(old) = self.changed_at.insert(key.clone(), self.seq) {
+            self.changed.remove(&old);
+        }
+        self.changed.insert(self.seq, key.clone());
+    }
+
+    /// Removes the item at `key` (not what is under it).
+    fn remove_one(&mut self, key: &Key) {
+        if self.items.remove(key).is_some() {
+            self.touch(key);
+        }
+    }
+
     /// Stores `node` at `key` with a new inode, stamped `now`.
     fn store(&mut self, key: &Key, node: Node, now: u64) -> &Entry {
+        self.touch(key);
         let inode = self.next_inode();
         self.items.insert(
             key.clone(),
@@ -104,7 +129,15 @@ impl Inner {
 
     /// Removes `key` and everything under it.
     fn remove_tree(&mut self, key: &Key) {
-        self.items.retain(|k, _| !k.starts_with(key));
+        let gone: Vec<Key> = self
+            .items
+            .keys()
+            .filter(|k| k.starts_with(key))
+            .cloned()
+            .collect();
+        for k in gone {
+            self.remove_one(&k);
+        }
     }
 
     fn has_children(&self, key: &Key) -> bool {
@@ -117,7 +150,7 @@ impl Inner {
             match self.items.get(&folder) {
                 Some(e) if e.is_folder() => {}
                 _ => {
-                    self.items.remove(&folder);
+                    self.remove_one(&folder);
                     self.store(&folder, Node::Folder, now);
                 }
             }
@@ -246,7 +279,7 @@ impl MemoryReplica {
         if inner.items.get(key).is_some_and(Entry::is_folder) {
             return;
         }
-        inner.items.remove(key);
+        inner.remove_one(key);
         inner.force_parents(key, now);
         inner.store(key, Node::Folder, now);
     }
@@ -286,6 +319,7 @@ impl MemoryReplica {
         for (old, entry) in moved {
             let rest = &old.as_str()[from.as_str().len()..];
             if let Ok(new) = Key::new(format!("{to}{rest}")) {
+                inner.touch(&new);
                 inner.items.insert(new, entry);
             }
         }
@@ -336,34 +370,31 @@ impl Replica for MemoryReplica {
         let inner = self.lock();
         let mut scan = Scan::default();
         for (key, entry) in &inner.items {
-            let size = entry.size();
-            if !entry.is_folder() && size > max_item_bytes {
-                scan.skipped.push(Skipped {
-                    key: Some(key.clone()),
-                    path: key.to_string(),
-                    class: ErrorClass::Warning,
-                    message: format!(
-                        "{key}: {size} bytes is over the limit of {max_item_bytes} bytes; it is \
-                         not synced (make it smaller, or raise max_item_bytes to sync it)"
-                    ),
-                });
-                continue;
-            }
-            let reuse = known.get(key).filter(|k| {
-                k.fingerprint == entry.fingerprint() && k.content.kind() == entry_kind(entry)
-            });
-            let item = match reuse {
-                Some(k) => entry.local_item(key, k.content),
-                None => {
-                    if !entry.is_folder() {
-                        scan.hashed += 1;
-                    }
-                    entry.hashed_item(key)
-                }
-            };
-            scan.items.insert(key.clone(), item);
+            list(&mut scan, key, entry, known.get(key), max_item_bytes);
         }
         Ok(scan)
+    }
+
+    async fn change_token(&self) -> Result<Option<u64>> {
+        Ok(Some(self.lock().seq))
+    }
+
+    async fn scan_since(
+        &self,
+        since: u64,
+        also: &BTreeSet<Key>,
+        max_item_bytes: u64,
+    ) -> Result<Option<ChangedItems>> {
+        let inner = self.lock();
+        let mut keys: BTreeSet<Key> = also.clone();
+        keys.extend(inner.changed.range(since + 1..).map(|(_, k)| k.clone()));
+        let mut scan = Scan::default();
+        for key in &keys {
+            if let Some(entry) = inner.items.get(key) {
+                list(&mut scan, key, entry, None, max_item_bytes);
+            }
+        }
+        Ok(Some(ChangedItems { scan, keys }))
     }
 
     async fn read(&self, key: &Key) -> Result<Bytes> {
@@ -453,7 +484,7 @@ impl Replica for MemoryReplica {
         inner.gate()?;
         inner.check_expected(key, expected)?;
         if !inner.has_children(key) {
-            inner.items.remove(key);
+            inner.remove_one(key);
         }
         inner.succeeded();
         Ok(())
@@ -473,6 +504,36 @@ impl Replica for MemoryReplica {
                 key: backup.key.clone(),
             })
     }
+}
+
+/// Adds `entry` to `scan` as a scan lists it: skipped when over `max_item_bytes`, its content
+/// taken from `known` when the fingerprint still matches, hashed otherwise.
+fn list(scan: &mut Scan, key: &Key, entry: &Entry, known: Option<&KnownItem>, max_item_bytes: u64) {
+    let size = entry.size();
+    if !entry.is_folder() && size > max_item_bytes {
+        scan.skipped.push(Skipped {
+            key: Some(key.clone()),
+            path: key.to_string(),
+            class: ErrorClass::Warning,
+            message: format!(
+                "{key}: {size} bytes is over the limit of {max_item_bytes} bytes; it is not \
+                 synced (make it smaller, or raise max_item_bytes to sync it)"
+            ),
+        });
+        return;
+    }
+    let reuse = known
+        .filter(|k| k.fingerprint == entry.fingerprint() && k.content.kind() == entry_kind(entry));
+    let item = match reuse {
+        Some(k) => entry.local_item(key, k.content),
+        None => {
+            if !entry.is_folder() {
+                scan.hashed += 1;
+            }
+            entry.hashed_item(key)
+        }
+    };
+    scan.items.insert(key.clone(), item);
 }
 
 fn entry_kind(entry: &Entry) -> crate::ItemKind {

@@ -38,6 +38,7 @@ where
     remove_checks_expected(c("remove_checks_expected"), make().await).await;
     too_large_is_skipped(c("too_large_is_skipped"), make().await).await;
     change_token_moves(c("change_token_moves"), make().await).await;
+    scan_since_lists_every_change(c("scan_since_lists_every_change"), make().await).await;
     many_reads_and_writes(c("many_reads_and_writes"), make().await).await;
 }
 
@@ -142,6 +143,92 @@ async fn change_token_moves<R: Replica>(c: Check, r: R) {
         "remove",
     );
     token_moved(c, &r, &mut last, "a removal").await;
+}
+
+/// A replica that lists its changes ([`Replica::scan_since`]) names every key written,
+/// rewritten, created as a folder or removed after the token, and each key asked for, and no
+/// other; it lists the present ones exactly as a full scan does.
+async fn scan_since_lists_every_change<R: Replica>(c: Check, r: R) {
+    let (a, b, same, asked) = (
+        key("s/a.txt"),
+        key("s/b.txt"),
+        key("s/same.txt"),
+        key("s/asked.txt"),
+    );
+    let item_a = write(c, &r, &a, b"a", Expected::Absent).await;
+    let item_b = write(c, &r, &b, b"b", Expected::Absent).await;
+    write(c, &r, &same, b"same", Expected::Absent).await;
+    write(c, &r, &asked, b"asked", Expected::Absent).await;
+    let Some(token) = c.ok(r.change_token().await, "change_token") else {
+        return; // the replica cannot tell: the engine scans every sync
+    };
+    let absent = key("s/never.txt");
+    let also: BTreeSet<Key> = [asked.clone(), absent.clone()].into();
+    let Some(none_yet) = c.ok(r.scan_since(token, &also, LIMIT).await, "scan_since") else {
+        return; // the replica cannot list its changes: the engine scans in full
+    };
+    c.eq(
+        none_yet.keys,
+        also.clone(),
+        "scan_since right after the token: only the key asked for",
+    );
+
+    c.ok(
+        r.write(
+            &a,
+            Bytes::from_static(b"a2"),
+            Expected::Present(item_a.fingerprint),
+        )
+        .await,
+        "rewrite",
+    );
+    c.ok(
+        r.remove(&b, Expected::Present(item_b.fingerprint)).await,
+        "remove",
+    );
+    let new = key("t/new.txt");
+    write(c, &r, &new, b"new", Expected::Absent).await;
+    c.ok(r.create_folder(&key("u")).await, "create_folder");
+
+    let Some(changed) = c.ok(r.scan_since(token, &also, LIMIT).await, "scan_since") else {
+        c.fail("scan_since answered once, then said it cannot tell");
+    };
+    for k in [&a, &b, &new, &key("t"), &key("u"), &asked, &absent] {
+        c.ensure(changed.keys.contains(k), || format!("scan_since names {k}"));
+    }
+    c.ensure(!changed.keys.contains(&same), || {
+        "scan_since leaves out an unchanged key not asked for".to_owned()
+    });
+    c.ensure(!changed.scan.items.contains_key(&b), || {
+        "a removed key is named but not listed".to_owned()
+    });
+    let full = scan(c, &r, &BTreeMap::new()).await;
+    for (k, item) in &changed.scan.items {
+        c.ensure(changed.keys.contains(k), || {
+            format!("a listed key {k} is named")
+        });
+        match full.items.get(k) {
+            Some(f) => {
+                c.eq(
+                    item.content,
+                    f.content,
+                    &format!("content of {k} as a full scan lists it"),
+                );
+                c.eq(item.size, f.size, &format!("size of {k}"));
+                c.eq(
+                    item.fingerprint,
+                    f.fingerprint,
+                    &format!("fingerprint of {k}"),
+                );
+            }
+            None => c.fail(format!("scan_since lists {k}, a full scan does not")),
+        }
+    }
+    for k in [&a, &new, &asked] {
+        c.ensure(changed.scan.items.contains_key(k), || {
+            format!("scan_since lists {k}")
+        });
+    }
 }
 
 async fn token_moved<R: Replica>(c: Check, r: &R, last: &mut u64, what: &str) {
