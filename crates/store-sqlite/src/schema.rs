@@ -37,7 +37,7 @@ impl Schema {
 pub(crate) static STATE: Schema = Schema {
     kind: "sync client state",
     application_id: 0x5359_4e43, // "SYNC"
-    steps: &[STATE_V1],
+    steps: &[STATE_V1, STATE_V2],
 };
 
 /// The server database (`SqliteServerStore`).
@@ -80,6 +80,15 @@ CREATE TABLE base (
     local_key     TEXT,
     detached      INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
+";
+
+/// Version 2: the conflicts the engine resolved most recently, each a `ConflictRecord` as JSON,
+/// oldest first by `id`.
+const STATE_V2: &str = "
+CREATE TABLE conflicts (
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    record TEXT NOT NULL
+) STRICT;
 ";
 
 const SERVER_V1: &str = "

@@ -9,7 +9,9 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use sync_core::{BaseEntry, ClientState, Cursor, Key, NodeId, Revision, StateBatch, StateStore};
+use sync_core::{
+    BaseEntry, ClientState, Cursor, Key, NodeId, Revision, StateBatch, StateStore, RECENT_CONFLICTS,
+};
 
 use crate::conn::{Db, StoreOptions};
 use crate::error::StoreError;
@@ -111,6 +113,16 @@ fn load(conn: &mut Connection) -> Result<ClientState, StoreError> {
             state.base.insert(key, entry);
         }
     }
+    {
+        let mut stmt = tx.prepare("SELECT record FROM conflicts ORDER BY id")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let json: String = row.get(0)?;
+            let record =
+                serde_json::from_str(&json).map_err(|e| StoreError::bad("conflict record", e))?;
+            state.conflicts.push(record);
+        }
+    }
     tx.commit()?;
     Ok(state)
 }
@@ -179,6 +191,18 @@ fn commit(conn: &mut Connection, batch: &StateBatch) -> Result<(), StoreError> {
                 }
             }
         }
+    }
+    if !batch.conflicts.is_empty() {
+        let mut put = tx.prepare_cached("INSERT INTO conflicts (record) VALUES (?1)")?;
+        for record in &batch.conflicts {
+            let json =
+                serde_json::to_string(record).map_err(|e| StoreError::bad("conflict record", e))?;
+            put.execute([json])?;
+        }
+        tx.prepare_cached(
+            "DELETE FROM conflicts WHERE id <= (SELECT max(id) FROM conflicts) - ?1",
+        )?
+        .execute([RECENT_CONFLICTS as i64])?;
     }
     tx.commit()?;
     Ok(())

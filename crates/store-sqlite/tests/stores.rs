@@ -145,6 +145,7 @@ async fn state_store_reopen_keeps_everything_and_matches_apply_to() {
             base: (0..50)
                 .map(|i| (remote_item(i).key, Some(base_entry(i))))
                 .collect(),
+            conflicts: vec![conflict_record(3)],
         };
         batch.apply_to(&mut model);
         store.commit(batch).await.unwrap();
@@ -161,6 +162,11 @@ async fn state_store_reopen_keeps_everything_and_matches_apply_to() {
     }
     let store = SqliteStateStore::open(&path).await.unwrap();
     assert_eq!(store.load().await.unwrap(), model, "after reopening");
+    assert_eq!(
+        model.conflicts,
+        vec![conflict_record(3)],
+        "a conflict record survives"
+    );
 
     // reset_remote first clears the cursor and remote tree, then applies the rest.
     let batch = StateBatch {
@@ -178,6 +184,29 @@ async fn state_store_reopen_keeps_everything_and_matches_apply_to() {
     assert_eq!(loaded.base.len(), 49);
 }
 
+/// A conflict record whose every field is set.
+fn conflict_record(n: u64) -> sync_core::ConflictRecord {
+    let item = remote_item(n);
+    let version = |rev: u64| sync_core::ConflictVersion {
+        stamp: item.stamp,
+        hash: sync_core::ContentHash::of(&rev.to_be_bytes()),
+        rev: Revision(rev),
+    };
+    sync_core::ConflictRecord {
+        key: item.key.clone(),
+        winner: sync_core::ConflictWinner::Remote,
+        local: version(n),
+        remote: version(n + 1),
+        current: Revision(n + 1),
+        backup: Some(sync_core::Backup {
+            key: item.key.clone(),
+            location: format!("backups/{}", item.key),
+            hash: sync_core::ContentHash::of(b"lost"),
+            size: 4,
+        }),
+    }
+}
+
 #[tokio::test]
 async fn state_batch_of_10000_rows_commits_fast_and_round_trips() {
     let dir = tempfile::tempdir().unwrap();
@@ -193,6 +222,7 @@ async fn state_batch_of_10000_rows_commits_fast_and_round_trips() {
         base: (0..n)
             .map(|i| (remote_item(i).key, Some(base_entry(i))))
             .collect(),
+        conflicts: Vec::new(),
     };
     let mut model = ClientState::default();
     batch.apply_to(&mut model);

@@ -90,6 +90,6 @@ pub use replica::{
 pub use revision::Revision;
 pub use server_store::{ServerConfig, ServerStore};
 pub use stamp::{Clock, ManualTime, NodeId, Stamp, StampParseError, SystemTimeSource, TimeSource};
-pub use state_store::{ClientState, StateBatch, StateStore};
+pub use state_store::{ClientState, StateBatch, StateStore, RECENT_CONFLICTS};
 pub use status::{ErrorClass, ErrorEntry, ErrorStack, Scope, SyncStatus};
 pub use transport::{Transport, FETCH_MANY_CONCURRENCY};

@@ -2,7 +2,8 @@
 //!
 //! It keeps the device's node id, the change-feed cursor, the remote tree (the latest state of
 //! every remote item the feed delivered) and the base (per key: what both sides agreed at the
-//! last sync, with the local fingerprint and the detached flag). All changes go through one
+//! last sync, with the local fingerprint and the detached flag), and the conflicts the engine
+//! resolved most recently (at most [`RECENT_CONFLICTS`]). All changes go through one
 //! atomic [`StateStore::commit`] of a [`StateBatch`], so a store can write many items in one
 //! transaction and a crash leaves either all or none of a batch.
 
@@ -10,7 +11,10 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
-use crate::{BaseEntry, Cursor, ItemMeta, Key, NodeId, Result};
+use crate::{BaseEntry, ConflictRecord, Cursor, ItemMeta, Key, NodeId, Result};
+
+/// How many conflict records a state store keeps (the oldest are dropped first).
+pub const RECENT_CONFLICTS: usize = 256;
 
 /// Everything a state store holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,6 +27,8 @@ pub struct ClientState {
     pub remote: BTreeMap<Key, ItemMeta>,
     /// The last synced state of every key.
     pub base: BTreeMap<Key, BaseEntry>,
+    /// The conflicts resolved most recently, oldest first, at most [`RECENT_CONFLICTS`].
+    pub conflicts: Vec<ConflictRecord>,
 }
 
 /// One atomic change to a state store.
@@ -38,6 +44,9 @@ pub struct StateBatch {
     pub remote: Vec<ItemMeta>,
     /// Insert or replace (`Some`) or remove (`None`) base entries.
     pub base: Vec<(Key, Option<BaseEntry>)>,
+    /// Conflict records to add after the ones kept, in order; past [`RECENT_CONFLICTS`] the
+    /// oldest go.
+    pub conflicts: Vec<ConflictRecord>,
 }
 
 impl StateBatch {
@@ -48,6 +57,7 @@ impl StateBatch {
             && self.cursor.is_none()
             && self.remote.is_empty()
             && self.base.is_empty()
+            && self.conflicts.is_empty()
     }
 
     /// Applies the batch to an in-memory [`ClientState`], the way every store must.
@@ -75,6 +85,9 @@ impl StateBatch {
                 }
             }
         }
+        state.conflicts.extend(self.conflicts.iter().cloned());
+        let over = state.conflicts.len().saturating_sub(RECENT_CONFLICTS);
+        state.conflicts.drain(..over);
     }
 }
 

@@ -21,7 +21,7 @@ mod run;
 mod versions;
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +31,6 @@ pub use report::{
     ConflictRecord, ConflictVersion, ConflictWinner, ReportedError, SyncFailed, SyncReport,
 };
 pub use run::{RunOptions, SyncHandle};
-pub use versions::RECENT_CONFLICTS;
 
 use crate::reconcile::{reconcile, Plan, ReconcileInput, Step, Upload};
 use crate::{
@@ -89,7 +88,6 @@ pub struct Engine<T, S, R> {
     status: watch::Sender<SyncStatus>,
     enabled: bool,
     handle: SyncHandle,
-    conflicts: VecDeque<ConflictRecord>,
     /// The server's item limit, once it said (`Some(None)`: it does not say).
     server_limit: Option<Option<u64>>,
 }
@@ -131,7 +129,6 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             status,
             enabled: true,
             handle: SyncHandle::new(),
-            conflicts: VecDeque::new(),
             server_limit: None,
         }
     }
@@ -256,7 +253,6 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
         let mut report = SyncReport::default();
         let mut reported: Vec<ErrorEntry> = Vec::new();
         let outcome = self.run_sync(&mut report, &mut reported).await;
-        self.remember_conflicts(&report.resolved);
         let now = self.config.time.now_millis();
         match outcome {
             Ok(()) => {
@@ -681,10 +677,16 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
         });
         match result {
             Ok(apply::Applied {
-                batch,
+                mut batch,
                 replan,
                 outcome,
             }) => {
+                if let Outcome::Uploaded { conflict: Some(c) }
+                | Outcome::Downloaded { conflict: Some(c) } = &outcome
+                {
+                    // Kept with the step that resolved it: both or neither survive a crash.
+                    batch.conflicts.push(c.clone());
+                }
                 pass.replan |= replan;
                 pass.in_batch += 1;
                 for item in &batch.remote {
@@ -832,6 +834,7 @@ fn merge_batch(into: &mut StateBatch, more: StateBatch) {
     into.reset_remote |= more.reset_remote;
     into.remote.extend(more.remote);
     into.base.extend(more.base);
+    into.conflicts.extend(more.conflicts);
 }
 
 #[cfg(test)]

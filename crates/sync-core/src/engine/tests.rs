@@ -730,7 +730,7 @@ async fn conflict_records_say_who_won_and_both_versions_are_readable() {
     assert_eq!(lost.local.hash, crate::ContentHash::of(b"b older"));
 
     // The engine remembers both, oldest first, and they serialise for an app to keep.
-    let all = b.conflicts();
+    let all = b.conflicts().await.unwrap();
     assert_eq!(
         all.iter().map(|c| c.winner).collect::<Vec<_>>(),
         vec![ConflictWinner::Local, ConflictWinner::Remote]
@@ -739,6 +739,15 @@ async fn conflict_records_say_who_won_and_both_versions_are_readable() {
     assert!(json.contains("\"winner\":\"remote\""), "{json}");
     let back: ConflictRecord = serde_json::from_str(&json).unwrap();
     assert_eq!(back, all[1]);
+
+    // They are kept in the state store: an engine made again over it (an app restart) has them.
+    let mut restarted = Engine::new(
+        LocalTransport::new(w.server.clone(), w.tenant.clone()),
+        b.state_store().clone(),
+        b.replica().clone(),
+        b.config().clone(),
+    );
+    assert_eq!(restarted.conflicts().await.unwrap(), all);
 }
 
 #[tokio::test]

@@ -11,24 +11,14 @@ use crate::{Transport, VersionMeta};
 use super::report::ConflictRecord;
 use super::Engine;
 
-/// How many conflict records an engine remembers (the oldest are dropped first).
-pub const RECENT_CONFLICTS: usize = 256;
-
 impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
-    /// The conflicts this engine resolved since it was made, oldest first (at most
-    /// [`RECENT_CONFLICTS`]). Each sync's own are in [`crate::SyncReport::resolved`]; an app
-    /// that must remember them across restarts stores those (they serialise with serde).
-    pub fn conflicts(&self) -> Vec<ConflictRecord> {
-        self.conflicts.iter().cloned().collect()
-    }
-
-    pub(super) fn remember_conflicts(&mut self, records: &[ConflictRecord]) {
-        for r in records {
-            if self.conflicts.len() == RECENT_CONFLICTS {
-                self.conflicts.pop_front();
-            }
-            self.conflicts.push_back(r.clone());
-        }
+    /// The conflicts resolved on this device most recently, oldest first (at most
+    /// [`RECENT_CONFLICTS`](crate::RECENT_CONFLICTS)), as the state store keeps them: they
+    /// survive a restart, each committed with the step that resolved it. Each sync's own are also in
+    /// [`crate::SyncReport::resolved`]. Reads the state store on first use.
+    pub async fn conflicts(&mut self) -> Result<Vec<ConflictRecord>> {
+        self.load().await?;
+        Ok(self.cached()?.state.conflicts.clone())
     }
 
     /// Every version the server keeps of `key` (its remote name), oldest first, the current

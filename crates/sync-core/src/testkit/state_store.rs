@@ -29,6 +29,58 @@ where
     empty_batch(c("empty_batch"), make().await).await;
     many_entries(c("many_entries"), make().await).await;
     random_batches(c("random_batches"), make().await).await;
+    recent_conflicts(c("recent_conflicts"), make().await).await;
+}
+
+fn conflict(n: u64) -> crate::ConflictRecord {
+    let version = |rev: u64| crate::ConflictVersion {
+        stamp: Stamp {
+            millis: 1_000 + rev,
+            counter: 0,
+            node: NodeId(3),
+        },
+        hash: ContentHash::of(&rev.to_be_bytes()),
+        rev: Revision(rev),
+    };
+    crate::ConflictRecord {
+        key: key(&format!("c/{n}")),
+        winner: if n.is_multiple_of(2) {
+            crate::ConflictWinner::Local
+        } else {
+            crate::ConflictWinner::Remote
+        },
+        local: version(2 * n),
+        remote: version(2 * n + 1),
+        current: Revision(2 * n + 1),
+        backup: n.is_multiple_of(3).then(|| crate::Backup {
+            key: key(&format!("c/{n}")),
+            location: format!("backups/c/{n}"),
+            hash: ContentHash::of(&n.to_be_bytes()),
+            size: n,
+        }),
+    }
+}
+
+/// Conflict records come back in the order committed, whole, and only the newest
+/// [`crate::RECENT_CONFLICTS`] are kept.
+async fn recent_conflicts<S: StateStore>(c: Check, s: S) {
+    let cap = crate::RECENT_CONFLICTS as u64;
+    let mut next = 0;
+    for size in [3, cap - 10, 40, 1] {
+        let batch = StateBatch {
+            conflicts: (next..next + size).map(conflict).collect(),
+            ..StateBatch::default()
+        };
+        next += size;
+        c.ok(s.commit(batch).await, "commit of conflict records");
+        let kept = c.ok(s.load().await, "load").conflicts;
+        let expected: Vec<_> = (next.saturating_sub(cap)..next).map(conflict).collect();
+        c.eq(
+            kept,
+            expected,
+            &format!("conflict records after {next} were committed"),
+        );
+    }
 }
 
 fn remote(key_: &str, rev: u64, deleted: bool) -> ItemMeta {
@@ -152,6 +204,7 @@ async fn round_trip<S: StateStore>(c: Check, s: S) {
                 (key("gone.txt"), Some(base("gone.txt", 6, true))),
                 (key("a/dir"), Some(base("a/dir", 3, false))),
             ],
+            conflicts: vec![conflict(7)],
         },
     )
     .await;
@@ -319,6 +372,7 @@ async fn many_entries<S: StateStore>(c: Check, s: S) {
                 (key(&k), Some(base(&k, i + 1, i % 13 == 0)))
             })
             .collect(),
+        conflicts: Vec::new(),
     };
     commit(c, &s, &mut model, batch).await;
     let loaded = c.ok(s.load().await, "load");
