@@ -18,6 +18,7 @@
 mod apply;
 mod report;
 mod run;
+mod settle;
 mod versions;
 
 use std::borrow::Cow;
@@ -40,7 +41,7 @@ use crate::{
 };
 
 use apply::InPlace;
-use report::Outcome;
+use settle::Settler;
 
 /// How an [`Engine`] behaves.
 #[derive(Debug, Clone)]
@@ -364,14 +365,22 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
         self.loaded.as_ref().ok_or_else(not_loaded)
     }
 
-    /// What the steps of a phase need, with the Lamport `seen` so far.
-    fn context(&mut self, seen: Revision) -> crate::Result<apply::Context<'_, T, R>> {
+    /// The engine split for one phase: what its steps need, and where their results go.
+    fn parts(&mut self, seen: Revision) -> crate::Result<Parts<'_, T, R, S>> {
         let loaded = self.loaded.as_mut().ok_or_else(not_loaded)?;
-        Ok(apply::Context {
-            transport: &self.transport,
-            replica: &self.replica,
-            clock: &mut loaded.clock,
-            seen,
+        Ok(Parts {
+            context: apply::Context {
+                transport: &self.transport,
+                replica: &self.replica,
+                clock: &mut loaded.clock,
+                seen,
+            },
+            settler: Settler {
+                store: &self.state,
+                state: &mut loaded.state,
+                status: &self.status,
+                batch_size: self.config.batch_size,
+            },
         })
     }
 
@@ -576,25 +585,84 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
         self.in_place(&local_folders, &mut run).await?;
         self.in_place(&keep_loser_then_download, &mut run).await?;
         self.in_place(&merges, &mut run).await?;
-        for chunk in downloads.chunks(DOWNLOAD_CHUNK) {
-            let results = apply::download_many(
-                &self.transport,
-                &self.replica,
-                chunk,
-                self.config.concurrency,
-            )
-            .await;
-            self.settle_all(chunk, results, &mut run).await?;
+        // Downloads and uploads keep two batches going: while one batch's results are
+        // settled (state commits), the next is fetched or pushed. A failure that stops the
+        // sync drops the batch in flight unsettled: its items are written on both sides with
+        // the same content, which the next sync records without a transfer.
+        {
+            let concurrency = self.config.concurrency;
+            let Parts {
+                context,
+                mut settler,
+            } = self.parts(run.pass.seen)?;
+            let (transport, replica) = (context.transport, context.replica);
+            let mut chunks = downloads.chunks(DOWNLOAD_CHUNK);
+            let mut ready = None;
+            loop {
+                let (next, prev) = (chunks.next(), ready.take());
+                let fetch = async {
+                    match next {
+                        Some(c) => Some((
+                            c,
+                            apply::download_many(transport, replica, c, concurrency).await,
+                        )),
+                        None => None,
+                    }
+                };
+                let settle = async {
+                    match prev {
+                        Some((c, results)) => settler.settle_all(c, results, &mut run).await,
+                        None => Ok(()),
+                    }
+                };
+                let (fetched, settled) = futures::future::join(fetch, settle).await;
+                settled?;
+                match fetched {
+                    Some(f) => ready = Some(f),
+                    None => break,
+                }
+            }
         }
-        for chunk in upload_chunks(&uploads) {
-            let results = self.context(run.pass.seen)?.upload_many(chunk).await;
-            self.settle_all(chunk, results, &mut run).await?;
+        {
+            let Parts {
+                mut context,
+                mut settler,
+            } = self.parts(run.pass.seen)?;
+            let mut chunks = upload_chunks(&uploads).into_iter();
+            let mut ready = None;
+            loop {
+                let (next, prev) = (chunks.next(), ready.take());
+                // The Lamport `seen` as settled so far (the batch being settled may raise it
+                // after this push is sent; the server's counter is past it anyway).
+                context.seen = context.seen.max(run.pass.seen);
+                let push = async {
+                    match next {
+                        Some(c) => Some((c, context.upload_many(c).await)),
+                        None => None,
+                    }
+                };
+                let settle = async {
+                    match prev {
+                        Some((c, results)) => settler.settle_all(c, results, &mut run).await,
+                        None => Ok(()),
+                    }
+                };
+                let (pushed, settled) = futures::future::join(push, settle).await;
+                settled?;
+                match pushed {
+                    Some(p) => ready = Some(p),
+                    None => break,
+                }
+            }
         }
         self.in_place(&removals, &mut run).await?;
         // Settled when every item was done or reported against its own key: those keys are
         // looked at again next time, whatever else changes.
         let reported_again = reported_keys(&run.reported[reported_before..]);
-        self.flush(&mut pass.batch).await?;
+        self.parts(run.pass.seen)?
+            .settler
+            .flush(&mut run.pass.batch)
+            .await?;
         self.status
             .send_replace(SyncStatus::Syncing { done: total, total });
         self.loaded()?.settled = match (token, reported_again) {
@@ -640,93 +708,9 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
         run: &mut Run<'_>,
     ) -> crate::Result<()> {
         for step in steps {
-            let result = P::apply(&mut self.context(run.pass.seen)?, step).await;
-            self.settle(&step.local_key, result, run).await?;
-        }
-        Ok(())
-    }
-
-    /// Settles the results of a batch of steps, one per step, in order.
-    async fn settle_all<P>(
-        &mut self,
-        steps: &[Step<P>],
-        results: Vec<crate::Result<apply::Applied>>,
-        run: &mut Run<'_>,
-    ) -> crate::Result<()> {
-        for (step, result) in steps.iter().zip(results) {
-            self.settle(&step.local_key, result, run).await?;
-        }
-        Ok(())
-    }
-
-    /// Records the outcome of one applied step, the one place that does: its state changes go
-    /// to the cache at once and to the store in batches; what it did is counted in the report;
-    /// skips and per-item failures are reported; a failure that stops the sync is returned
-    /// after what was done is committed.
-    async fn settle(
-        &mut self,
-        local_key: &Key,
-        result: crate::Result<apply::Applied>,
-        run: &mut Run<'_>,
-    ) -> crate::Result<()> {
-        let pass = &mut *run.pass;
-        pass.done += 1;
-        self.status.send_replace(SyncStatus::Syncing {
-            done: pass.done,
-            total: pass.total,
-        });
-        match result {
-            Ok(apply::Applied {
-                mut batch,
-                replan,
-                outcome,
-            }) => {
-                if let Outcome::Uploaded { conflict: Some(c) }
-                | Outcome::Downloaded { conflict: Some(c) } = &outcome
-                {
-                    // Kept with the step that resolved it: both or neither survive a crash.
-                    batch.conflicts.push(c.clone());
-                }
-                pass.replan |= replan;
-                pass.in_batch += 1;
-                for item in &batch.remote {
-                    pass.seen = pass.seen.max(item.rev);
-                }
-                batch.apply_to(&mut self.loaded()?.state);
-                merge_batch(&mut pass.batch, batch);
-                run.report.count(&outcome);
-                if let Outcome::Skipped { class, message } = outcome {
-                    run.reported.push(ErrorEntry {
-                        class,
-                        scope: Scope::Key(local_key.clone()),
-                        message: format!("{local_key}: {message}"),
-                        first_seen_millis: pass.now,
-                    });
-                }
-            }
-            Err(e) if e.class().stops_sync() => {
-                self.flush(&mut pass.batch).await?;
-                return Err(e);
-            }
-            Err(Error::Changed { .. }) if !pass.last_pass => pass.replan = true,
-            Err(e) => {
-                let mut entry = ErrorEntry::from_error(&e, pass.now);
-                entry.scope = Scope::Key(local_key.clone());
-                run.reported.push(entry);
-            }
-        }
-        if pass.in_batch >= self.config.batch_size {
-            self.flush(&mut pass.batch).await?;
-            pass.in_batch = 0;
-        }
-        Ok(())
-    }
-
-    /// Commits the accumulated batch (already applied to the cache).
-    async fn flush(&mut self, batch: &mut StateBatch) -> crate::Result<()> {
-        let b = std::mem::take(batch);
-        if !b.is_empty() {
-            self.state.commit(b).await?;
+            let mut parts = self.parts(run.pass.seen)?;
+            let result = P::apply(&mut parts.context, step).await;
+            parts.settler.settle(&step.local_key, result, run).await?;
         }
         Ok(())
     }
@@ -796,6 +780,12 @@ fn upload_chunks(uploads: &[Step<Upload>]) -> Vec<&[Step<Upload>]> {
         out.push(&uploads[start..]);
     }
     out
+}
+
+/// The engine split in two disjoint borrows, so a batch can be applied while another settles.
+struct Parts<'a, T, R, S> {
+    context: apply::Context<'a, T, R>,
+    settler: Settler<'a, S>,
 }
 
 /// The running state of one plan-and-apply pass.
