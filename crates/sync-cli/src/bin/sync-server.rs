@@ -17,7 +17,8 @@
 //! With `--postgres` the server is stateless: several of them can serve one database behind one
 //! address, and a write on any of them wakes long-polls on all (PostgreSQL LISTEN/NOTIFY).
 //!
-//! Prints `listening on http://ADDR` once ready. SIGINT/SIGTERM stop it cleanly: the listener
+//! With `--metrics-listen ADDR` it first prints `metrics on http://ADDR/metrics` (Prometheus
+//! text). Prints `listening on http://ADDR` once ready. SIGINT/SIGTERM stop it cleanly: the listener
 //! closes, in-flight requests finish, open long-polls are cut after a grace period, then the
 //! database is closed consistent. This file only parses flags and wires the libraries
 //! together; serving is [`transport_http::server::serve`].
@@ -98,6 +99,10 @@ struct Args {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     rate_limit: u32,
+    /// Serve Prometheus metrics at http://ADDR/metrics (requests by route and status, latency,
+    /// bytes, writes, open long-polls, store errors). Keep it off the public address.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// Manage the device tokens in the database instead of serving.
     #[command(subcommand)]
     command: Option<Command>,
@@ -220,6 +225,9 @@ async fn server(args: Args) -> anyhow::Result<ExitCode> {
         }
         (None, None) => anyhow::bail!("give --db FILE or --postgres URL"),
     };
+    if let Some(addr) = args.metrics_listen {
+        serve_metrics(addr).await?;
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {
@@ -242,6 +250,44 @@ async fn server(args: Args) -> anyhow::Result<ExitCode> {
     }
     eprintln!("stopped cleanly");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Installs the Prometheus recorder and serves its text at `http://addr/metrics` until the
+/// process ends; prints `metrics on http://ADDR/metrics` once listening.
+async fn serve_metrics(addr: SocketAddr) -> anyhow::Result<()> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    // Latency as a histogram with buckets (not a summary), so it adds up across servers.
+    const BUCKETS: &[f64] = &[
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(transport_http::server::observe::DURATION.to_owned()),
+            BUCKETS,
+        )
+        .context("cannot set the latency buckets")?
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen for metrics on {addr}: choose another --metrics-listen")
+    })?;
+    let bound = listener
+        .local_addr()
+        .context("cannot read the metrics address")?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let text = handle.render();
+            async move { ([("content-type", "text/plain; version=0.0.4")], text) }
+        }),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            eprintln!("the metrics listener stopped: {e}");
+        }
+    });
+    println!("metrics on http://{bound}/metrics");
+    Ok(())
 }
 
 /// The router over `store`, accepting `auth`'s tokens and the store's device tokens, with the

@@ -118,6 +118,11 @@ pub(crate) async fn push<S: ServerStore>(
             .push_many(&tenant, requests)
             .await
             .map_err(|e| from_core(e, false))?;
+        let accepted = outcomes
+            .iter()
+            .filter(|o| matches!(o, Ok(PushOutcome::Accepted(_))))
+            .count();
+        super::observe::writes("push", accepted as u64);
         for ((slot, outcome), precondition) in slots.into_iter().zip(outcomes).zip(preconditions) {
             results[slot] = Some(match outcome {
                 Ok(PushOutcome::Accepted(meta)) => WireBatchResult {

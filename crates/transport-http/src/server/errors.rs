@@ -154,6 +154,7 @@ pub(crate) fn from_core(err: Error, folder_route: bool) -> ApiError {
         }
         Error::Storage { .. } => {
             tracing::error!(error = %err, "store failed");
+            metrics::counter!(super::observe::STORE_ERRORS).increment(1);
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",

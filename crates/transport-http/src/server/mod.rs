@@ -14,6 +14,7 @@ pub mod errors;
 mod jwt;
 pub(crate) mod keys;
 mod limits;
+pub mod observe;
 mod routes;
 mod serve;
 mod token_sources;
@@ -29,7 +30,6 @@ use axum::Router;
 use sync_core::ServerStore;
 use tower_http::compression::predicate::{NotForContentType, Predicate};
 use tower_http::compression::{CompressionLayer, DefaultPredicate};
-use tower_http::trace::TraceLayer;
 
 pub use auth::{Authenticator, StaticTokens};
 pub use errors::ApiError;
@@ -211,6 +211,7 @@ pub fn router<S: ServerStore + 'static>(
         .merge(protected)
         .fallback(routes::no_such_route)
         .layer(middleware::from_fn_with_state(overall, request_timeout))
+        .layer(middleware::from_fn(observe::observe))
         // gzip for JSON (change pages, histories, errors) but not item contents: they are
         // often already compressed or random, and deflating a 5 MiB body costs more than
         // sending it on a fast link (it made downloads of large files about 10x slower). The
@@ -224,7 +225,6 @@ pub fn router<S: ServerStore + 'static>(
                         .and(NotForContentType::const_new("application/octet-stream")),
                 ),
         )
-        .layer(TraceLayer::new_for_http())
 }
 
 /// Middleware: a request that takes longer than `limit` in all is answered 408 `timeout`.

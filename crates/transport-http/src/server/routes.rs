@@ -252,6 +252,7 @@ pub(crate) async fn changes<S: ServerStore>(
     };
     if wait > 0 {
         let wait = Duration::from_secs(wait).min(state.options.max_wait);
+        let _open = super::observe::LongPoll::start();
         state
             .store
             .wait(&tenant, since.as_ref(), wait)
@@ -331,6 +332,7 @@ pub(crate) async fn put_item<S: ServerStore>(
     };
     match state.store.push(&tenant, req).await.map_err(core)? {
         PushOutcome::Accepted(meta) => {
+            super::observe::writes("push", 1);
             let status = match precondition {
                 Precondition::Create => StatusCode::CREATED,
                 Precondition::Match(_) => StatusCode::OK,
@@ -359,7 +361,10 @@ pub(crate) async fn delete_item<S: ServerStore>(
         seen: seen(&headers)?,
     };
     match state.store.delete(&tenant, req).await.map_err(core)? {
-        PushOutcome::Accepted(meta) => Ok(Json(WireItem::from(&meta)).into_response()),
+        PushOutcome::Accepted(meta) => {
+            super::observe::writes("delete", 1);
+            Ok(Json(WireItem::from(&meta)).into_response())
+        }
         PushOutcome::Conflict { current: None } => Err(core(Error::NotFound { key })),
         PushOutcome::Conflict { current } => Err(ApiError::conflict(current.as_ref())),
     }
@@ -399,6 +404,7 @@ pub(crate) async fn post_history<S: ServerStore>(
         seen,
     };
     let version = state.store.archive(&tenant, req).await.map_err(core)?;
+    super::observe::writes("history", 1);
     Ok((StatusCode::CREATED, Json(WireVersion::from(&version))).into_response())
 }
 
@@ -420,5 +426,6 @@ pub(crate) async fn put_folder<S: ServerStore>(
         .ensure_folder(&tenant, req)
         .await
         .map_err(|e| from_core(e, true))?;
+    super::observe::writes("folder", 1);
     Ok(Json(WireItem::from(&meta)))
 }
