@@ -51,7 +51,10 @@ async fn main() -> anyhow::Result<()> {
     let photo: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
     write(&laptop, "photos/cat.jpg", &photo, 0)?;
     let r = laptop.sync_once().await?;
-    say(&format!("3. The laptop creates 3 files in 3 folders and syncs: uploaded {} items (files and folders)", r.uploaded));
+    say(&format!(
+        "3. The laptop creates 3 files in 3 folders and syncs: uploaded {} files and {} folders",
+        r.uploaded, r.folders
+    ));
 
     // 4. Downloads.
     let r = desktop.sync_once().await?;
@@ -60,8 +63,8 @@ async fn main() -> anyhow::Result<()> {
         "the photo did not arrive intact"
     );
     say(&format!(
-        "4. The desktop syncs: downloaded {} items; the 200 KB photo is byte for byte the same",
-        r.downloaded
+        "4. The desktop syncs: downloaded {} files and {} folders; the 200 KB photo is byte for byte the same",
+        r.downloaded, r.folders
     ));
 
     // 5. An edit travels back.

@@ -148,8 +148,13 @@ pub async fn run() -> anyhow::Result<()> {
     write(&laptop, "local/window", json!({"x": 40, "y": 60})).await?;
     typed(&laptop, "laptop-1", 1, "ls -la").await?;
     let first = sync("laptop", &mut laptop).await?;
-    // Three folders (settings, ssh, history) and three records; nothing of `local/`.
-    ensure!(first.uploaded == 6, "uploaded {}", first.uploaded);
+    // Three records (and three folders: settings, ssh, history); nothing of `local/`.
+    ensure!(
+        (first.uploaded, first.folders) == (3, 3),
+        "uploaded {} records and {} folders",
+        first.uploaded,
+        first.folders
+    );
 
     let mut phone = device(tmp.path(), "phone", &url).await?;
     let mut changed = phone.replica().inner().subscribe();

@@ -23,10 +23,12 @@ fn server_and_two_folder_sync_processes() {
 
     let (code, report) = sync_once(&a, &server.url, "alice-token");
     assert_eq!(code, 0, "{report}");
-    assert_eq!(report["uploaded"], 5, "{report}"); // 3 files + site + site/img
+    assert_eq!(report["uploaded"], 3, "{report}"); // 3 files
+    assert_eq!(report["folders"], 2, "{report}"); // site, site/img
     for field in [
         "uploaded",
         "downloaded",
+        "folders",
         "conflicts",
         "unchanged",
         "skipped",
@@ -36,7 +38,11 @@ fn server_and_two_folder_sync_processes() {
     }
     let (code, report) = sync_once(&b, &server.url, "alice-token");
     assert_eq!(code, 0, "{report}");
-    assert_eq!(report["downloaded"], 5, "{report}");
+    assert_eq!(
+        (&report["downloaded"], &report["folders"]),
+        (&3.into(), &2.into()),
+        "{report}"
+    );
     assert_eq!(
         std::fs::read(b.join("site/img/logo.bin")).unwrap(),
         [0u8, 159, 146, 150, 255]

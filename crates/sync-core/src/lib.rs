@@ -32,7 +32,7 @@
 //! let notes = Key::new("notes/today.txt").unwrap();
 //! laptop.replica().put(&notes, b"buy milk");
 //! let report = laptop.sync_once().await.unwrap();
-//! assert_eq!(report.uploaded, 2); // the folder "notes" and the file
+//! assert_eq!((report.uploaded, report.folders), (1, 1)); // the file, and the folder "notes"
 //! phone.sync_once().await.unwrap();
 //! assert_eq!(phone.replica().get(&notes).unwrap(), b"buy milk".as_slice());
 //! # });

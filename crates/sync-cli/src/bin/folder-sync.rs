@@ -288,8 +288,13 @@ fn print_report(report: &SyncReport, json: bool) -> anyhow::Result<()> {
         );
     } else {
         println!(
-            "uploaded {}, downloaded {}, conflicts {}, unchanged {}, skipped {}",
-            report.uploaded, report.downloaded, report.conflicts, report.unchanged, report.skipped
+            "uploaded {}, downloaded {}, folders {}, conflicts {}, unchanged {}, skipped {}",
+            report.uploaded,
+            report.downloaded,
+            report.folders,
+            report.conflicts,
+            report.unchanged,
+            report.skipped
         );
         for e in &report.errors {
             println!("{:?}: {}", e.class, e.message);

@@ -134,8 +134,12 @@ impl InPlace for CreateRemoteFolder {
             })
             .await?;
         let base = base_entry(&meta, &step.local_key, &step.op.local);
-        let done = Outcome::Uploaded { conflict: None };
-        Ok(Applied::record(Some(meta), &step.key, Some(base), done))
+        Ok(Applied::record(
+            Some(meta),
+            &step.key,
+            Some(base),
+            Outcome::Folder,
+        ))
     }
 }
 
@@ -146,8 +150,12 @@ impl InPlace for CreateLocalFolder {
     ) -> Result<Applied> {
         let made = ctx.replica.create_folder(&step.local_key).await?;
         let base = base_entry(&step.op.remote, &step.local_key, &made);
-        let done = Outcome::Downloaded { conflict: None };
-        Ok(Applied::record(None, &step.key, Some(base), done))
+        Ok(Applied::record(
+            None,
+            &step.key,
+            Some(base),
+            Outcome::Folder,
+        ))
     }
 }
 
@@ -263,7 +271,10 @@ impl InPlace for Removal {
                     })
                     .await?;
                 Ok(Applied::pushed(outcome, |meta| {
-                    let done = Outcome::Uploaded { conflict: None };
+                    let done = match meta.kind {
+                        ItemKind::Folder => Outcome::Folder,
+                        ItemKind::File => Outcome::Uploaded { conflict: None },
+                    };
                     Applied::record(Some(meta), key, None, done)
                 }))
             }
@@ -274,7 +285,10 @@ impl InPlace for Removal {
                 ctx.replica
                     .remove(local_key, Expected::Present(local.fingerprint))
                     .await?;
-                let done = Outcome::Downloaded { conflict: None };
+                let done = match local.kind() {
+                    ItemKind::Folder => Outcome::Folder,
+                    ItemKind::File => Outcome::Downloaded { conflict: None },
+                };
                 Ok(Applied::record(None, key, None, done))
             }
         }

@@ -12,11 +12,14 @@ use crate::{Backup, ContentHash, Error, ErrorClass, ErrorEntry, Key, Revision, S
 /// Counts and per-item problems of one sync.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncReport {
-    /// Changes written to the server: files, folders, and tombstones (under
-    /// `DeletePolicy::Propagate`).
+    /// Files (records) written to the server, and their tombstones (under
+    /// `DeletePolicy::Propagate`). Folders are counted in `folders`.
     pub uploaded: u64,
-    /// Changes written to this replica: files, folders, and removals (under `Propagate`).
+    /// Files (records) written to this replica, and their removals (under `Propagate`).
     pub downloaded: u64,
+    /// Folders created or removed, on either side.
+    #[serde(default)]
+    pub folders: u64,
     /// Conflicts resolved (each kept its loser).
     pub conflicts: u64,
     /// Keys that needed nothing.
@@ -49,6 +52,10 @@ impl SyncReport {
             Outcome::Nothing => return,
             Outcome::Skipped { .. } => {
                 self.skipped += 1;
+                return;
+            }
+            Outcome::Folder => {
+                self.folders += 1;
                 return;
             }
             Outcome::Uploaded { conflict } => {
@@ -126,6 +133,8 @@ pub(super) enum Outcome {
         /// The conflict it resolved.
         conflict: Option<ConflictRecord>,
     },
+    /// A folder created or removed, on either side.
+    Folder,
     /// A key left alone; the engine reports it on the error stack.
     Skipped {
         /// `Item` or `Warning`.
