@@ -25,6 +25,12 @@ pub enum ClientError {
     /// The HTTP client could not be set up (TLS roots, resolver).
     #[error("could not set up the HTTP client: {0}")]
     Build(#[from] reqwest::Error),
+    /// The CA certificate given to [`super::HttpTransport::with_ca_cert`] is not usable.
+    #[error("the CA certificate cannot be used: {reason}. Give the PEM file of the CA that signed the server's certificate (a block starting with -----BEGIN CERTIFICATE-----)")]
+    InvalidCaCert {
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// What the request was about, for building errors that name their item.
@@ -147,8 +153,27 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
         .map(Duration::from_secs)
 }
 
-/// A transport failure (no HTTP answer) as an `Offline` error.
-pub(crate) fn offline(err: &reqwest::Error, what: &str) -> Error {
+/// A failure without an HTTP answer: [`Error::Untrusted`] when the server's TLS certificate
+/// was refused (retrying cannot help: the user must give its CA), else `Offline`.
+pub(crate) fn no_answer(err: &reqwest::Error, what: &str) -> Error {
+    match tls_error(err) {
+        Some(tls @ rustls::Error::InvalidCertificate(_)) => {
+            return Error::Untrusted {
+                message: format!(
+                    "{what}: {tls}. If the server uses a certificate of its own CA, give that \
+                     CA's certificate (folder-sync --ca-cert FILE, HttpTransport::with_ca_cert); \
+                     else check the server's certificate and that the URL names its host"
+                ),
+            }
+        }
+        Some(tls) => {
+            return Error::offline(format!(
+                "{what}: the TLS handshake failed: {tls}; check that the server serves HTTPS \
+                 at this URL (a plain HTTP server needs an http:// URL)"
+            ))
+        }
+        None => {}
+    }
     let kind = if err.is_connect() {
         "could not connect"
     } else if err.is_timeout() {
@@ -167,6 +192,26 @@ pub(crate) fn offline(err: &reqwest::Error, what: &str) -> Error {
         source = s.source();
     }
     Error::offline(msg)
+}
+
+/// The rustls error somewhere in `err`'s chain of causes, if any. An `io::Error` does not
+/// list the error it wraps as its source (and the TLS stack wraps one in another), so the walk
+/// goes into each wrapped error instead.
+fn tls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        next = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(wrapped) => Some(wrapped as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
 }
 
 #[cfg(test)]
