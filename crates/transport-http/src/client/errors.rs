@@ -157,13 +157,9 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
 /// was refused (retrying cannot help: the user must give its CA), else `Offline`.
 pub(crate) fn no_answer(err: &reqwest::Error, what: &str) -> Error {
     match tls_error(err) {
-        Some(tls @ rustls::Error::InvalidCertificate(_)) => {
+        Some(rustls::Error::InvalidCertificate(refused)) => {
             return Error::Untrusted {
-                message: format!(
-                    "{what}: {tls}. If the server uses a certificate of its own CA, give that \
-                     CA's certificate (folder-sync --ca-cert FILE, HttpTransport::with_ca_cert); \
-                     else check the server's certificate and that the URL names its host"
-                ),
+                message: format!("{what}: {}", certificate_advice(refused)),
             }
         }
         Some(tls) => {
@@ -192,6 +188,31 @@ pub(crate) fn no_answer(err: &reqwest::Error, what: &str) -> Error {
         source = s.source();
     }
     Error::offline(msg)
+}
+
+/// What was wrong with the server's certificate, in words, and what to do.
+fn certificate_advice(refused: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as E;
+    let give_ca = "if the server uses a certificate of its own CA (or a self-signed one), give \
+                   that CA's certificate (folder-sync --ca-cert FILE, \
+                   HttpTransport::with_ca_cert)";
+    match refused {
+        E::UnknownIssuer => format!("it is signed by a CA this client does not trust; {give_ca}"),
+        E::NotValidForName | E::NotValidForNameContext { .. } => format!(
+            "it is not made out for the host in the server URL ({refused}); use the name or \
+             address the certificate was made for"
+        ),
+        E::Expired | E::ExpiredContext { .. } | E::NotValidYet | E::NotValidYetContext { .. } => {
+            format!("{refused}; renew the server's certificate, or check this machine's clock")
+        }
+        // webpki's words for a certificate that is a CA (openssl req -x509 makes one).
+        other if format!("{other:?}").contains("CaUsedAsEndEntity") => "the server's \
+            certificate is a CA certificate, which cannot serve a host: sign the server's \
+            certificate with that CA, or make the self-signed one with \
+            basicConstraints=critical,CA:FALSE"
+            .to_owned(),
+        other => format!("{other}; {give_ca}; else check the server's certificate"),
+    }
 }
 
 /// The rustls error somewhere in `err`'s chain of causes, if any. An `io::Error` does not
@@ -232,6 +253,15 @@ mod tests {
             None,
             &ctx,
         )
+    }
+
+    #[test]
+    fn certificate_refusals_say_what_to_do() {
+        use rustls::CertificateError as E;
+        assert!(certificate_advice(&E::UnknownIssuer).contains("--ca-cert"));
+        assert!(certificate_advice(&E::NotValidForName).contains("host"));
+        assert!(certificate_advice(&E::Expired).contains("renew"));
+        assert!(certificate_advice(&E::BadSignature).contains("--ca-cert"));
     }
 
     #[test]
