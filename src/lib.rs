@@ -11,6 +11,7 @@
 //! | `fs-remote` | yes | [`remote_dir`]: a remote that is a plain, possibly shared, folder |
 //! | `sqlite` | via `folder` | [`sqlite`]: client state and server storage on SQLite |
 //! | `http-server` | no | [`http`]`::server`: the axum router over any `ServerStore`, and `serve` |
+//! | `http-server-tls` | no | HTTPS in `serve_with` (`http::server::TlsConfig`, rustls); turns on `http-server` |
 //! | `postgres` | no | [`postgres`]: a `ServerStore` on PostgreSQL for several servers |
 //! | `records` | no | [`records`]: an app's local record store on SQLite, synced as a replica |
 //!

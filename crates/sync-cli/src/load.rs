@@ -8,14 +8,16 @@
 //!
 //! - Without `--server` it starts an embedded server in this process: a `SqliteServerStore`
 //!   in a temporary folder behind `transport_http::router` with the default `ServerOptions`,
-//!   on 127.0.0.1:0. The server and the clients then share this process's CPU (and the tokio
-//!   runtime), so the figures are those of both together on this machine.
+//!   on 127.0.0.1:0 (its connection cap raised to fit every client). The server and the
+//!   clients then share this process's CPU (and the tokio runtime), so the figures are those
+//!   of both together on this machine.
 //! - With `--server URL` it drives a running `sync-server` (only on loopback: 127.0.0.1,
 //!   `localhost` or `[::1]`; every URL is checked). Client `i` uses token `i mod m` of the `m`
 //!   `--token` values. The server limits the requests of each token (`--rate-limit`, per
 //!   server process), so give it one token per client (`sync-server --token load:t0 --token
 //!   load:t1 ...` and the same `--token t0 --token t1 ...` here), or the figures may measure
-//!   the rate limiter.
+//!   the rate limiter. It also keeps at most `--max-connections` open (default 1024; each
+//!   client holds one or more): raise it for more than a few hundred clients.
 //! - `--server` may be repeated: client `i` then talks only to server `i mod n` of the `n`
 //!   URLs, e.g. several `sync-server --postgres URL` processes on one PostgreSQL database
 //!   (each with the same tokens). The nothing-lost check reads everything through the first
@@ -58,7 +60,7 @@ use sync_core::{
     ServerConfig, Stamp, Transport,
 };
 use transport_http::client::{HttpTransport, RetryPolicy};
-use transport_http::server::{router, serve, ServerOptions, StaticTokens};
+use transport_http::server::{router, serve_with, ServeOptions, ServerOptions, StaticTokens};
 
 /// What to run: how many clients, how long, against which servers.
 #[derive(Debug, Clone)]
@@ -470,8 +472,20 @@ pub async fn run(options: &Options, mut print: impl FnMut(&str)) -> anyhow::Resu
             let app = router(Arc::new(store), Arc::new(auth), ServerOptions::default());
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let addr = listener.local_addr()?;
-            // Never stopped: it ends with this process.
-            tokio::spawn(serve(listener, app, std::future::pending(), Duration::ZERO));
+            // Room for every client's connections (four each), so the connection cap is never
+            // what the load measures. Never stopped: it ends with this process.
+            let defaults = ServeOptions::default();
+            let options = ServeOptions {
+                max_connections: defaults.max_connections.max(args.clients.saturating_mul(4)),
+                ..defaults
+            };
+            tokio::spawn(serve_with(
+                listener,
+                app,
+                options,
+                std::future::pending(),
+                Duration::ZERO,
+            ));
             _tmp = Some(tmp);
             (
                 vec![format!("http://{addr}")],

@@ -17,6 +17,14 @@ pub enum Error {
         /// What the server or the authenticator said.
         message: String,
     },
+    /// The server's TLS certificate is not trusted (unknown issuer, expired, or for another
+    /// name). Of class `Auth`: nothing passes by retrying; the user must give the CA that
+    /// signed the certificate, or fix the server's certificate or the URL.
+    #[error("the server's certificate is not trusted: {message}")]
+    Untrusted {
+        /// What the TLS check said, and what to do.
+        message: String,
+    },
     /// The state store, the server store or the sync folder is unusable.
     #[error("storage failed: {message}")]
     Storage {
@@ -93,7 +101,7 @@ impl Error {
     /// Where this error goes on the error-priority stack.
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::Auth { .. } => ErrorClass::Auth,
+            Error::Auth { .. } | Error::Untrusted { .. } => ErrorClass::Auth,
             Error::Storage { .. } => ErrorClass::Storage,
             Error::Offline { .. } | Error::CursorExpired | Error::InvalidCursor(_) => {
                 ErrorClass::Offline
@@ -155,6 +163,13 @@ mod tests {
         let k = Key::new("a").unwrap();
         assert_eq!(
             Error::Auth {
+                message: "x".into()
+            }
+            .class(),
+            ErrorClass::Auth
+        );
+        assert_eq!(
+            Error::Untrusted {
                 message: "x".into()
             }
             .class(),

@@ -14,7 +14,7 @@ use crate::{Error, Key};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorClass {
-    /// Token missing, invalid or expired.
+    /// Token missing, invalid or expired; or the server's TLS certificate is not trusted.
     Auth,
     /// State store or sync folder unusable, disk full.
     Storage,

@@ -7,10 +7,14 @@
 //!   It serves every route under `/sync/v1` and can be mounted by an app with
 //!   [`Router::nest`](axum::Router::nest).
 //! - [`server::serve`] serves a router on a TCP listener with `TCP_NODELAY` until a shutdown
-//!   signal, lets requests in flight finish and cuts open long-polls after a grace period.
+//!   signal, lets requests in flight finish and cuts open long-polls after a grace period; it
+//!   closes connections that stall before a complete request head or sit idle, and caps open
+//!   connections. [`server::serve_with`] takes other limits, and with the feature `tls` serves
+//!   HTTPS (`server::TlsConfig`, rustls).
 //! - [`client::HttpTransport`] is a [`Transport`](sync_core::Transport) over reqwest (rustls,
 //!   gzip, keep-alive) with retries (exponential backoff with jitter) for `Offline` and
-//!   `Throttled` failures, and every failure mapped to its docs/SPEC.md §5 class.
+//!   `Throttled` failures, and every failure mapped to its docs/SPEC.md §5 class. It trusts the
+//!   webpki (Mozilla) roots, plus any CA given to `HttpTransport::with_ca_cert`.
 //!
 //! This crate holds no sync logic: it moves the [`sync_core`] operations over HTTP and back.
 //!
@@ -63,5 +67,6 @@ mod wire;
 pub use client::{ClientError, HttpTransport, RetryPolicy, StaticToken, TokenProvider};
 #[cfg(feature = "server")]
 pub use server::{
-    nodelay, router, serve, ApiError, Authenticator, ServerOptions, StaticTokens, Stopped,
+    nodelay, router, serve, serve_with, ApiError, Authenticator, ServeOptions, ServerOptions,
+    StaticTokens, Stopped,
 };

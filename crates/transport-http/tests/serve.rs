@@ -1,6 +1,11 @@
 //! `server::serve` in-process on 127.0.0.1:0: an open long-poll is cut after the grace period
 //! and `serve` returns in bounded time; a request in flight at shutdown is answered, idle
 //! keep-alive connections do not hold the stop, and new connections are refused.
+//!
+//! `server::serve_with`'s limits: connections that stall in their request head are closed
+//! after the header timeout; with the connection cap taken by such clients a valid request
+//! waits, then is answered once they time out; idle keep-alive connections are closed after the
+//! idle timeout, but a long-poll in flight is not idle.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,8 +16,12 @@ use axum::routing::get;
 use axum::Router;
 use sync_core::memory::MemoryServerStore;
 use sync_core::{Error, ServerConfig, Transport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
-use transport_http::server::{router, serve, ServerOptions, StaticTokens, Stopped};
+use transport_http::server::{
+    router, serve, serve_with, ServeOptions, ServerOptions, StaticTokens, Stopped,
+};
 use transport_http::{HttpTransport, RetryPolicy};
 
 /// The sync router over an empty in-memory store, one tenant `a` with token `token-a`.
@@ -158,4 +167,151 @@ async fn a_request_in_flight_at_shutdown_is_answered_and_new_ones_are_refused() 
     // The listener is closed: a new connection is refused.
     let addr = url.trim_start_matches("http://");
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+/// Starts `serve_with(options)` on 127.0.0.1:0; returns its address. It stops when the test's
+/// runtime ends.
+async fn start_with(options: ServeOptions) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_with(
+        listener,
+        app(),
+        options,
+        std::future::pending(),
+        Duration::from_secs(1),
+    ));
+    addr
+}
+
+/// A connection that sends the start of a request head and then nothing.
+async fn stalled(addr: std::net::SocketAddr) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"POST /sync/v1/batch/push HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    tcp
+}
+
+/// When the server closed `tcp` (end of stream or reset), or `None` if it did not within
+/// `within`. Skips whatever the server sent before closing.
+async fn closed(tcp: &mut TcpStream, within: Duration) -> Option<Instant> {
+    tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return Instant::now(),
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_stalled_in_their_request_head_are_closed_after_the_header_timeout() {
+    let header_timeout = Duration::from_millis(500);
+    let addr = start_with(ServeOptions {
+        header_timeout,
+        ..ServeOptions::default()
+    })
+    .await;
+    let opened = Instant::now();
+    let mut conns = Vec::new();
+    for _ in 0..8 {
+        conns.push(stalled(addr).await);
+    }
+    for tcp in &mut conns {
+        let at = closed(tcp, Duration::from_secs(5))
+            .await
+            .expect("a stalled request head was still open after 5 s");
+        let after = at - opened;
+        assert!(
+            after >= header_timeout - Duration::from_millis(50),
+            "closed after {after:?}, before the header timeout"
+        );
+        assert!(
+            after < header_timeout + Duration::from_secs(1),
+            "closed after {after:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_cap_taken_by_stalled_clients_a_request_waits_then_is_answered() {
+    let header_timeout = Duration::from_millis(800);
+    let addr = start_with(ServeOptions {
+        header_timeout,
+        max_connections: 4,
+        ..ServeOptions::default()
+    })
+    .await;
+    // The server's clocks start at its accepts, after this.
+    let opened = Instant::now();
+    let mut conns = Vec::new();
+    for _ in 0..4 {
+        conns.push(stalled(addr).await);
+    }
+    // Let the server accept all four (the backlog would hand them over first anyway).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let health = reqwest::Client::new()
+        .get(format!("http://{addr}/sync/v1/health"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("the request was not answered once the stalled clients timed out");
+    let waited = opened.elapsed();
+    assert!(health.status().is_success(), "{}", health.status());
+    // It waited for a slot: the cap held until the stalled clients timed out.
+    assert!(
+        waited >= header_timeout - Duration::from_millis(50),
+        "answered {waited:?} after the stalled clients connected: the cap of 4 did not hold"
+    );
+    assert!(
+        waited < header_timeout + Duration::from_secs(2),
+        "{waited:?}"
+    );
+    for tcp in &mut conns {
+        assert!(closed(tcp, Duration::from_secs(2)).await.is_some());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_are_closed_but_a_long_poll_is_not_idle() {
+    let idle_timeout = Duration::from_millis(400);
+    let addr = start_with(ServeOptions {
+        idle_timeout,
+        ..ServeOptions::default()
+    })
+    .await;
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    // The server's idle clock starts after it wrote the answer, after this.
+    let sent = Instant::now();
+    tcp.write_all(b"GET /sync/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = tcp.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    let at = closed(&mut tcp, Duration::from_secs(5))
+        .await
+        .expect("an idle keep-alive connection was still open after 5 s");
+    let after = at - sent;
+    assert!(
+        after >= idle_timeout - Duration::from_millis(50),
+        "closed {after:?} after the request, before the idle timeout"
+    );
+
+    // A long-poll of 1.5 s, well past the idle timeout, is answered, not cut.
+    let client = HttpTransport::new(&format!("http://{addr}"), "token-a".to_owned())
+        .unwrap()
+        .with_retry(RetryPolicy::none());
+    let cursor = client.changes(None, 100).await.unwrap().cursor;
+    let started = Instant::now();
+    let woke = client
+        .wait(Some(&cursor), Duration::from_millis(1500))
+        .await;
+    assert!(woke.is_ok(), "the long-poll failed: {woke:?}");
+    assert!(started.elapsed() >= Duration::from_millis(1400));
 }

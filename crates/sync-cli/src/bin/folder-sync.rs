@@ -2,14 +2,16 @@
 //! (docs/SPEC.md §7).
 //!
 //! ```text
-//! folder-sync --dir DIR (--server URL [--token-file FILE] | --remote-dir DIR)
+//! folder-sync --dir DIR (--server URL [--token-file FILE] [--ca-cert PEM] | --remote-dir DIR)
 //!             [--identity path|app-name] [--deletes keep|propagate] [--once] [--json]
 //! folder-sync --dir DIR (--server ... | --remote-dir DIR) history PATH [--json]
 //! folder-sync --dir DIR (--server ... | --remote-dir DIR) restore PATH --rev N [--json]
 //! ```
 //!
 //! The token for `--server` comes from `--token-file`, the `SYNC_TOKEN` environment variable,
-//! or `--token` (which every local user can read in `ps`).
+//! or `--token` (which every local user can read in `ps`). An `https://` server is verified
+//! against the bundled webpki (Mozilla) roots, plus the CA in `--ca-cert` for a server whose
+//! certificate is signed by your own CA or is self-signed.
 //!
 //! `history` lists every version the remote keeps of one file (PATH relative to DIR, or an
 //! absolute path inside it); `restore` makes version N current again as a normal edit (what
@@ -66,6 +68,10 @@ struct Args {
         group = "credentials"
     )]
     token_file: Option<PathBuf>,
+    /// Trust this CA certificate (PEM) too when verifying an https:// --server: for a
+    /// certificate signed by your own CA, or a self-signed one.
+    #[arg(long, value_name = "PEM", requires = "server")]
+    ca_cert: Option<PathBuf>,
     /// A plain (possibly shared) folder to use as the remote instead of a server.
     #[arg(long, required_unless_present = "server")]
     remote_dir: Option<PathBuf>,
@@ -140,9 +146,23 @@ async fn folder_sync(args: Args) -> anyhow::Result<ExitCode> {
     match (&args.server, &args.remote_dir) {
         (Some(url), _) => {
             let token = token(&args)?;
-            let transport = HttpTransport::new(url, token).with_context(|| {
+            let mut transport = HttpTransport::new(url, token).with_context(|| {
                 format!("cannot use the server URL {url}. Give one like http://127.0.0.1:8080")
             })?;
+            if let Some(path) = &args.ca_cert {
+                let pem = std::fs::read(path).with_context(|| {
+                    format!(
+                        "cannot read the CA certificate file {} (--ca-cert)",
+                        path.display()
+                    )
+                })?;
+                transport = transport.with_ca_cert(&pem).with_context(|| {
+                    format!(
+                        "cannot use the CA certificate file {} (--ca-cert)",
+                        path.display()
+                    )
+                })?;
+            }
             sync(&args, transport, config).await
         }
         (None, Some(remote)) => {

@@ -3,6 +3,8 @@
 //! ```text
 //! sync-server --listen 127.0.0.1:8080 --db server.db [--token TENANT:TOKEN ...]
 //!             [--token-file FILE] [--max-item-bytes N] [--rate-limit PER_SECOND]
+//!             [--tls-cert PEM --tls-key PEM] [--max-connections N]
+//!             [--header-timeout-secs S] [--idle-timeout-secs S]
 //! sync-server --listen 127.0.0.1:8081 --postgres postgres://USER:PASS@HOST:PORT/DB ...
 //! sync-server tokens add (--db DB | --postgres URL) --tenant T --device NAME [--json]
 //! sync-server tokens list (--db DB | --postgres URL) [--tenant T] [--json]
@@ -17,8 +19,13 @@
 //! With `--postgres` the server is stateless: several of them can serve one database behind one
 //! address, and a write on any of them wakes long-polls on all (PostgreSQL LISTEN/NOTIFY).
 //!
+//! With `--tls-cert` and `--tls-key` it serves HTTPS. Connections that do not send a complete
+//! request head within `--header-timeout-secs`, or sit idle between requests longer than
+//! `--idle-timeout-secs`, are closed; at most `--max-connections` are open at once (more wait
+//! to be accepted).
+//!
 //! With `--metrics-listen ADDR` it first prints `metrics on http://ADDR/metrics` (Prometheus
-//! text). Prints `listening on http://ADDR` once ready. SIGINT/SIGTERM stop it cleanly: the listener
+//! text). Prints `listening on http://ADDR` (or `https://`) once ready. SIGINT/SIGTERM stop it cleanly: the listener
 //! closes, in-flight requests finish, open long-polls are cut after a grace period, then the
 //! database is closed consistent. This file only parses flags and wires the libraries
 //! together; serving is [`transport_http::server::serve`].
@@ -36,8 +43,8 @@ use store_sqlite::SqliteServerStore;
 use sync_core::server::TokenStore;
 use sync_core::{ServerConfig, ServerStore, DEFAULT_MAX_ITEM_BYTES};
 use transport_http::server::{
-    router, serve, AnyOf, Authenticator, JwtAuthenticator, ServerOptions, StaticTokens, Stopped,
-    StoredTokens, TokenFile,
+    router, serve_with, AnyOf, Authenticator, JwtAuthenticator, ServeOptions, ServerOptions,
+    StaticTokens, Stopped, StoredTokens, TlsConfig, TokenFile,
 };
 
 #[derive(Parser, Debug)]
@@ -103,6 +110,38 @@ struct Args {
     /// bytes, writes, open long-polls, store errors). Keep it off the public address.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    /// Serve HTTPS with this certificate chain (PEM: the server's certificate first, then any
+    /// intermediates). Needs --tls-key.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM, unencrypted). Needs --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The most connections open at once; more wait to be accepted until one closes.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = ServeOptions::default().max_connections,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    max_connections: usize,
+    /// Seconds a client may take to send a request's head (and, with TLS, its handshake);
+    /// slower connections are closed.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = ServeOptions::default().header_timeout.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    header_timeout_secs: u64,
+    /// Seconds a keep-alive connection may sit idle between requests before it is closed.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = ServeOptions::default().idle_timeout.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    idle_timeout_secs: u64,
     /// Manage the device tokens in the database instead of serving.
     #[command(subcommand)]
     command: Option<Command>,
@@ -204,6 +243,21 @@ async fn server(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(jwt) = jwt(&args)? {
         auth = auth.with(Arc::new(jwt));
     }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            TlsConfig::from_pem_files(cert, key)
+                .context("cannot serve HTTPS with --tls-cert and --tls-key")?,
+        ),
+        (None, None) => None,
+        _ => anyhow::bail!("give both --tls-cert PEM and --tls-key PEM, or neither"),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let serve_options = ServeOptions {
+        header_timeout: Duration::from_secs(args.header_timeout_secs),
+        idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+        max_connections: args.max_connections,
+        tls,
+    };
     let options = ServerOptions {
         max_item_bytes: args.max_item_bytes,
         rate_limit_per_second: args.rate_limit,
@@ -240,12 +294,18 @@ async fn server(args: Args) -> anyhow::Result<ExitCode> {
     let addr = listener
         .local_addr()
         .context("cannot read the address listened on")?;
-    println!("listening on http://{addr}");
+    println!("listening on {scheme}://{addr}");
     // Every write is one database transaction, so cutting a request never leaves the
     // database half-written.
-    if let Stopped::Cut { .. } =
-        serve(listener, app, sync_cli::shutdown_signal(), SHUTDOWN_GRACE).await
-    {
+    let stopped = serve_with(
+        listener,
+        app,
+        serve_options,
+        sync_cli::shutdown_signal(),
+        SHUTDOWN_GRACE,
+    )
+    .await;
+    if let Stopped::Cut { .. } = stopped {
         eprintln!("requests still open after {SHUTDOWN_GRACE:?} (long-polls) were cut");
     }
     eprintln!("stopped cleanly");

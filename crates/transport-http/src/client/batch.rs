@@ -208,7 +208,7 @@ impl HttpTransport {
         let body = match read_capped(sent.response, cap).await {
             Ok(Capped::Whole(b)) => b,
             Ok(Capped::Over) => return Err(unreadable("batch fetch", "over its size limit")),
-            Err(e) => return Err(super::errors::offline(&e, "batch fetch")),
+            Err(e) => return Err(super::errors::no_answer(&e, "batch fetch")),
         };
         let (manifest, mut contents) =
             split_batch(&body).ok_or_else(|| unreadable("batch fetch", "no manifest line"))?;

@@ -25,6 +25,12 @@ pub enum ClientError {
     /// The HTTP client could not be set up (TLS roots, resolver).
     #[error("could not set up the HTTP client: {0}")]
     Build(#[from] reqwest::Error),
+    /// The CA certificate given to [`super::HttpTransport::with_ca_cert`] is not usable.
+    #[error("the CA certificate cannot be used: {reason}. Give the PEM file of the CA that signed the server's certificate (a block starting with -----BEGIN CERTIFICATE-----)")]
+    InvalidCaCert {
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// What the request was about, for building errors that name their item.
@@ -147,8 +153,23 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
         .map(Duration::from_secs)
 }
 
-/// A transport failure (no HTTP answer) as an `Offline` error.
-pub(crate) fn offline(err: &reqwest::Error, what: &str) -> Error {
+/// A failure without an HTTP answer: [`Error::Untrusted`] when the server's TLS certificate
+/// was refused (retrying cannot help: the user must give its CA), else `Offline`.
+pub(crate) fn no_answer(err: &reqwest::Error, what: &str) -> Error {
+    match tls_error(err) {
+        Some(rustls::Error::InvalidCertificate(refused)) => {
+            return Error::Untrusted {
+                message: format!("{what}: {}", certificate_advice(refused)),
+            }
+        }
+        Some(tls) => {
+            return Error::offline(format!(
+                "{what}: the TLS handshake failed: {tls}; check that the server serves HTTPS \
+                 at this URL (a plain HTTP server needs an http:// URL)"
+            ))
+        }
+        None => {}
+    }
     let kind = if err.is_connect() {
         "could not connect"
     } else if err.is_timeout() {
@@ -169,6 +190,51 @@ pub(crate) fn offline(err: &reqwest::Error, what: &str) -> Error {
     Error::offline(msg)
 }
 
+/// What was wrong with the server's certificate, in words, and what to do.
+fn certificate_advice(refused: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as E;
+    let give_ca = "if the server uses a certificate of its own CA (or a self-signed one), give \
+                   that CA's certificate (folder-sync --ca-cert FILE, \
+                   HttpTransport::with_ca_cert)";
+    match refused {
+        E::UnknownIssuer => format!("it is signed by a CA this client does not trust; {give_ca}"),
+        E::NotValidForName | E::NotValidForNameContext { .. } => format!(
+            "it is not made out for the host in the server URL ({refused}); use the name or \
+             address the certificate was made for"
+        ),
+        E::Expired | E::ExpiredContext { .. } | E::NotValidYet | E::NotValidYetContext { .. } => {
+            format!("{refused}; renew the server's certificate, or check this machine's clock")
+        }
+        // webpki's words for a certificate that is a CA (openssl req -x509 makes one).
+        other if format!("{other:?}").contains("CaUsedAsEndEntity") => "the server's \
+            certificate is a CA certificate, which cannot serve a host: sign the server's \
+            certificate with that CA, or make the self-signed one with \
+            basicConstraints=critical,CA:FALSE"
+            .to_owned(),
+        other => format!("{other}; {give_ca}; else check the server's certificate"),
+    }
+}
+
+/// The rustls error somewhere in `err`'s chain of causes, if any. An `io::Error` does not
+/// list the error it wraps as its source (and the TLS stack wraps one in another), so the walk
+/// goes into each wrapped error instead.
+fn tls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        next = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(wrapped) => Some(wrapped as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -187,6 +253,15 @@ mod tests {
             None,
             &ctx,
         )
+    }
+
+    #[test]
+    fn certificate_refusals_say_what_to_do() {
+        use rustls::CertificateError as E;
+        assert!(certificate_advice(&E::UnknownIssuer).contains("--ca-cert"));
+        assert!(certificate_advice(&E::NotValidForName).contains("host"));
+        assert!(certificate_advice(&E::Expired).contains("renew"));
+        assert!(certificate_advice(&E::BadSignature).contains("--ca-cert"));
     }
 
     #[test]

@@ -105,6 +105,8 @@ impl<T: TokenProvider + ?Sized> TokenProvider for Arc<T> {
 #[derive(Clone)]
 pub struct HttpTransport {
     http: reqwest::Client,
+    /// The CAs trusted besides the built-in roots ([`HttpTransport::with_ca_cert`]).
+    roots: Vec<reqwest::Certificate>,
     /// `<base URL>/sync/v1`, no trailing slash.
     api: String,
     token: Arc<dyn TokenProvider>,
@@ -146,18 +148,9 @@ impl HttpTransport {
         if url.query().is_some() || url.fragment().is_some() {
             return Err(invalid("the URL must not have a query or a fragment"));
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .gzip(true)
-            .user_agent(concat!(
-                "sync-engine-transport-http/",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .build()?;
         Ok(HttpTransport {
-            http,
+            http: http_client(&[])?,
+            roots: Vec::new(),
             api: format!("{}{PREFIX}", url.as_str().trim_end_matches('/')),
             token: Arc::new(token),
             retry: RetryPolicy::default(),
@@ -166,6 +159,29 @@ impl HttpTransport {
             no_batches: Arc::default(),
             server_limit: Arc::default(),
         })
+    }
+
+    /// The same transport, trusting also the CA certificate(s) in `pem` (one or more PEM
+    /// `CERTIFICATE` blocks) to verify the server: for a server whose certificate is signed by
+    /// your own CA (or is self-signed). The built-in roots (the webpki/Mozilla set bundled
+    /// with reqwest's `rustls-tls`; not the system's store) stay trusted. Without it, such a
+    /// server's certificate is refused with [`Error::Untrusted`].
+    ///
+    /// Call it before the transport is first used: it starts a new connection pool.
+    pub fn with_ca_cert(mut self, pem: &[u8]) -> std::result::Result<HttpTransport, ClientError> {
+        let invalid = |reason: String| ClientError::InvalidCaCert { reason };
+        let certs =
+            reqwest::Certificate::from_pem_bundle(pem).map_err(|e| invalid(error_chain(&e)))?;
+        if certs.is_empty() {
+            return Err(invalid(
+                "it holds no certificate (no -----BEGIN CERTIFICATE----- block)".to_owned(),
+            ));
+        }
+        let mut roots = self.roots.clone();
+        roots.extend(certs);
+        self.http = http_client(&roots).map_err(|e| invalid(error_chain(&e)))?;
+        self.roots = roots;
+        Ok(self)
     }
 
     /// The same transport with another retry policy.
@@ -248,7 +264,7 @@ impl HttpTransport {
                 .timeout(timeout)
                 .send()
                 .await
-                .map_err(|e| errors::offline(&e, what))
+                .map_err(|e| errors::no_answer(&e, what))
         })
         .await
     }
@@ -280,7 +296,7 @@ impl HttpTransport {
                     "{what}: the server's answer is over {JSON_CAP} bytes"
                 )))
             }
-            Err(e) => return Err(errors::offline(&e, what)),
+            Err(e) => return Err(errors::no_answer(&e, what)),
         };
         serde_json::from_slice(&body).map_err(|e| {
             Error::offline(format!(
@@ -294,6 +310,35 @@ impl HttpTransport {
         let body: WireError = self.json(resp, what).await?;
         Ok(body.current.flatten().map(ItemMeta::from))
     }
+}
+
+/// The one reqwest client of a transport: rustls with the webpki roots plus `roots`.
+fn http_client(roots: &[reqwest::Certificate]) -> reqwest::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .gzip(true)
+        .user_agent(concat!(
+            "sync-engine-transport-http/",
+            env!("CARGO_PKG_VERSION")
+        ));
+    for root in roots {
+        builder = builder.add_root_certificate(root.clone());
+    }
+    builder.build()
+}
+
+/// An error and its causes on one line (reqwest's own message leaves the causes out).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut msg = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
 }
 
 /// A body read under a cap.
@@ -400,7 +445,7 @@ impl Transport for HttpTransport {
                     limit: self.max_item_bytes,
                 })
             }
-            Err(e) => return Err(errors::offline(&e, "fetch")),
+            Err(e) => return Err(errors::no_answer(&e, "fetch")),
         };
         let actual = hash_of(&content).await;
         if actual != expected {

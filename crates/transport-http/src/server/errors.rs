@@ -152,7 +152,8 @@ pub(crate) fn from_core(err: Error, folder_route: bool) -> ApiError {
                 err.to_string(),
             )
         }
-        Error::Storage { .. } => {
+        // A store has no business with the client's certificates: a failure of the server.
+        Error::Storage { .. } | Error::Untrusted { .. } => {
             tracing::error!(error = %err, "store failed");
             metrics::counter!(super::observe::STORE_ERRORS).increment(1);
             ApiError::new(

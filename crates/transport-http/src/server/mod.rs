@@ -1,6 +1,8 @@
 //! The HTTP server of docs/PROTOCOL.md: [`router`] builds an axum [`Router`] over any
 //! [`ServerStore`] and [`Authenticator`], serving every route under `/sync/v1`; [`serve`] runs
-//! it on a TCP listener until a shutdown signal and stops in bounded time.
+//! it on a TCP listener until a shutdown signal and stops in bounded time, and [`serve_with`]
+//! does so with other limits ([`ServeOptions`]: header and idle timeouts, a connection cap)
+//! or over HTTPS (feature `tls`: `TlsConfig`).
 //!
 //! The router is a thin layer: it authenticates, rate-limits, decodes and validates keys and
 //! headers, limits and verifies bodies, calls the store, and maps results to statuses in one
@@ -17,6 +19,8 @@ mod limits;
 pub mod observe;
 mod routes;
 mod serve;
+#[cfg(feature = "tls")]
+mod tls;
 mod token_sources;
 
 use std::sync::Arc;
@@ -34,7 +38,10 @@ use tower_http::compression::{CompressionLayer, DefaultPredicate};
 pub use auth::{Authenticator, StaticTokens};
 pub use errors::ApiError;
 pub use jwt::{JwtAuthenticator, JwtError, JWT_LEEWAY_SECS};
-pub use serve::{serve, Stopped};
+pub use serve::{serve, serve_with, ServeOptions, Stopped};
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use tls::{TlsConfig, TlsError};
 pub use token_sources::{AnyOf, StoredTokens, TokenFile, TokenFileError};
 
 use crate::wire::PREFIX;
