@@ -5,7 +5,9 @@
 //! `server::serve_with`'s limits: connections that stall in their request head are closed
 //! after the header timeout; with the connection cap taken by such clients a valid request
 //! waits, then is answered once they time out; idle keep-alive connections are closed after the
-//! idle timeout, but a long-poll in flight is not idle.
+//! idle timeout, but a long-poll in flight is not idle; with the default limits, 1,000
+//! connections trickling their request heads a byte a second, or 1,000 idle keep-alive
+//! connections, leave a normal client answered within a second.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -314,4 +316,83 @@ async fn idle_keep_alive_connections_are_closed_but_a_long_poll_is_not_idle() {
         .await;
     assert!(woke.is_ok(), "the long-poll failed: {woke:?}");
     assert!(started.elapsed() >= Duration::from_millis(1400));
+}
+
+/// Five requests of a normal client, each answered within a second.
+async fn a_normal_client_is_answered_promptly(addr: std::net::SocketAddr, beside: &str) {
+    let client = reqwest::Client::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let resp = client
+            .get(format!("http://{addr}/sync/v1/health"))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("beside {beside}, a request failed: {e}"));
+        let took = start.elapsed();
+        assert!(resp.status().is_success(), "{}", resp.status());
+        assert!(
+            took < Duration::from_secs(1),
+            "beside {beside}, a request took {took:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_trickling_or_idle_connections_leave_a_normal_client_answered() {
+    // 1,000 connections on each side of loopback, and some to spare.
+    let limit = rlimit::increase_nofile_limit(4096).unwrap();
+    assert!(
+        limit >= 2_200,
+        "this test needs 2,200 open files; the limit is {limit} (raise `ulimit -n`)"
+    );
+    // The default limits but a shorter header timeout, so the test sees it close the tricklers.
+    let header_timeout = Duration::from_secs(3);
+    let addr = start_with(ServeOptions {
+        header_timeout,
+        ..ServeOptions::default()
+    })
+    .await;
+
+    // 1,000 clients send their request head one byte a second (it would take them 70 s).
+    let head = b"POST /sync/v1/batch/push HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n";
+    let mut tricklers = tokio::task::JoinSet::new();
+    for _ in 0..1_000 {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tricklers.spawn(async move {
+            for byte in head {
+                if tcp.write_all(&[*byte]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    a_normal_client_is_answered_promptly(addr, "1,000 trickling clients").await;
+    // The server closes every one at its header timeout: their next writes fail.
+    let closed = tokio::time::timeout(header_timeout + Duration::from_secs(5), async {
+        while tricklers.join_next().await.is_some() {}
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "{} trickling clients were still connected long after the header timeout",
+        tricklers.len()
+    );
+
+    // 1,000 clients each make a request and then keep the connection open, idle.
+    let mut idle = Vec::new();
+    for _ in 0..1_000 {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"GET /sync/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = tcp.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+        idle.push(tcp);
+    }
+    a_normal_client_is_answered_promptly(addr, "1,000 idle keep-alive connections").await;
+    drop(idle);
 }
