@@ -1399,3 +1399,57 @@ async fn over_a_socket_raw_paths_framing_and_stalls() {
         assert_eq!(snapshot(&store).await, before, "{name}: the store changed");
     }
 }
+
+/// `X-Sync-Seen` (and a batch's `seen`) near the revision ceiling is refused with 400, and the
+/// tenant's next ordinary write still succeeds: one header cannot break a tenant for good.
+#[tokio::test]
+async fn a_seen_near_the_revision_ceiling_is_refused_and_the_tenant_keeps_working() {
+    let store = Arc::new(MemoryServerStore::new(sync_core::ServerConfig::default()));
+    let app = router(
+        store,
+        Arc::new(StaticTokens::new([("alice", "tok")])),
+        ServerOptions::default(),
+    );
+    let put = |key: &str, seen: Option<&str>| {
+        let mut req = Request::put(format!("/sync/v1/items/{key}"))
+            .header(header::AUTHORIZATION, "Bearer tok")
+            .header("x-sync-hash", sync_core::ContentHash::of(b"x").to_string())
+            .header(header::IF_NONE_MATCH, "*")
+            .body(Body::from("x"))
+            .unwrap();
+        if let Some(seen) = seen {
+            req.headers_mut()
+                .insert("x-sync-seen", HeaderValue::from_str(seen).unwrap());
+        }
+        req
+    };
+    let resp = app
+        .clone()
+        .oneshot(put("a.txt", Some("9223372036854775806")))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        String::from_utf8_lossy(&body).contains("out of range"),
+        "{body:?}"
+    );
+
+    let mut batch = br#"{"seen":9223372036854775806,"items":[]}"#.to_vec();
+    batch.push(b'\n');
+    let req = Request::post("/sync/v1/batch/push")
+        .header(header::AUTHORIZATION, "Bearer tok")
+        .body(Body::from(batch))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+
+    for key in ["b.txt", "c.txt"] {
+        let resp = app.clone().oneshot(put(key, None)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED, "{key}");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let item: Value = serde_json::from_slice(&body).unwrap();
+        let rev = item["rev"].as_u64().unwrap();
+        assert!(rev < 10, "{key} got revision {rev}: the counter jumped");
+    }
+}

@@ -25,6 +25,12 @@ use crate::{
 /// The highest revision a store issues, so that revisions fit a signed 64-bit SQL integer.
 pub const MAX_REVISION: Revision = Revision(i64::MAX as u64);
 
+/// The highest `seen` a write may carry. A client can only have seen revisions a server
+/// issued, so no honest value comes near it; a larger one is refused, so a single request
+/// can never push a tenant's counter close to [`MAX_REVISION`] (2^62 revisions stay after
+/// any accepted `seen`).
+pub const MAX_SEEN: Revision = Revision(1 << 62);
+
 /// One row an accepted write stores: a version of an item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
@@ -151,7 +157,7 @@ impl WriteRules {
             ));
         }
         let stamp = self.clamp(req.stamp);
-        let mut w = Writer::new(counter, req.seen);
+        let mut w = Writer::new(&req.key, counter, req.seen)?;
         w.folders(&req.key, &req.key.ancestors(), ancestors, stamp)?;
         let item = w.file(&req.key, req.hash, req.content.len(), stamp)?;
         w.current(item.clone());
@@ -171,7 +177,7 @@ impl WriteRules {
                 current: current.cloned(),
             });
         };
-        let mut w = Writer::new(counter, req.seen);
+        let mut w = Writer::new(&req.key, counter, req.seen)?;
         let tombstone = ItemMeta {
             key: req.key.clone(),
             kind: live.kind,
@@ -196,7 +202,7 @@ impl WriteRules {
     ) -> Result<Write<ItemMeta>> {
         let path = keys_to_read(&req.key);
         check_read(&req.key, path.len(), read)?;
-        let mut w = Writer::new(counter, req.seen);
+        let mut w = Writer::new(&req.key, counter, req.seen)?;
         let folder = w.folders(&req.key, &path, read, self.clamp(req.stamp))?;
         let folder = folder
             .ok_or_else(|| Error::storage(format!("{}: the folder was not created", req.key)))?;
@@ -206,7 +212,7 @@ impl WriteRules {
     /// Decides an archive: the losing side of a conflict kept in the key's history, with its
     /// own revision, without becoming current.
     pub fn archive(&self, req: &ArchiveRequest, counter: Revision) -> Result<Write<VersionMeta>> {
-        let mut w = Writer::new(counter, req.seen);
+        let mut w = Writer::new(&req.key, counter, req.seen)?;
         let item = w.file(&req.key, req.hash, req.content.len(), self.clamp(req.stamp))?;
         let version = item.version();
         w.rows.push(Row {
@@ -259,12 +265,23 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(counter: Revision, seen: Revision) -> Writer {
-        Writer {
+    /// A writer from the tenant's counter; refuses a `seen` over [`MAX_SEEN`].
+    fn new(key: &Key, counter: Revision, seen: Revision) -> Result<Writer> {
+        if seen > MAX_SEEN {
+            return Err(Error::item(
+                key,
+                format!(
+                    "the write says it has seen revision {seen}, more than any server issues \
+                     (at most {MAX_SEEN}); it was refused: the client's sync state is damaged, \
+                     so reset it"
+                ),
+            ));
+        }
+        Ok(Writer {
             counter,
             seen,
             rows: Vec::new(),
-        }
+        })
     }
 
     /// The next revision by the Lamport rule.
@@ -410,6 +427,33 @@ mod tests {
     }
 
     #[test]
+    fn a_seen_past_max_seen_is_refused_and_the_counter_does_not_move() {
+        let r = rules(10_000);
+        let read = [None];
+        let bad = push("a", Precondition::Create, MAX_SEEN.0 + 1);
+        let err = r.push(&bad, &read, Revision(5)).unwrap_err();
+        assert_eq!(err.class(), crate::ErrorClass::Item, "{err}");
+        assert!(err.to_string().contains("damaged"), "{err}");
+        // At the bound it is accepted, and revisions still have room.
+        let w = accepted(
+            r.push(
+                &push("a", Precondition::Create, MAX_SEEN.0),
+                &read,
+                Revision(5),
+            )
+            .unwrap(),
+        );
+        assert_eq!(w.counter, Revision(MAX_SEEN.0 + 1));
+        assert!(w.counter < MAX_REVISION);
+        let folder = FolderRequest {
+            key: key("f"),
+            stamp: Stamp::at(1_000, NodeId(1)),
+            seen: Revision(u64::MAX),
+        };
+        assert!(r.folder(&folder, &[None], Revision(5)).is_err());
+    }
+
+    #[test]
     fn a_push_makes_missing_parents_first_each_with_its_own_revision() {
         let r = rules(10_000);
         let read = [Some(item("a", ItemKind::Folder, 3, false)), None, None];
@@ -504,6 +548,11 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(w.value.rev, Revision(101));
+        // The ceiling is reached by the counter (a `seen` that high is refused before it).
+        let err = r
+            .push(&push("k", Precondition::Create, 0), &[None], MAX_REVISION)
+            .unwrap_err();
+        assert!(matches!(err, Error::Storage { .. }), "{err}");
         let err = r
             .push(
                 &push("k", Precondition::Create, MAX_REVISION.0),
@@ -511,12 +560,12 @@ mod tests {
                 Revision(7),
             )
             .unwrap_err();
-        assert!(matches!(err, Error::Storage { .. }), "{err}");
+        assert!(matches!(err, Error::Item { .. }), "{err}");
         let at_max = r
             .push(
-                &push("k", Precondition::Create, MAX_REVISION.0 - 1),
+                &push("k", Precondition::Create, 0),
                 &[None],
-                Revision(7),
+                Revision(MAX_REVISION.0 - 1),
             )
             .unwrap();
         assert_eq!(accepted(at_max).counter, MAX_REVISION);

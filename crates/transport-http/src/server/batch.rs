@@ -75,7 +75,7 @@ pub(crate) async fn push<S: ServerStore>(
             contents.len()
         )));
     }
-    let seen = Revision(manifest.seen);
+    let seen = super::routes::bounded_seen(Revision(manifest.seen))?;
     let mut results: Vec<Option<WireBatchResult>> = vec![None; manifest.items.len()];
     let mut requests = Vec::new();
     let mut slots = Vec::new();

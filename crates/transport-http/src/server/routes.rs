@@ -136,10 +136,25 @@ pub(crate) fn server_now() -> Stamp {
 fn seen(headers: &HeaderMap) -> ApiResult<Revision> {
     match header_str(headers, X_SYNC_SEEN)? {
         None => Ok(Revision::ZERO),
-        Some(s) => parse_rev(s).ok_or_else(|| {
-            ApiError::bad_request("malformed X-Sync-Seen header: expected a revision number")
-        }),
+        Some(s) => parse_rev(s)
+            .ok_or_else(|| {
+                ApiError::bad_request("malformed X-Sync-Seen header: expected a revision number")
+            })
+            .and_then(bounded_seen),
     }
+}
+
+/// `seen` when it is at most [`sync_core::server::MAX_SEEN`], else 400: no server issues such
+/// a revision, and accepting it would push the tenant's counter toward its ceiling.
+pub(crate) fn bounded_seen(seen: Revision) -> ApiResult<Revision> {
+    if seen > sync_core::server::MAX_SEEN {
+        return Err(ApiError::bad_request(format!(
+            "seen = {seen} is out of range (at most {}): no server issues such revisions; the \
+             client's sync state is damaged",
+            sync_core::server::MAX_SEEN
+        )));
+    }
+    Ok(seen)
 }
 
 fn if_match(headers: &HeaderMap) -> ApiResult<Option<Revision>> {
