@@ -8,6 +8,10 @@
 //! its URL is normalised to another route. The real `sync_engine::folder::open` +
 //! `HttpTransport` syncs a temporary folder against it once.
 //!
+//! Two more fake servers answer change feeds that never end (every page says more follow)
+//! or whose cursor goes back: the sync stops with an `Offline` error after its bound, instead
+//! of pulling for ever.
+//!
 //! In every case: `sync_once` returns an error or a report with errors, never panics or hangs;
 //! nothing is written outside the sync folder (the listing of everything else under the
 //! temporary root is the same before and after, and no file named `escape.txt`, `abs.txt` or
@@ -635,4 +639,110 @@ async fn symlinks_in_the_folder_are_not_written_through() {
         setup: link_file,
     })
     .await;
+}
+
+/// A fake server whose `GET /sync/v1/changes` answers `feed(since)` (the `since` query value),
+/// counting the requests; everything else is refused. Returns its base URL and the counter.
+async fn serve_feed(
+    feed: impl Fn(Option<String>) -> Value + Send + Sync + 'static,
+) -> (String, Arc<std::sync::atomic::AtomicU64>) {
+    let feed = Arc::new(feed);
+    let asked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = asked.clone();
+    let app = Router::new()
+        .route(
+            "/sync/v1/changes",
+            get(
+                move |q: axum::extract::Query<std::collections::HashMap<String, String>>| {
+                    let feed = feed.clone();
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    async move { axum::Json(feed(q.get("since").cloned())) }
+                },
+            ),
+        )
+        .fallback(|| async { (StatusCode::NOT_FOUND, "no") });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), asked)
+}
+
+/// The revision in a cursor `c1.<epoch>.<rev>`.
+fn cursor_rev(cursor: &str) -> u64 {
+    cursor.rsplit('.').next().unwrap().parse().unwrap()
+}
+
+async fn sync_against(url: &str, config: EngineConfig) -> sync_core::SyncFailed {
+    let tmp = tempfile::tempdir().unwrap();
+    let transport = HttpTransport::new(url, "token".to_owned())
+        .unwrap()
+        .with_retry(RetryPolicy::none());
+    let mut engine = sync_engine::folder::open(tmp.path(), transport, config)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(60), engine.sync_once())
+        .await
+        .expect("the sync did not end within 60 s")
+        .expect_err("a sync against an endless or looping feed must fail")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_change_feed_stops_the_sync_after_its_bound() {
+    // Every page brings 500 new files and says more follow, for ever.
+    let (url, asked) = serve_feed(|since| {
+        let from = since.as_deref().map_or(0, cursor_rev);
+        let changes: Vec<Value> = (from + 1..=from + 500)
+            .map(|rev| file(&format!("spam/{rev}.txt"), PWNED, rev))
+            .collect();
+        json!({"changes": changes, "cursor": format!("c1.00000000000000aa.{}", from + 500), "more": true})
+    })
+    .await;
+    let failed = sync_against(
+        &url,
+        EngineConfig {
+            page_size: 500,
+            max_changes_per_sync: 5_000,
+            ..EngineConfig::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        failed.error.class(),
+        ErrorClass::Offline,
+        "{}",
+        failed.error
+    );
+    assert!(
+        failed.error.to_string().contains("more than 5000 changes"),
+        "{}",
+        failed.error
+    );
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_feed_whose_cursor_goes_back_stops_the_sync() {
+    // The cursor alternates between revisions 6 and 5, each page with a change and `more`.
+    let (url, asked) = serve_feed(|since| {
+        let next = match since.as_deref().map(cursor_rev) {
+            Some(6) => 5,
+            _ => 6,
+        };
+        json!({"changes": [file("loop.txt", PWNED, next)],
+               "cursor": format!("c1.00000000000000aa.{next}"), "more": true})
+    })
+    .await;
+    let failed = sync_against(&url, EngineConfig::default()).await;
+    assert_eq!(
+        failed.error.class(),
+        ErrorClass::Offline,
+        "{}",
+        failed.error
+    );
+    assert!(
+        failed.error.to_string().contains("did not move forward"),
+        "{}",
+        failed.error
+    );
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2);
 }

@@ -54,6 +54,11 @@ pub struct EngineConfig {
     pub node: Option<NodeId>,
     /// Change-feed entries asked for per request.
     pub page_size: usize,
+    /// Change-feed entries one sync pulls at most. Past it the sync stops with an `Offline`
+    /// error after committing what it pulled, and the next sync goes on from there: a server
+    /// that sends change pages without end cannot hold a sync (or its memory) forever. A
+    /// first sync of a larger tenant takes several syncs.
+    pub max_changes_per_sync: usize,
     /// Applied items recorded per state-store transaction.
     pub batch_size: usize,
     /// Plan-and-apply passes per sync (a pass repeats when items changed under the plan).
@@ -71,6 +76,7 @@ impl Default for EngineConfig {
             time: Arc::new(SystemTimeSource),
             node: None,
             page_size: 1000,
+            max_changes_per_sync: 1_000_000,
             batch_size: 512,
             max_passes: 3,
             concurrency: 8,
@@ -387,6 +393,7 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
     /// Pulls the change feed into the remote tree, one committed page at a time.
     async fn pull(&mut self) -> crate::Result<()> {
         let mut restarted = false;
+        let mut pulled = 0usize;
         loop {
             let cursor = self.loaded()?.state.cursor;
             let page = match self
@@ -433,6 +440,18 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
                 }
                 return Ok(());
             }
+            if let Some(before) = cursor {
+                // A page that brings changes must move the cursor forward (a restored server
+                // answers `CursorExpired` instead); one that does not would loop forever.
+                if page.cursor.epoch() == before.epoch() && page.cursor.rev() <= before.rev() {
+                    return Err(Error::offline(format!(
+                        "the server's change feed did not move forward (cursor {} after {before}) \
+                         while sending changes; it is misbehaving: check its version and logs",
+                        page.cursor
+                    )));
+                }
+            }
+            pulled = pulled.saturating_add(page.changes.len().max(1));
             self.commit(StateBatch {
                 cursor: Some(page.cursor),
                 remote: page.changes,
@@ -441,6 +460,14 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             .await?;
             if !more {
                 return Ok(());
+            }
+            if pulled >= self.config.max_changes_per_sync {
+                return Err(Error::offline(format!(
+                    "the server sent more than {} changes in one sync; what arrived is kept and \
+                     the next sync goes on from there (if this repeats, the server may be \
+                     misbehaving)",
+                    self.config.max_changes_per_sync
+                )));
             }
         }
     }
