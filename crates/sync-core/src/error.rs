@@ -25,6 +25,14 @@ pub enum Error {
         /// What the TLS check said, and what to do.
         message: String,
     },
+    /// Nothing at the server URL speaks the sync protocol (its change feed is not there: a
+    /// wrong host, port or path). Of class `Auth`: retrying does not help; the user must fix
+    /// the URL.
+    #[error("no sync server at this URL: {message}")]
+    NoServer {
+        /// What the URL answered, and what to do.
+        message: String,
+    },
     /// The state store, the server store or the sync folder is unusable.
     #[error("storage failed: {message}")]
     Storage {
@@ -101,7 +109,9 @@ impl Error {
     /// Where this error goes on the error-priority stack.
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::Auth { .. } | Error::Untrusted { .. } => ErrorClass::Auth,
+            Error::Auth { .. } | Error::Untrusted { .. } | Error::NoServer { .. } => {
+                ErrorClass::Auth
+            }
             Error::Storage { .. } => ErrorClass::Storage,
             Error::Offline { .. } | Error::CursorExpired | Error::InvalidCursor(_) => {
                 ErrorClass::Offline

@@ -401,3 +401,32 @@ async fn wait_in_whole_seconds_is_held_by_the_server() {
         "{took:?}"
     );
 }
+
+/// A base URL with a wrong path reaches no sync routes: the feed's 404 is `NoServer`, of class
+/// `Auth` (retrying will not help), asked once, and says to check the URL.
+#[tokio::test]
+async fn a_url_without_sync_routes_is_no_server_and_not_retried() {
+    let base = serve(real_app()).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    // The real server behind a prefix the client does not know about.
+    let app = Router::new()
+        .nest_service("/real", real_app())
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move { next.run(req).await }
+        }));
+    let prefixed = serve(app).await;
+    for url in [format!("{base}/wrong-path"), prefixed] {
+        calls.store(0, Ordering::SeqCst);
+        let err = client(&url, 5).changes(None, 10).await.unwrap_err();
+        assert!(matches!(err, Error::NoServer { .. }), "{url}: {err:?}");
+        assert_eq!(err.class(), ErrorClass::Auth, "{url}");
+        let text = err.to_string();
+        assert!(
+            text.contains("no sync server at this URL") && text.contains("check the server URL"),
+            "{text}"
+        );
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "asked once, not retried");
+}

@@ -79,9 +79,14 @@ pub(crate) fn error_for_status(
         401 | 403 => Error::Auth { message: said },
         404 => match ctx.key {
             Some(key) => Error::NotFound { key: key.clone() },
-            None => Error::offline(format!(
-                "the server has no such route ({said}); check the server URL"
-            )),
+            // The feed (or another tenant-wide route) is not there: whatever answers at this
+            // URL is no sync server, and asking again will not change that.
+            None => Error::NoServer {
+                message: format!(
+                    "the sync routes answered {said}; check the server URL (the part before \
+                     /sync/v1)"
+                ),
+            },
         },
         400 => match code.as_str() {
             "invalid_key" => invalid_key(ctx.key, &message),

@@ -153,7 +153,7 @@ pub(crate) fn from_core(err: Error, folder_route: bool) -> ApiError {
             )
         }
         // A store has no business with the client's certificates: a failure of the server.
-        Error::Storage { .. } | Error::Untrusted { .. } => {
+        Error::Storage { .. } | Error::Untrusted { .. } | Error::NoServer { .. } => {
             tracing::error!(error = %err, "store failed");
             metrics::counter!(super::observe::STORE_ERRORS).increment(1);
             ApiError::new(
