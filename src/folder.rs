@@ -43,10 +43,20 @@ pub enum OpenError {
     /// The state database cannot be opened.
     #[error(transparent)]
     State(#[from] StoreError),
+    /// Called outside a tokio runtime: the folder replica and the state store run their file
+    /// and SQLite work on tokio's blocking pool.
+    #[error(
+        "sync_engine::folder::open needs a tokio runtime (its file and SQLite work runs on \
+         tokio's blocking pool): call it from inside #[tokio::main] or Runtime::block_on"
+    )]
+    NoRuntime,
 }
 
 /// Opens `dir` for sync with `transport` as its remote: creates `dir/.sync/` if needed and opens
 /// (or creates) the state database there.
+///
+/// It must run inside a tokio runtime (as must the engine it returns); outside one it fails
+/// with [`OpenError::NoRuntime`] instead of panicking.
 ///
 /// ```no_run
 /// # async fn demo() -> anyhow::Result<()> {
@@ -64,6 +74,9 @@ pub async fn open<T: Transport>(
     transport: T,
     config: EngineConfig,
 ) -> Result<FolderEngine<T>, OpenError> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(OpenError::NoRuntime);
+    }
     let replica = FolderReplica::new(dir.as_ref())?;
     let state_dir = dir.as_ref().join(STATE_DIR);
     let mkdir = state_dir.clone();

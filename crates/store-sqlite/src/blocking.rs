@@ -9,17 +9,27 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
-/// A blocking task that runs SQLite panicked or was cancelled (the runtime is shutting down).
+/// What [`run_blocking`] says when it is called outside a tokio runtime.
+pub const NO_RUNTIME: &str = "no tokio runtime is running: the SQLite stores run their work on \
+    tokio's blocking pool, so call them from inside a tokio runtime (#[tokio::main], or \
+    tokio::runtime::Runtime::block_on)";
+
+/// A blocking task that runs SQLite panicked or was cancelled (the runtime is shutting down),
+/// or there was no tokio runtime to run it on.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct TaskFailed(pub String);
 
-/// Runs `f` on tokio's blocking pool; a panic or cancellation becomes [`TaskFailed`].
+/// Runs `f` on tokio's blocking pool; a panic or cancellation becomes [`TaskFailed`], and so
+/// does a call from outside a tokio runtime (instead of tokio's panic).
 pub async fn run_blocking<T, F>(f: F) -> Result<T, TaskFailed>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(TaskFailed(NO_RUNTIME.to_owned()));
+    }
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| TaskFailed(e.to_string()))
