@@ -27,7 +27,6 @@ fn opening_a_folder_outside_a_tokio_runtime_is_an_error_not_a_panic() {
 #[test]
 fn a_sqlite_store_opened_outside_a_tokio_runtime_says_what_to_do() {
     let err = futures::executor::block_on(store_sqlite::SqliteStateStore::open_in_memory())
-        .err()
-        .expect("opening outside a runtime must fail");
+        .expect_err("opening outside a runtime must fail");
     assert!(err.to_string().contains("no tokio runtime"), "{err}");
 }
