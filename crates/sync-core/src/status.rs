@@ -186,10 +186,17 @@ fn rank(e: &ErrorEntry) -> (ErrorClass, bool, u64, &Scope) {
 pub enum SyncStatus {
     /// Sync is switched off.
     Off,
-    /// Nothing to do; `last_sync` is when the last sync finished (ms since the Unix epoch).
+    /// Not syncing now; `last_sync` is when the last sync finished (ms since the Unix epoch).
+    /// The last sync completed, but when `attention` is set some items did not sync (an
+    /// `Item` error or a `Warning`, such as a file over the size limit): the app's error area
+    /// shows that entry, the icon may show a mark beside "idle".
     Idle {
         /// When the last sync finished, if one has.
         last_sync: Option<u64>,
+        /// The top of the error stack after that sync, if it holds anything (per-item
+        /// problems only: a failure that stops syncs is `Error`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attention: Option<ErrorEntry>,
     },
     /// A sync is running: `done` of `total` planned actions are applied.
     Syncing {
@@ -222,6 +229,10 @@ impl std::fmt::Display for SyncStatus {
         match self {
             SyncStatus::Error { top } => write!(f, "error: {}", top.message),
             SyncStatus::Syncing { done, total } => write!(f, "syncing {done}/{total}"),
+            SyncStatus::Idle {
+                attention: Some(top),
+                ..
+            } => write!(f, "idle, with a problem: {}", top.message),
             other => f.write_str(other.label()),
         }
     }
@@ -306,7 +317,14 @@ mod tests {
     #[test]
     fn status_labels() {
         assert_eq!(SyncStatus::Off.to_string(), "off");
-        assert_eq!(SyncStatus::Idle { last_sync: None }.to_string(), "idle");
+        assert_eq!(
+            SyncStatus::Idle {
+                last_sync: None,
+                attention: None
+            }
+            .to_string(),
+            "idle"
+        );
         let top = ErrorEntry {
             class: ErrorClass::Auth,
             scope: Scope::Global,

@@ -125,7 +125,10 @@ const MAX_DIRTY: usize = 4096;
 impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
     /// An engine over these parts. Nothing is read until the first sync.
     pub fn new(transport: T, state: S, replica: R, config: EngineConfig) -> Self {
-        let (status, _) = watch::channel(SyncStatus::Idle { last_sync: None });
+        let (status, _) = watch::channel(SyncStatus::Idle {
+            last_sync: None,
+            attention: None,
+        });
         Engine {
             transport,
             state,
@@ -175,7 +178,10 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
     pub fn set_enabled(&mut self, on: bool) {
         self.enabled = on;
         self.status.send_replace(if on {
-            SyncStatus::Idle { last_sync: None }
+            SyncStatus::Idle {
+                last_sync: None,
+                attention: None,
+            }
         } else {
             SyncStatus::Off
         });
@@ -276,6 +282,7 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
                 report.errors = self.errors.entries().into_iter().map(Into::into).collect();
                 self.status.send_replace(SyncStatus::Idle {
                     last_sync: Some(now),
+                    attention: self.errors.top().cloned(),
                 });
                 Ok(report)
             }
@@ -294,7 +301,10 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
                 report.errors = self.errors.entries().into_iter().map(Into::into).collect();
                 let status = match self.errors.top() {
                     Some(top) => SyncStatus::Error { top: top.clone() },
-                    None => SyncStatus::Idle { last_sync: None },
+                    None => SyncStatus::Idle {
+                        last_sync: None,
+                        attention: None,
+                    },
                 };
                 self.status.send_replace(status);
                 Err(SyncFailed {

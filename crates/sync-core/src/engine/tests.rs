@@ -643,7 +643,10 @@ async fn global_errors_stop_the_sync_show_on_top_and_clear_on_success() {
     assert!(a.errors().is_empty());
     assert!(matches!(
         &*status.borrow(),
-        SyncStatus::Idle { last_sync: Some(_) }
+        SyncStatus::Idle {
+            last_sync: Some(_),
+            ..
+        }
     ));
 }
 
@@ -1003,6 +1006,15 @@ async fn a_sync_with_something_to_report_never_skips_the_next_scan() {
     );
     a.replica().inner.put(&k("big.bin"), [7u8; 64]);
     a.replica().bump();
+    a.sync_once().await.unwrap();
+    // The sync completed, but the status says the error area has something to show.
+    match &*a.status().borrow() {
+        SyncStatus::Idle {
+            last_sync: Some(_),
+            attention: Some(top),
+        } => assert_eq!(top.class, ErrorClass::Warning, "{top:?}"),
+        other => panic!("expected Idle with attention, got {other:?}"),
+    }
     for _ in 0..3 {
         let scans = a.replica().scans();
         let r = a.sync_once().await.unwrap();
