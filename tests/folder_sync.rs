@@ -623,13 +623,16 @@ async fn the_state_folder_and_database_are_owner_only() {
     std::fs::create_dir(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(dir.join("note.txt"), b"hello").unwrap();
-    std::fs::set_permissions(dir.join("note.txt"), std::fs::Permissions::from_mode(0o644))
-        .unwrap();
+    std::fs::set_permissions(dir.join("note.txt"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let mut a = world.device("a", SyncPolicy::default()).await;
     a.engine.sync_once().await.unwrap();
     assert_eq!(mode(&dir.join(".sync")), 0o700, ".sync/");
     assert_eq!(mode(&dir.join(".sync/state.db")), 0o600, "state.db");
     assert_eq!(mode(&dir.join(".sync/state.db-wal")), 0o600, "state.db-wal");
-    assert_eq!(mode(&dir.join("note.txt")), 0o644, "a synced file keeps its mode");
+    assert_eq!(
+        mode(&dir.join("note.txt")),
+        0o644,
+        "a synced file keeps its mode"
+    );
     assert_eq!(mode(&dir), 0o755, "the folder keeps its mode");
 }

@@ -413,7 +413,10 @@ async fn a_new_store_file_and_its_wal_are_owner_only() {
     store.put(&k("notes/a"), "secret").await.unwrap();
     assert_eq!(mode(&path), 0o600, "store file");
     let wal = dir.path().join("records.db-wal");
-    assert!(wal.exists(), "a write in WAL mode leaves the -wal file while open");
+    assert!(
+        wal.exists(),
+        "a write in WAL mode leaves the -wal file while open"
+    );
     assert_eq!(mode(&wal), 0o600, "-wal file");
 
     let chosen = dir.path().join("chosen.db");

@@ -68,7 +68,10 @@ async fn a_new_server_database_its_wal_and_its_blobs_are_owner_only() {
 
     assert_eq!(mode(&db), 0o600, "database file");
     let wal = with_suffix(&db, "-wal");
-    assert!(wal.exists(), "a write in WAL mode leaves the -wal file while open");
+    assert!(
+        wal.exists(),
+        "a write in WAL mode leaves the -wal file while open"
+    );
     assert_eq!(mode(&wal), 0o600, "-wal file");
     assert_eq!(mode(&with_suffix(&db, "-shm")), 0o600, "-shm file");
     let blobs = dir.path().join("server.db.blobs");
