@@ -80,7 +80,9 @@ pub async fn open<T: Transport>(
     let replica = FolderReplica::new(dir.as_ref())?;
     let state_dir = dir.as_ref().join(STATE_DIR);
     let mkdir = state_dir.clone();
-    tokio::task::spawn_blocking(move || std::fs::create_dir_all(&mkdir))
+    // Owner-only (0700 on Unix): the state and the backups are the tenant's, not other
+    // local users'. An existing `.sync/` keeps its mode.
+    tokio::task::spawn_blocking(move || store_sqlite::owner_only::create_dir_all(&mkdir))
         .await
         .map_err(|e| OpenError::StateDir {
             path: state_dir.clone(),

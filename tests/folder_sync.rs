@@ -609,3 +609,30 @@ async fn same_size_rewrite_in_the_same_second_is_synced() {
     let r = a.sync().await;
     assert_eq!((r.uploaded, r.downloaded), (0, 0), "{r:?}");
 }
+
+/// On Unix the `.sync/` folder and its state database (and `-wal`) that `folder::open`
+/// creates are owner-only: they name and describe a tenant's files. The files synced keep
+/// the modes they have.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_folder_and_database_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let world = World::new();
+    let dir = world.base.join("a");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(dir.join("note.txt"), b"hello").unwrap();
+    std::fs::set_permissions(dir.join("note.txt"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut a = world.device("a", SyncPolicy::default()).await;
+    a.engine.sync_once().await.unwrap();
+    assert_eq!(mode(&dir.join(".sync")), 0o700, ".sync/");
+    assert_eq!(mode(&dir.join(".sync/state.db")), 0o600, "state.db");
+    assert_eq!(mode(&dir.join(".sync/state.db-wal")), 0o600, "state.db-wal");
+    assert_eq!(
+        mode(&dir.join("note.txt")),
+        0o644,
+        "a synced file keeps its mode"
+    );
+    assert_eq!(mode(&dir), 0o755, "the folder keeps its mode");
+}

@@ -28,6 +28,20 @@ pub(crate) fn backups_dir(root: &Path) -> PathBuf {
     root.join(STATE_DIR).join("backups")
 }
 
+/// Creates `dir` and its missing parents (`.sync/`, `backups/`, the key's folders) owner-only
+/// (0700 on Unix): a backup is a tenant's content, not for other local users. Folders that
+/// exist keep their mode. The backup files are 0600 already (from `tempfile`).
+fn create_owner_only_dir_all(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
 /// Copies the current content of the file `key` into the backups. `None` if there is no file.
 pub(crate) fn backup(root: &Path, key: &Key, stamp: Stamp) -> Result<Option<Backup>> {
     check_no_symlinked_folder(root, key)?;
@@ -45,7 +59,7 @@ pub(crate) fn backup(root: &Path, key: &Key, stamp: Stamp) -> Result<Option<Back
         Err(e) => return Err(fail("back up", &e)),
     };
     let dir = backups_dir(root).join(key.as_str());
-    fs::create_dir_all(&dir).map_err(|e| fail("create the backup folder for", &e))?;
+    create_owner_only_dir_all(&dir).map_err(|e| fail("create the backup folder for", &e))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
         .tempfile_in(&dir)

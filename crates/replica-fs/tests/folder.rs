@@ -720,3 +720,33 @@ async fn a_reader_sees_the_old_or_the_new_file_never_a_partial_one() {
     assert_eq!(fs::read(root.join("big.bin")).unwrap()[..], last[..]);
     assert!(temp_files(&root).is_empty(), "{:?}", temp_files(&root));
 }
+
+/// On Unix the `.sync/` folder, the backup folders and the backup files the replica creates
+/// are owner-only (0700, 0600): a backup is a tenant's content. The synced file keeps its mode.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_and_their_folders_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let r = FolderReplica::new(dir.path()).unwrap();
+    let k = key("docs/a.txt");
+    r.write(&k, Bytes::from_static(b"old"), Expected::Absent)
+        .await
+        .unwrap();
+    let synced = dir.path().join("docs/a.txt");
+    fs::set_permissions(&synced, fs::Permissions::from_mode(0o644)).unwrap();
+    let b = r
+        .backup(&k, Stamp::at(1_700_000_000_000, NodeId(1)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mode(&dir.path().join(".sync")), 0o700, ".sync/");
+    assert_eq!(mode(&dir.path().join(".sync/backups")), 0o700, "backups/");
+    assert_eq!(mode(&dir.path().join(".sync/backups/docs")), 0o700);
+    assert_eq!(mode(&dir.path().join(".sync/backups/docs/a.txt")), 0o700);
+    assert_eq!(mode(&dir.path().join(&b.location)), 0o600, "backup file");
+    assert_eq!(mode(&synced), 0o644, "the synced file keeps its mode");
+    assert_eq!(mode(dir.path()), 0o755, "the synced folder keeps its mode");
+}

@@ -139,6 +139,12 @@ fn open_error(shown: &Path, source: rusqlite::Error) -> RecordsError {
 fn open_blocking(path: Option<&Path>) -> Result<Connection, RecordsError> {
     let shown = path.map_or_else(|| PathBuf::from(":memory:"), Path::to_path_buf);
     let open_err = |source| open_error(&shown, source);
+    if let Some(p) = path {
+        // Owner-only (0600 on Unix) before SQLite creates it with the umask's mode: records are
+        // a tenant's content. SQLite gives the -wal and -shm files the same mode; an existing
+        // file keeps its own. A failure here makes SQLite's open below fail and say why.
+        let _ = store_sqlite::owner_only::create_file(p);
+    }
     let mut conn = match path {
         Some(p) => Connection::open(p),
         None => Connection::open_in_memory(),

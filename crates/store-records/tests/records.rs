@@ -398,3 +398,31 @@ async fn a_settled_store_skips_its_scan_but_misses_no_edit_or_delete() {
         "two, edited"
     );
 }
+
+/// On Unix a new store file and its `-wal` are owner-only (0600): records are a tenant's
+/// content, so other local users must not read them; an existing file keeps its mode.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_store_file_and_its_wal_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.path().join("records.db");
+    let store = RecordStore::open(&path).await.unwrap();
+    store.put(&k("notes/a"), "secret").await.unwrap();
+    assert_eq!(mode(&path), 0o600, "store file");
+    let wal = dir.path().join("records.db-wal");
+    assert!(
+        wal.exists(),
+        "a write in WAL mode leaves the -wal file while open"
+    );
+    assert_eq!(mode(&wal), 0o600, "-wal file");
+
+    let chosen = dir.path().join("chosen.db");
+    std::fs::write(&chosen, b"").unwrap();
+    std::fs::set_permissions(&chosen, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let store = RecordStore::open(&chosen).await.unwrap();
+    store.put(&k("a"), "x").await.unwrap();
+    assert_eq!(mode(&chosen), 0o640, "an existing file keeps its mode");
+}

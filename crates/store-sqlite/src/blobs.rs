@@ -125,6 +125,7 @@ pub(crate) fn read_file(path: &Path, hash: &ContentHash, size: u64) -> Result<By
 }
 
 /// Writes a large blob: temporary file in the final folder, fsync, rename, fsync the folder.
+/// The folders are made owner-only, and the temporary file (so the blob) is 0600 already.
 /// A complete file already in place (from an earlier, rolled-back write) is kept.
 fn write_file(dir: &Path, hash: &ContentHash, content: &[u8]) -> Result<(), StoreError> {
     let path = blob_path(dir, hash);
@@ -134,7 +135,7 @@ fn write_file(dir: &Path, hash: &ContentHash, content: &[u8]) -> Result<(), Stor
         }
     }
     let folder = path.parent().unwrap_or(dir);
-    fs::create_dir_all(folder).map_err(|e| StoreError::io(folder, e))?;
+    crate::owner_only::create_dir_all(folder).map_err(|e| StoreError::io(folder, e))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(folder)

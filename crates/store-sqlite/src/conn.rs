@@ -127,6 +127,15 @@ fn open_blocking(
     schema: &'static Schema,
     options: StoreOptions,
 ) -> Result<Connection, StoreError> {
+    if let Some(p) = path {
+        // Owner-only before SQLite sees it: SQLite would create it with the umask's mode, and
+        // gives its -wal, -shm and -journal files the mode of this one. An empty file is an
+        // empty database to SQLite; an existing file keeps its mode. If this fails, SQLite's
+        // own open below fails too and says why.
+        if let Err(e) = crate::owner_only::create_file(p) {
+            tracing::debug!(path = %p.display(), error = %e, "cannot create the database file");
+        }
+    }
     let conn = match path {
         Some(p) => Connection::open(p),
         None => Connection::open_in_memory(),

@@ -69,7 +69,12 @@
 //! is written to a temporary file in its final folder, fsynced and renamed into place before
 //! the transaction that records it commits: a committed row never points at a missing or
 //! partial file, and a crash leaves at most an unreferenced file that the next upload of the
-//! same content reuses. Back up the database and its `.blobs` folder together. An in-memory
+//! same content reuses. Back up the database and its `.blobs` folder together.
+//!
+//! On Unix, a database file and the folders and files of its `.blobs` that a store creates
+//! are owner-only (0600 files, 0700 folders; see [`owner_only`]): other local users cannot
+//! read a tenant's content. SQLite gives the `-wal`, `-shm` and `-journal` files the mode of
+//! the database file. A file that exists already keeps its mode. An in-memory
 //! server store ([`SqliteServerStore::open_in_memory`]) keeps all content in the database.
 //!
 //! ## Change notifications
@@ -82,6 +87,7 @@ mod blobs;
 pub mod blocking;
 mod conn;
 mod error;
+pub mod owner_only;
 mod schema;
 mod server;
 mod state;

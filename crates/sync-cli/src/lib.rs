@@ -12,15 +12,63 @@
 //! This library holds only what the three programs share: running an async `main` with the
 //! failure report and exit codes of docs/SPEC.md §7 ([`run`]), the stop signal
 //! ([`shutdown_signal`]), logging ([`init_tracing`]), the load test's clients and checks, and
-//! the `sync-server tokens` commands ([`tokens`]).
+//! the `sync-server tokens` commands ([`tokens`]), and [`printable`], which every line meant
+//! for a person goes through so that text from a server cannot drive the terminal.
 //! It is not an API for apps (those use `sync-engine` and its crates) and must not grow sync
 //! logic: what an app also needs belongs in the libraries.
 
 pub mod load;
 pub mod tokens;
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::future::Future;
 use std::process::ExitCode;
+
+/// `s` made safe to print on a terminal: every character that a terminal would act on instead
+/// of showing is replaced by a visible escape. Those are the C0 controls (U+0000–U+001F, so
+/// also newline and tab inside a message) and DEL (U+007F), shown as `\x1b`; the C1 controls
+/// (U+0080–U+009F, some terminals read U+009B as an escape sequence's start), shown as
+/// `\u{9b}`; and the bidirectional overrides and isolates (U+202A–U+202E, U+2066–U+2069),
+/// which reorder what is shown, also as `\u{202e}`. Everything else, other non-ASCII text
+/// included, is kept; a string with nothing to escape is returned as it is.
+///
+/// Error messages, keys and any other text that a server or the synced folder controls reach
+/// the terminal only through this (JSON output is escaped by `serde_json` instead). Print one
+/// line per call: a newline inside `s` is escaped too.
+///
+/// ```
+/// assert_eq!(sync_cli::printable("a\u{1b}[2Jb"), "a\\x1b[2Jb");
+/// assert_eq!(sync_cli::printable("fine, é"), "fine, é");
+/// ```
+pub fn printable(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(needs_escape) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if !needs_escape(c) {
+            out.push(c);
+        } else if u32::from(c) < 0x80 {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "\\x{:02x}", u32::from(c));
+        } else {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// True for a character [`printable`] escapes.
+fn needs_escape(c: char) -> bool {
+    matches!(
+        c,
+        '\u{0}'..='\u{1f}'
+            | '\u{7f}'..='\u{9f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
+    )
+}
 
 /// Runs a program's async body on a multi-threaded tokio runtime and returns the process's
 /// exit code: the body's own, or 1 after printing its error on stderr as `error: <what
@@ -44,7 +92,10 @@ where
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!("error: internal error: {what}{at}. This is a bug: please report it with the command that caused it");
+        eprintln!(
+            "error: internal error: {}{at}. This is a bug: please report it with the command that caused it",
+            printable(&what)
+        );
     }));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -67,11 +118,12 @@ where
     }
 }
 
-/// Prints `error: <e>` and each cause of `e` on stderr, one line each.
+/// Prints `error: <e>` and each cause of `e` on stderr, one line each, through
+/// [`printable`] (a cause may quote the server).
 pub fn report(e: &anyhow::Error) {
-    eprintln!("error: {e}");
+    eprintln!("error: {}", printable(&e.to_string()));
     for cause in e.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+        eprintln!("  caused by: {}", printable(&cause.to_string()));
     }
 }
 
@@ -105,5 +157,62 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+    use std::borrow::Cow;
+
+    #[test]
+    fn plain_text_is_kept_as_it_is() {
+        for s in [
+            "",
+            "uploaded 3, downloaded 0",
+            "notes/été.txt",
+            "日本語 ✓",
+            "a\\x1b b",
+        ] {
+            assert!(matches!(printable(s), Cow::Borrowed(b) if b == s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn terminal_escapes_become_visible_and_harmless() {
+        let hostile = "\u{1b}]0;pwned\u{7}\u{1b}[2J";
+        let shown = printable(hostile);
+        assert_eq!(shown, "\\x1b]0;pwned\\x07\\x1b[2J");
+        assert!(!shown.contains('\u{1b}') && !shown.contains('\u{7}'));
+    }
+
+    #[test]
+    fn every_c0_control_and_del_are_escaped_newlines_and_tabs_too() {
+        assert_eq!(printable("a\nb\tc\rd\0"), "a\\x0ab\\x09c\\x0dd\\x00");
+        assert_eq!(printable("\u{7f}"), "\\x7f");
+        for c in (0u32..0x20).chain([0x7f]).filter_map(char::from_u32) {
+            let shown = printable(&c.to_string()).into_owned();
+            assert_eq!(shown, format!("\\x{:02x}", u32::from(c)));
+        }
+    }
+
+    #[test]
+    fn c1_controls_and_bidi_overrides_are_escaped() {
+        assert_eq!(printable("\u{9b}31m"), "\\u{9b}31m");
+        assert_eq!(printable("\u{80}\u{9f}"), "\\u{80}\\u{9f}");
+        assert_eq!(printable("evil\u{202e}txt.exe"), "evil\\u{202e}txt.exe");
+        for c in (0x202a..=0x202e)
+            .chain(0x2066..=0x2069)
+            .filter_map(char::from_u32)
+        {
+            assert_eq!(
+                printable(&c.to_string()),
+                format!("\\u{{{:x}}}", u32::from(c))
+            );
+        }
+        // Neighbours that are not controls stay.
+        for s in ["\u{a0}", "\u{2029}", "\u{202f}", "\u{2065}", "\u{206a}"] {
+            assert_eq!(printable(s), s);
+        }
     }
 }

@@ -8,6 +8,8 @@ use anyhow::Context;
 use sync_core::server::{TokenInfo, TokenStore};
 use sync_core::TenantId;
 
+use crate::printable;
+
 /// Makes a token for `device` of `tenant` and prints it (once: only its hash is kept): alone
 /// on stdout, or as one JSON line with `json`.
 pub async fn add(
@@ -36,9 +38,9 @@ pub async fn add(
         eprintln!(
             "made token {} for device {:?} of tenant {}. It is shown only this once: give it \
              to the device (folder-sync --token-file FILE, or SYNC_TOKEN)",
-            made.info.id,
+            printable(&made.info.id),
             made.info.device,
-            made.info.tenant.as_str()
+            printable(made.info.tenant.as_str())
         );
     }
     Ok(())
@@ -62,8 +64,8 @@ pub async fn list(store: &dyn TokenStore, tenant: Option<&str>, json: bool) -> a
     for t in &tokens {
         println!(
             "{}  tenant {}  device {:?}  created {}  last used {}",
-            t.id,
-            t.tenant.as_str(),
+            printable(&t.id),
+            printable(t.tenant.as_str()),
             t.device,
             date(t.created_millis),
             t.last_used_millis.map_or_else(|| "never".to_owned(), date)
@@ -82,7 +84,10 @@ pub async fn revoke(store: &dyn TokenStore, id: &str) -> anyhow::Result<()> {
         gone,
         "there is no token {id:?} (or it was revoked already); `sync-server tokens list` shows them"
     );
-    println!("revoked {id}; running servers refuse it from their next request");
+    println!(
+        "revoked {}; running servers refuse it from their next request",
+        printable(id)
+    );
     Ok(())
 }
 

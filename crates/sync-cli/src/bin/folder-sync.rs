@@ -29,6 +29,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use sync_cli::printable;
 use sync_core::{
     DeletePolicy, EngineConfig, Identity, Key, Revision, SyncPolicy, SyncReport, TenantId,
     Transport,
@@ -218,7 +219,7 @@ async fn sync<T: Transport + 'static>(
                 let out = serde_json::json!({ "key": key, "rev": rev, "report": report });
                 println!("{out}");
             } else {
-                println!("restored {key} to revision {rev}");
+                println!("restored {} to revision {rev}", printable(key.as_str()));
                 print_report(&report, false)?;
             }
             return Ok(ExitCode::from(code));
@@ -233,7 +234,10 @@ async fn sync<T: Transport + 'static>(
             Err(failed) => {
                 // The report (stdout) lists it too; this says why the exit code is not 0.
                 if code != 0 {
-                    eprintln!("error: the sync stopped: {}", failed.error);
+                    eprintln!(
+                        "error: the sync stopped: {}",
+                        printable(&failed.error.to_string())
+                    );
                 }
                 failed.partial
             }
@@ -245,7 +249,7 @@ async fn sync<T: Transport + 'static>(
         &mut engine,
         WatchOptions::default(),
         sync_cli::shutdown_signal(),
-        |status| println!("{}", folder::status_line(status)),
+        |status| println!("{}", printable(&folder::status_line(status))),
     )
     .await
     .with_context(|| format!("cannot watch {} for changes", args.dir.display()))?;
@@ -317,7 +321,7 @@ fn print_report(report: &SyncReport, json: bool) -> anyhow::Result<()> {
             report.skipped
         );
         for e in &report.errors {
-            println!("{:?}: {}", e.class, e.message);
+            println!("{:?}: {}", e.class, printable(&e.message));
         }
     }
     Ok(())

@@ -64,7 +64,7 @@ fn main() -> ExitCode {
         tokens: args.tokens,
     };
     sync_cli::run(async move {
-        let outcome = load::run(&options, |line| println!("{line}")).await?;
+        let outcome = load::run(&options, |line| println!("{}", sync_cli::printable(line))).await?;
         if outcome.passed() {
             return Ok(ExitCode::SUCCESS);
         }

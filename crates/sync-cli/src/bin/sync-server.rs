@@ -40,6 +40,7 @@ use anyhow::Context;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use store_postgres::PgServerStore;
 use store_sqlite::SqliteServerStore;
+use sync_cli::printable;
 use sync_core::server::TokenStore;
 use sync_core::{ServerConfig, ServerStore, DEFAULT_MAX_ITEM_BYTES};
 use transport_http::server::{
@@ -343,7 +344,10 @@ async fn serve_metrics(addr: SocketAddr) -> anyhow::Result<()> {
     );
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
-            eprintln!("the metrics listener stopped: {e}");
+            eprintln!(
+                "the metrics listener stopped: {}",
+                printable(&e.to_string())
+            );
         }
     });
     println!("metrics on http://{bound}/metrics");
@@ -406,8 +410,14 @@ fn reload_on_sighup(file: Arc<TokenFile>) -> anyhow::Result<()> {
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
             match file.reload() {
-                Ok(n) => eprintln!("reloaded {} ({n} tokens)", file.path().display()),
-                Err(e) => eprintln!("error: {e}; the tokens loaded before stay in force"),
+                Ok(n) => eprintln!(
+                    "reloaded {} ({n} tokens)",
+                    printable(&file.path().display().to_string())
+                ),
+                Err(e) => eprintln!(
+                    "error: {}; the tokens loaded before stay in force",
+                    printable(&e.to_string())
+                ),
             }
         }
     });
