@@ -876,90 +876,12 @@ fn w_tenant() -> TenantId {
     TenantId::new("t")
 }
 
-/// A memory replica with a change token the test moves by hand, counting scans.
-struct Tokened {
-    inner: MemoryReplica,
-    token: std::sync::atomic::AtomicU64,
-    scans: std::sync::atomic::AtomicU64,
-}
-
-impl Tokened {
-    fn bump(&self) {
-        self.token.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    }
-    fn scans(&self) -> u64 {
-        self.scans.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-#[async_trait]
-impl Replica for Tokened {
-    async fn scan(&self, known: &BTreeMap<Key, KnownItem>, max: u64) -> crate::Result<crate::Scan> {
-        self.scans.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.scan(known, max).await
-    }
-    async fn change_token(&self) -> crate::Result<Option<u64>> {
-        Ok(Some(self.token.load(std::sync::atomic::Ordering::SeqCst)))
-    }
-    async fn read(&self, key: &Key) -> crate::Result<bytes::Bytes> {
-        self.inner.read(key).await
-    }
-    async fn write(
-        &self,
-        key: &Key,
-        content: bytes::Bytes,
-        expected: crate::Expected,
-    ) -> crate::Result<crate::LocalItem> {
-        self.bump();
-        self.inner.write(key, content, expected).await
-    }
-    async fn create_folder(&self, key: &Key) -> crate::Result<crate::LocalItem> {
-        self.bump();
-        self.inner.create_folder(key).await
-    }
-    async fn backup(&self, key: &Key, stamp: crate::Stamp) -> crate::Result<Option<crate::Backup>> {
-        self.inner.backup(key, stamp).await
-    }
-    async fn remove(&self, key: &Key, expected: crate::Expected) -> crate::Result<()> {
-        self.bump();
-        self.inner.remove(key, expected).await
-    }
-    async fn backups(&self) -> crate::Result<Vec<crate::Backup>> {
-        self.inner.backups().await
-    }
-    async fn read_backup(&self, backup: &crate::Backup) -> crate::Result<bytes::Bytes> {
-        self.inner.read_backup(backup).await
-    }
-}
-
-fn tokened_device(
-    w: &World,
-    policy: SyncPolicy,
-) -> Engine<LocalTransport<MemoryServerStore>, MemoryStateStore, Tokened> {
-    Engine::new(
-        LocalTransport::new(w.server.clone(), w.tenant.clone()),
-        MemoryStateStore::default(),
-        Tokened {
-            inner: MemoryReplica::new(w.time.clone()),
-            token: Default::default(),
-            scans: Default::default(),
-        },
-        EngineConfig {
-            policy,
-            time: w.time.clone(),
-            node: Some(NodeId(9)),
-            ..EngineConfig::default()
-        },
-    )
-}
-
 #[tokio::test]
 async fn an_unchanged_token_and_no_remote_change_skip_the_scan() {
     let w = World::new();
-    let mut a = tokened_device(&w, SyncPolicy::default());
+    let mut a = counted_device(&w, 9, SyncPolicy::default());
     let mut b = w.device(2, SyncPolicy::default());
     a.replica().inner.put(&k("notes/a.txt"), b"one");
-    a.replica().bump();
     assert_eq!(a.sync_once().await.unwrap().uploaded, 1);
     // The first sync wrote nothing locally but found work: the next one scans to settle.
     let settle = a.sync_once().await.unwrap();
@@ -976,7 +898,6 @@ async fn an_unchanged_token_and_no_remote_change_skip_the_scan() {
     // A local edit moves the token: scanned and uploaded.
     w.tick();
     a.replica().inner.put(&k("notes/a.txt"), b"two");
-    a.replica().bump();
     assert_eq!(a.sync_once().await.unwrap().uploaded, 1);
 
     // A remote change with the token unmoved: the change feed brings it, so it is scanned.
@@ -997,15 +918,15 @@ async fn an_unchanged_token_and_no_remote_change_skip_the_scan() {
 #[tokio::test]
 async fn a_sync_with_something_to_report_never_skips_the_next_scan() {
     let w = World::new();
-    let mut a = tokened_device(
+    let mut a = counted_device(
         &w,
+        9,
         SyncPolicy {
             max_item_bytes: 8,
             ..SyncPolicy::default()
         },
     );
     a.replica().inner.put(&k("big.bin"), [7u8; 64]);
-    a.replica().bump();
     a.sync_once().await.unwrap();
     // The sync completed, but the status says the error area has something to show.
     match &*a.status().borrow() {
@@ -1035,6 +956,10 @@ struct Counted {
 impl Counted {
     fn full_scans(&self) -> u64 {
         self.full.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    /// Scans so far, full or partial.
+    fn scans(&self) -> u64 {
+        self.full_scans() + self.partial.lock().unwrap().len() as u64
     }
     /// The number of keys each partial scan so far covered.
     fn partial_scans(&self) -> Vec<usize> {
