@@ -93,6 +93,36 @@ pub(super) trait InPlace: Sized {
     ) -> impl Future<Output = Result<Applied>> + Send;
 }
 
+/// A phase whose steps are applied in batches (several at a time, or one request each).
+pub(super) trait Batched: Sized {
+    /// Applies one batch of this phase's steps: one result per step, in order.
+    fn apply_batch<T: Transport, R: Replica>(
+        ctx: &mut Context<'_, T, R>,
+        steps: &[Step<Self>],
+        concurrency: usize,
+    ) -> impl Future<Output = Vec<Result<Applied>>> + Send;
+}
+
+impl Batched for Download {
+    async fn apply_batch<T: Transport, R: Replica>(
+        ctx: &mut Context<'_, T, R>,
+        steps: &[Step<Download>],
+        concurrency: usize,
+    ) -> Vec<Result<Applied>> {
+        download_many(ctx.transport, ctx.replica, steps, concurrency).await
+    }
+}
+
+impl Batched for Upload {
+    async fn apply_batch<T: Transport, R: Replica>(
+        ctx: &mut Context<'_, T, R>,
+        steps: &[Step<Upload>],
+        _: usize,
+    ) -> Vec<Result<Applied>> {
+        ctx.upload_many(steps).await
+    }
+}
+
 impl InPlace for Skip {
     async fn apply<T: Transport, R: Replica>(
         _: &mut Context<'_, T, R>,

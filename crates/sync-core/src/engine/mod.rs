@@ -40,7 +40,7 @@ use crate::{
     Transport,
 };
 
-use apply::InPlace;
+use apply::{Batched, InPlace};
 use settle::Settler;
 
 /// How an [`Engine`] behaves.
@@ -622,76 +622,10 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
         self.in_place(&local_folders, &mut run).await?;
         self.in_place(&keep_loser_then_download, &mut run).await?;
         self.in_place(&merges, &mut run).await?;
-        // Downloads and uploads keep two batches going: while one batch's results are
-        // settled (state commits), the next is fetched or pushed. A failure that stops the
-        // sync drops the batch in flight unsettled: its items are written on both sides with
-        // the same content, which the next sync records without a transfer.
-        {
-            let concurrency = self.config.concurrency;
-            let Parts {
-                context,
-                mut settler,
-            } = self.parts(run.pass.seen)?;
-            let (transport, replica) = (context.transport, context.replica);
-            let mut chunks = downloads.chunks(DOWNLOAD_CHUNK);
-            let mut ready = None;
-            loop {
-                let (next, prev) = (chunks.next(), ready.take());
-                let fetch = async {
-                    match next {
-                        Some(c) => Some((
-                            c,
-                            apply::download_many(transport, replica, c, concurrency).await,
-                        )),
-                        None => None,
-                    }
-                };
-                let settle = async {
-                    match prev {
-                        Some((c, results)) => settler.settle_all(c, results, &mut run).await,
-                        None => Ok(()),
-                    }
-                };
-                let (fetched, settled) = futures::future::join(fetch, settle).await;
-                settled?;
-                match fetched {
-                    Some(f) => ready = Some(f),
-                    None => break,
-                }
-            }
-        }
-        {
-            let Parts {
-                mut context,
-                mut settler,
-            } = self.parts(run.pass.seen)?;
-            let mut chunks = upload_chunks(&uploads).into_iter();
-            let mut ready = None;
-            loop {
-                let (next, prev) = (chunks.next(), ready.take());
-                // The Lamport `seen` as settled so far (the batch being settled may raise it
-                // after this push is sent; the server's counter is past it anyway).
-                context.seen = context.seen.max(run.pass.seen);
-                let push = async {
-                    match next {
-                        Some(c) => Some((c, context.upload_many(c).await)),
-                        None => None,
-                    }
-                };
-                let settle = async {
-                    match prev {
-                        Some((c, results)) => settler.settle_all(c, results, &mut run).await,
-                        None => Ok(()),
-                    }
-                };
-                let (pushed, settled) = futures::future::join(push, settle).await;
-                settled?;
-                match pushed {
-                    Some(p) => ready = Some(p),
-                    None => break,
-                }
-            }
-        }
+        self.pipelined(downloads.chunks(DOWNLOAD_CHUNK), &mut run)
+            .await?;
+        self.pipelined(upload_chunks(&uploads).into_iter(), &mut run)
+            .await?;
         self.in_place(&removals, &mut run).await?;
         // Settled when every item was done or reported against its own key: those keys are
         // looked at again next time, whatever else changes.
@@ -736,6 +670,47 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
         }
         let known = known_items(&self.cached()?.state);
         Ok((self.replica.scan(&known, max).await?, None))
+    }
+
+    /// Applies a batched phase, keeping two batches going: while one batch's results are
+    /// settled (state commits), the next is fetched or pushed. A failure that stops the sync
+    /// drops the batch in flight unsettled: its items are written on both sides with the same
+    /// content, which the next sync records without a transfer.
+    async fn pipelined<'s, P: Batched + 's>(
+        &mut self,
+        mut chunks: impl Iterator<Item = &'s [Step<P>]>,
+        run: &mut Run<'_>,
+    ) -> crate::Result<()> {
+        let concurrency = self.config.concurrency;
+        let Parts {
+            mut context,
+            mut settler,
+        } = self.parts(run.pass.seen)?;
+        let mut ready = None;
+        loop {
+            let (next, prev) = (chunks.next(), ready.take());
+            // The Lamport `seen` as settled so far (the batch being settled may raise it after
+            // the next one is sent; the server's counter is past it anyway).
+            context.seen = context.seen.max(run.pass.seen);
+            let apply = async {
+                match next {
+                    Some(c) => Some((c, P::apply_batch(&mut context, c, concurrency).await)),
+                    None => None,
+                }
+            };
+            let settle = async {
+                match prev {
+                    Some((c, results)) => settler.settle_all(c, results, run).await,
+                    None => Ok(()),
+                }
+            };
+            let (applied, settled) = futures::future::join(apply, settle).await;
+            settled?;
+            match applied {
+                Some(a) => ready = Some(a),
+                None => return Ok(()),
+            }
+        }
     }
 
     /// Applies the steps of a one-at-a-time phase, in order, settling each.
