@@ -159,6 +159,7 @@ fn open_blocking(path: Option<&Path>) -> Result<Connection, RecordsError> {
         // Up to 32 MiB of page cache (default 2 MiB), held only once used.
         conn.pragma_update(None, "cache_size", -32 * 1024)
             .map_err(open_err)?;
+        store_sqlite::set_wal_checkpoints(&conn).map_err(open_err)?;
     }
     migrate(&mut conn, &shown, MIGRATIONS)?;
     Ok(conn)

@@ -94,7 +94,7 @@ mod state;
 mod tokens;
 
 pub use blobs::INLINE_MAX;
-pub use conn::{Journal, StoreOptions};
+pub use conn::{set_wal_checkpoints, Journal, StoreOptions};
 pub use error::StoreError;
 pub use server::SqliteServerStore;
 pub use state::SqliteStateStore;

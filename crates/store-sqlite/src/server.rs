@@ -318,7 +318,9 @@ fn tenant_id(conn: &Connection, name: &str) -> Result<Option<(i64, Revision)>, S
         .map(|(id, c)| (id, Revision(u64_from_sql(c)))))
 }
 
-/// One push inside an open transaction or savepoint (content already checked).
+/// One push inside an open transaction (content already checked). Every error that is not a
+/// storage error (a refusal of the write rules) comes before the first write, so a batch goes
+/// on after it without a savepoint; a storage error fails the whole transaction.
 fn apply_push(
     conn: &Connection,
     inner: &Inner,
@@ -355,12 +357,6 @@ fn locate_version(
         _ => BlobData::Inline(Bytes::new()),
     };
     Ok(Some((version, data)))
-}
-
-/// Runs a statement without parameters or rows through the statement cache.
-fn run_cached(conn: &Connection, sql: &str) -> Result<(), StoreError> {
-    conn.prepare_cached(sql)?.execute([])?;
-    Ok(())
 }
 
 /// A version row of `key`: its kind and metadata.
@@ -566,23 +562,12 @@ impl ServerStore for SqliteServerStore {
                         results.push(Err(e));
                         continue;
                     }
-                    // Each request in its own savepoint: a failed one leaves no trace. The
-                    // statements are cached (`Connection::savepoint` parses them every time,
-                    // which cost more than the write of a small item).
-                    run_cached(&tx, "SAVEPOINT one_push")?;
-                    let before = (w.counter, w.feed_moved);
+                    // No savepoint per request: a refused one wrote nothing (see
+                    // `apply_push`), and a storage error ends the whole batch.
                     match apply_push(&tx, &inner, &mut w, &req) {
-                        Ok(outcome) => {
-                            run_cached(&tx, "RELEASE one_push")?;
-                            results.push(Ok(outcome));
-                        }
+                        Ok(outcome) => results.push(Ok(outcome)),
                         Err(e @ Error::Storage { .. }) => return Err(e),
-                        Err(e) => {
-                            run_cached(&tx, "ROLLBACK TO one_push")?;
-                            run_cached(&tx, "RELEASE one_push")?;
-                            (w.counter, w.feed_moved) = before;
-                            results.push(Err(e));
-                        }
+                        Err(e) => results.push(Err(e)),
                     }
                 }
                 w.save(&tx)?;

@@ -1,8 +1,9 @@
 //! Executing the steps of a [`Plan`](crate::reconcile::Plan): the I/O of a sync, through the
 //! traits only.
 //!
-//! [`InPlace`] runs one step of a one-at-a-time phase; [`download_many`] and
-//! [`Context::upload_many`] run the downloads and uploads several at a time. Every step
+//! [`InPlace`] runs one step of a one-at-a-time phase; [`Batched`] the downloads
+//! ([`download_many`]) and uploads ([`read_planned`], then [`Context::push_read`]) several at a
+//! time. Every step
 //! re-checks what the plan saw before it touches anything: local content is re-read and its
 //! hash compared, local writes and removals pass the fingerprint the plan saw to the replica,
 //! remote writes carry a precondition. Content arriving from the server is checked against its
@@ -93,20 +94,39 @@ pub(super) trait InPlace: Sized {
     ) -> impl Future<Output = Result<Applied>> + Send;
 }
 
-/// A phase whose steps are applied in batches (several at a time, or one request each).
+/// A phase whose steps are applied in batches (several at a time, or one request each), in two
+/// stages: [`Batched::prepare`] needs only shared access (the engine prepares the next batch
+/// while one is applied), [`Batched::apply_batch`] finishes it.
 pub(super) trait Batched: Sized {
-    /// Applies one batch of this phase's steps: one result per step, in order.
+    /// What the first stage hands the second.
+    type Prepared: Send;
+
+    /// The first stage of a batch: what can be done before the batch before it is applied.
+    fn prepare<R: Replica>(
+        replica: &R,
+        steps: &[Step<Self>],
+    ) -> impl Future<Output = Self::Prepared> + Send;
+
+    /// Applies one prepared batch of this phase's steps: one result per step, in order.
     fn apply_batch<T: Transport, R: Replica>(
         ctx: &mut Context<'_, T, R>,
         steps: &[Step<Self>],
+        prepared: Self::Prepared,
         concurrency: usize,
     ) -> impl Future<Output = Vec<Result<Applied>>> + Send;
 }
 
 impl Batched for Download {
+    /// Nothing: a download's first stage is its fetch, which [`download_many`] overlaps with
+    /// the writes itself.
+    type Prepared = ();
+
+    async fn prepare<R: Replica>(_: &R, _: &[Step<Download>]) {}
+
     async fn apply_batch<T: Transport, R: Replica>(
         ctx: &mut Context<'_, T, R>,
         steps: &[Step<Download>],
+        (): (),
         concurrency: usize,
     ) -> Vec<Result<Applied>> {
         download_many(ctx.transport, ctx.replica, steps, concurrency).await
@@ -114,12 +134,23 @@ impl Batched for Download {
 }
 
 impl Batched for Upload {
+    /// The local contents, read and checked against what the plan saw.
+    type Prepared = Vec<Result<(Bytes, ContentHash)>>;
+
+    async fn prepare<R: Replica>(
+        replica: &R,
+        steps: &[Step<Upload>],
+    ) -> Vec<Result<(Bytes, ContentHash)>> {
+        read_planned(replica, steps).await
+    }
+
     async fn apply_batch<T: Transport, R: Replica>(
         ctx: &mut Context<'_, T, R>,
         steps: &[Step<Upload>],
+        reads: Vec<Result<(Bytes, ContentHash)>>,
         _: usize,
     ) -> Vec<Result<Applied>> {
-        ctx.upload_many(steps).await
+        ctx.push_read(steps, reads).await
     }
 }
 
@@ -332,19 +363,13 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
         as_planned(local_key, local, content).map(|(content, _)| content)
     }
 
-    /// Uploads a batch of steps: reads their content in one [`Replica::read_many`] and
-    /// re-checks each against what the plan saw, then pushes them in one `push_many`. One
+    /// Pushes a batch of steps whose contents [`read_planned`] read, in one `push_many`. One
     /// result per step, in order.
-    pub async fn upload_many(&mut self, steps: &[Step<Upload>]) -> Vec<Result<Applied>> {
-        let keys: Vec<Key> = steps.iter().map(|s| s.local_key.clone()).collect();
-        let reads: Vec<Result<(Bytes, ContentHash)>> = self
-            .replica
-            .read_many(&keys)
-            .await
-            .into_iter()
-            .zip(steps)
-            .map(|(read, s)| as_planned(&s.local_key, &s.op.local, read?))
-            .collect();
+    pub async fn push_read(
+        &mut self,
+        steps: &[Step<Upload>],
+        reads: Vec<Result<(Bytes, ContentHash)>>,
+    ) -> Vec<Result<Applied>> {
         let mut results: Vec<Option<Result<Applied>>> = Vec::with_capacity(steps.len());
         let mut requests = Vec::new();
         let mut pushed = Vec::new();
@@ -599,6 +624,22 @@ fn downloaded(step: &Step<Download>, written: &LocalItem) -> Applied {
 pub(super) const FETCH_TOGETHER_BYTES: u64 = 64 * 1024;
 /// Files fetched per [`Transport::fetch_many`] call.
 pub(super) const FETCH_TOGETHER: usize = 500;
+
+/// Reads the contents of upload steps in one [`Replica::read_many`], each checked against what
+/// the plan saw (its hash, the content and the hash otherwise).
+async fn read_planned<R: Replica>(
+    replica: &R,
+    steps: &[Step<Upload>],
+) -> Vec<Result<(Bytes, ContentHash)>> {
+    let keys: Vec<Key> = steps.iter().map(|s| s.local_key.clone()).collect();
+    replica
+        .read_many(&keys)
+        .await
+        .into_iter()
+        .zip(steps)
+        .map(|(read, s)| as_planned(&s.local_key, &s.op.local, read?))
+        .collect()
+}
 
 /// Applies downloads: small files fetched together ([`FETCH_TOGETHER`] per
 /// [`Transport::fetch_many`], one request where the transport batches), larger ones alone;

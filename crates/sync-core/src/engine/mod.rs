@@ -672,10 +672,11 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
         Ok((self.replica.scan(&known, max).await?, None))
     }
 
-    /// Applies a batched phase, keeping two batches going: while one batch's results are
-    /// settled (state commits), the next is fetched or pushed. A failure that stops the sync
-    /// drops the batch in flight unsettled: its items are written on both sides with the same
-    /// content, which the next sync records without a transfer.
+    /// Applies a batched phase, keeping three batches going: while one batch's results are
+    /// settled (state commits), the next is applied (fetched or pushed) and the one after it
+    /// prepared (an upload's contents read). A failure that stops the sync drops the batches
+    /// in flight unsettled: their items are written on both sides with the same content, or
+    /// not at all, which the next sync records without a transfer or redoes.
     async fn pipelined<'s, P: Batched + 's>(
         &mut self,
         mut chunks: impl Iterator<Item = &'s [Step<P>]>,
@@ -686,30 +687,39 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             mut context,
             mut settler,
         } = self.parts(run.pass.seen)?;
-        let mut ready = None;
+        let replica = context.replica;
+        let (mut prepared, mut applied) = (None, None);
         loop {
-            let (next, prev) = (chunks.next(), ready.take());
+            let (next, to_apply, to_settle) = (chunks.next(), prepared.take(), applied.take());
+            if next.is_none() && to_apply.is_none() && to_settle.is_none() {
+                return Ok(());
+            }
             // The Lamport `seen` as settled so far (the batch being settled may raise it after
             // the next one is sent; the server's counter is past it anyway).
             context.seen = context.seen.max(run.pass.seen);
-            let apply = async {
+            let prepare = async {
                 match next {
-                    Some(c) => Some((c, P::apply_batch(&mut context, c, concurrency).await)),
+                    Some(c) => Some((c, P::prepare(replica, c).await)),
+                    None => None,
+                }
+            };
+            let apply = async {
+                match to_apply {
+                    Some((c, p)) => {
+                        Some((c, P::apply_batch(&mut context, c, p, concurrency).await))
+                    }
                     None => None,
                 }
             };
             let settle = async {
-                match prev {
+                match to_settle {
                     Some((c, results)) => settler.settle_all(c, results, run).await,
                     None => Ok(()),
                 }
             };
-            let (applied, settled) = futures::future::join(apply, settle).await;
+            let (ready, done, settled) = futures::future::join3(prepare, apply, settle).await;
             settled?;
-            match applied {
-                Some(a) => ready = Some(a),
-                None => return Ok(()),
-            }
+            (prepared, applied) = (ready, done);
         }
     }
 
