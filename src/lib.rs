@@ -34,8 +34,9 @@ pub use sync_core::memory;
 pub use sync_core::{
     merge, ConflictPolicy, ContentHash, DeletePolicy, Engine, EngineConfig, Error, ErrorClass,
     ErrorEntry, ErrorStack, Identity, Key, KeyError, Merge, NeverSync, NeverSyncReplica, Replica,
-    Result, Revision, RunOptions, Scope, ServerConfig, ServerStore, Stamp, StateStore, SyncFailed,
-    SyncHandle, SyncPolicy, SyncReport, SyncStatus, TenantId, Transport,
+    Result, Revision, RunOptions, Scope, ScopedTransport, ServerConfig, ServerStore, Stamp,
+    StateStore, SyncEvent, SyncFailed, SyncHandle, SyncPolicy, SyncReport, SyncStatus, TenantId,
+    Transport,
 };
 
 /// The HTTP protocol: the client transport (feature `http-client`) and the server (feature

@@ -187,11 +187,18 @@ fn skipped(
     class: ErrorClass,
     message: impl Into<String>,
 ) -> Skipped {
+    let path = path.to_string_lossy().into_owned();
+    // The message names what it is about, as every replica's does (the engine adds the path
+    // only to one without a key).
+    let message = match key {
+        Some(_) => format!("{path}: {}", message.into()),
+        None => message.into(),
+    };
     Skipped {
         key,
-        path: path.to_string_lossy().into_owned(),
+        path,
         class,
-        message: message.into(),
+        message,
     }
 }
 
@@ -701,7 +708,7 @@ mod tests {
             (_, Hashed::Skip(s)) => {
                 assert_eq!(s.key, Some(key.clone()));
                 assert_eq!(s.class, ErrorClass::Item);
-                assert_eq!(s.message, CHANGED_WHILE_READING);
+                assert_eq!(s.message, format!("a.txt: {CHANGED_WHILE_READING}"));
             }
             (_, Hashed::Item(i)) => panic!("reported {i:?}"),
         }

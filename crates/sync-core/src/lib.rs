@@ -49,6 +49,7 @@ mod policy;
 mod protocol;
 mod replica;
 mod revision;
+mod scope;
 mod server_store;
 mod stamp;
 mod state_store;
@@ -65,8 +66,8 @@ pub mod testkit;
 
 pub use cursor::{Cursor, CursorParseError, Epoch};
 pub use engine::{
-    ConflictRecord, ConflictVersion, ConflictWinner, Engine, EngineConfig, RunOptions, SyncFailed,
-    SyncHandle, SyncReport,
+    ConflictRecord, ConflictVersion, ConflictWinner, Engine, EngineConfig, RunOptions, SyncEvent,
+    SyncFailed, SyncHandle, SyncReport, EVENTS_KEPT,
 };
 pub use error::{Error, Result};
 pub use hash::{ContentHash, HashParseError};
@@ -88,6 +89,7 @@ pub use replica::{
     REPLICA_MANY_CONCURRENCY,
 };
 pub use revision::Revision;
+pub use scope::ScopedTransport;
 pub use server_store::{ServerConfig, ServerStore};
 pub use stamp::{Clock, ManualTime, NodeId, Stamp, StampParseError, SystemTimeSource, TimeSource};
 pub use state_store::{ClientState, StateBatch, StateStore, RECENT_CONFLICTS};

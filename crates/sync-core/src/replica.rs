@@ -58,7 +58,8 @@ pub struct Skipped {
     pub path: String,
     /// `Item` (a problem to fix) or `Warning` (skipped on purpose).
     pub class: ErrorClass,
-    /// What happened and what to do.
+    /// What happened and what to do; with a `key`, it starts with the item's name (the
+    /// engine puts `path` before a message without one).
     pub message: String,
 }
 

@@ -7,7 +7,10 @@ use sync_core::memory::{LocalTransport, MemoryReplica, MemoryServerStore, Memory
 use sync_core::testkit::{
     replica_suite, server_store_suite, state_store_suite, token_store_suite, transport_suite,
 };
-use sync_core::{ManualTime, ServerConfig, TenantId};
+use sync_core::{
+    FolderRequest, Key, ManualTime, Revision, ScopedTransport, ServerConfig, Stamp, TenantId,
+    Transport,
+};
 
 #[tokio::test]
 async fn memory_server_store_conforms() {
@@ -59,6 +62,36 @@ async fn local_transport_conforms_on_a_multi_thread_runtime() {
                 LocalTransport::new(store.clone(), TenantId::new("alice")),
                 LocalTransport::new(store, TenantId::new("bob")),
             )
+        }
+        .boxed()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_scoped_transport_conforms() {
+    // Each tenant's transport narrowed to a prefix; the suite's keys all land under it. The
+    // scope's folders exist already (as after a first write), so the revisions the suite
+    // expects are the ones its own writes take.
+    transport_suite(|| {
+        async {
+            let store = Arc::new(MemoryServerStore::new(ServerConfig::default()));
+            let scope = Key::new("apps/notes").unwrap();
+            let scoped = |tenant: &str| {
+                let t = LocalTransport::new(store.clone(), TenantId::new(tenant));
+                let scope = scope.clone();
+                async move {
+                    t.ensure_folder(FolderRequest {
+                        key: scope.clone(),
+                        stamp: Stamp::default(),
+                        seen: Revision(0),
+                    })
+                    .await
+                    .unwrap();
+                    ScopedTransport::new(t, scope)
+                }
+            };
+            (scoped("alice").await, scoped("bob").await)
         }
         .boxed()
     })

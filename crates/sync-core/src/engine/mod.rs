@@ -29,9 +29,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use report::{
-    ConflictRecord, ConflictVersion, ConflictWinner, ReportedError, SyncFailed, SyncReport,
+    ConflictRecord, ConflictVersion, ConflictWinner, ReportedError, SyncEvent, SyncFailed,
+    SyncReport,
 };
-pub use run::{RunOptions, SyncHandle};
+pub use run::{RunOptions, SyncHandle, EVENTS_KEPT};
 
 use crate::reconcile::{reconcile, Plan, ReconcileInput, Step, Upload};
 use crate::{
@@ -92,7 +93,8 @@ pub struct Engine<T, S, R> {
     config: EngineConfig,
     loaded: Option<Loaded>,
     errors: ErrorStack,
-    status: watch::Sender<SyncStatus>,
+    /// The handle's status sender (shared with every [`SyncHandle`]).
+    status: Arc<watch::Sender<SyncStatus>>,
     enabled: bool,
     handle: SyncHandle,
     /// The server's item limit, once it said (`Some(None)`: it does not say).
@@ -125,10 +127,7 @@ const MAX_DIRTY: usize = 4096;
 impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
     /// An engine over these parts. Nothing is read until the first sync.
     pub fn new(transport: T, state: S, replica: R, config: EngineConfig) -> Self {
-        let (status, _) = watch::channel(SyncStatus::Idle {
-            last_sync: None,
-            attention: None,
-        });
+        let handle = SyncHandle::new();
         Engine {
             transport,
             state,
@@ -136,9 +135,9 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             config,
             loaded: None,
             errors: ErrorStack::default(),
-            status,
+            status: handle.status.clone(),
             enabled: true,
-            handle: SyncHandle::new(),
+            handle,
             server_limit: None,
         }
     }
@@ -267,7 +266,7 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
         let mut reported: Vec<ErrorEntry> = Vec::new();
         let outcome = self.run_sync(&mut report, &mut reported).await;
         let now = self.config.time.now_millis();
-        match outcome {
+        let result = match outcome {
             Ok(()) => {
                 // Clear-on-success: whatever this sync did not report again has succeeded.
                 let still: BTreeSet<(crate::ErrorClass, Scope)> = reported
@@ -312,7 +311,28 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
                     partial: report,
                 })
             }
+        };
+        self.publish(&result, now);
+        result
+    }
+
+    /// Shares the end of a sync with every [`SyncHandle`]: the error stack, and one event
+    /// (sent only when some receiver listens, so an app that never asks pays nothing).
+    fn publish(&self, result: &Result<SyncReport, SyncFailed>, now: u64) {
+        self.handle.errors.send_replace(self.errors.clone());
+        if self.handle.events.receiver_count() == 0 {
+            return;
         }
+        let (report, failed) = match result {
+            Ok(report) => (report.clone(), None),
+            Err(f) => (f.partial.clone(), Some(f.error.clone())),
+        };
+        // No receiver left since the check is fine: the event is dropped.
+        let _ = self.handle.events.send(Arc::new(SyncEvent {
+            ended_millis: now,
+            report,
+            failed,
+        }));
     }
 
     async fn run_sync(

@@ -1,4 +1,5 @@
-//! What one sync did: [`SyncReport`], and [`SyncFailed`] for a sync that stopped early.
+//! What one sync did: [`SyncReport`], [`SyncFailed`] for a sync that stopped early, and
+//! [`SyncEvent`], both as a running loop's handle delivers them.
 //!
 //! Plain data; the report's JSON form is the one `folder-sync --json` prints (docs/SPEC.md §7). The
 //! counts are kept here and only here: the engine hands each pass's plan and scan totals to
@@ -31,6 +32,11 @@ pub struct SyncReport {
     /// Every conflict this sync resolved: who won and where both versions are kept.
     #[serde(default)]
     pub resolved: Vec<ConflictRecord>,
+    /// The keys (local names) whose content this sync wrote to or removed from this replica:
+    /// downloads, and merges written here, in the order they were done. What a UI refreshes.
+    /// Not in the JSON form: a first sync lists every key.
+    #[serde(skip)]
+    pub changed: Vec<Key>,
 }
 
 impl SyncReport {
@@ -46,8 +52,16 @@ impl SyncReport {
         self.skipped = scan_skipped;
     }
 
-    /// Counts what one applied step did.
-    pub(super) fn count(&mut self, outcome: &Outcome) {
+    /// Counts what one applied step did to `local_key`.
+    pub(super) fn count(&mut self, local_key: &Key, outcome: &Outcome) {
+        let here = match outcome {
+            Outcome::Downloaded { .. } => true,
+            Outcome::Uploaded { conflict: Some(c) } => c.winner == ConflictWinner::Merged,
+            _ => false,
+        };
+        if here {
+            self.changed.push(local_key.clone());
+        }
         let conflict = match outcome {
             Outcome::Nothing => return,
             Outcome::Skipped { .. } => {
@@ -163,6 +177,20 @@ impl From<&ErrorEntry> for ReportedError {
             message: e.message.clone(),
         }
     }
+}
+
+/// What one sync did, as [`crate::SyncHandle::events`] delivers it: the report (what was done
+/// until it stopped, for a sync that failed) and the error that stopped it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncEvent {
+    /// When the sync ended, in milliseconds since the Unix epoch (the engine's time source).
+    pub ended_millis: u64,
+    /// What it did: counts, the keys it changed here ([`SyncReport::changed`]), the conflicts
+    /// it resolved ([`SyncReport::resolved`]: the winner, where the loser is kept) and the
+    /// error stack as it ended ([`SyncReport::errors`]).
+    pub report: SyncReport,
+    /// Why it stopped early (Auth, Storage, Offline or Throttled), if it did.
+    pub failed: Option<Error>,
 }
 
 /// A sync that stopped before it finished: the error that stopped it (Auth, Storage, Offline

@@ -5,16 +5,23 @@
 //! safety net for missed signals), an explicit [`SyncHandle::sync_now`], or a switch of
 //! [`SyncHandle::set_enabled`]. After a failure it waits with exponential backoff and jitter
 //! (or the server's `Retry-After`) instead of long-polling. Status goes out on the engine's
-//! watch channel. This module only schedules; it does no I/O besides the traits' own.
+//! watch channel. The handle also carries what an app shows while the loop runs: the status,
+//! the error stack as of the last sync, and one [`SyncEvent`] per sync. This module only
+//! schedules; it does no I/O besides the traits' own.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{broadcast, mpsc, watch, Notify};
 
-use crate::{Error, Replica, StateStore, Transport};
+use crate::{Error, ErrorStack, Replica, StateStore, SyncStatus, Transport};
 
+use super::report::SyncEvent;
 use super::Engine;
+
+/// Sync events kept for a receiver that has not read them yet; one further behind misses the
+/// oldest (its `recv` says `Lagged`).
+pub const EVENTS_KEPT: usize = 64;
 
 /// How [`Engine::run`] paces itself.
 #[derive(Debug, Clone)]
@@ -48,20 +55,57 @@ enum Mode {
     Stop,
 }
 
-/// Controls a running [`Engine::run`] from elsewhere: on/off, sync now, stop. Cheap to clone.
+/// Controls a running [`Engine::run`] from elsewhere (on/off, sync now, stop) and shows what it
+/// does (status, error stack, one event per sync). Cheap to clone; take it with
+/// [`Engine::handle`] before the loop takes the engine.
 #[derive(Debug, Clone)]
 pub struct SyncHandle {
     mode: Arc<watch::Sender<Mode>>,
     kick: Arc<Notify>,
+    pub(super) status: Arc<watch::Sender<SyncStatus>>,
+    pub(super) errors: Arc<watch::Sender<ErrorStack>>,
+    pub(super) events: broadcast::Sender<Arc<SyncEvent>>,
 }
 
 impl SyncHandle {
     pub(super) fn new() -> SyncHandle {
         let (mode, _) = watch::channel(Mode::On);
+        let (status, _) = watch::channel(SyncStatus::Idle {
+            last_sync: None,
+            attention: None,
+        });
+        let (errors, _) = watch::channel(ErrorStack::default());
+        let (events, _) = broadcast::channel(EVENTS_KEPT);
         SyncHandle {
             mode: Arc::new(mode),
             kick: Arc::new(Notify::new()),
+            status: Arc::new(status),
+            errors: Arc::new(errors),
+            events,
         }
+    }
+
+    /// A receiver of status changes (off / idle / syncing / error), for the app's sync icon.
+    pub fn status(&self) -> watch::Receiver<SyncStatus> {
+        self.status.subscribe()
+    }
+
+    /// The error-priority stack as the last sync left it (docs/SPEC.md §5);
+    /// [`ErrorStack::top`] is what the app's error area shows.
+    pub fn errors(&self) -> ErrorStack {
+        self.errors.borrow().clone()
+    }
+
+    /// A receiver of the error stack, which changes at the end of each sync.
+    pub fn watch_errors(&self) -> watch::Receiver<ErrorStack> {
+        self.errors.subscribe()
+    }
+
+    /// A receiver of one [`SyncEvent`] per sync from now on (a sync switched off sends none),
+    /// whether the loop or a direct [`Engine::sync_once`] ran it. A receiver more than
+    /// [`EVENTS_KEPT`] events behind misses the oldest.
+    pub fn events(&self) -> broadcast::Receiver<Arc<SyncEvent>> {
+        self.events.subscribe()
     }
 
     /// Switches sync on or off while the loop runs. Off: no syncs, status `Off`.
@@ -318,6 +362,60 @@ mod tests {
         ha.stop();
         let a = ta.await.unwrap();
         assert!(matches!(*a.status().borrow(), SyncStatus::Idle { .. }));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_running_loop_sends_an_event_per_sync_and_shares_its_error_stack() {
+        let server = Arc::new(MemoryServerStore::new(ServerConfig::default()));
+        let mut a = device(&server);
+        let mut config = EngineConfig::default();
+        config.policy.max_item_bytes = 16;
+        let mut b = Engine::new(
+            LocalTransport::new(server.clone(), TenantId::new("t")),
+            MemoryStateStore::default(),
+            MemoryReplica::default(),
+            config,
+        );
+        let rb = b.replica().clone();
+        let hb = b.handle();
+        let mut events = hb.events();
+        let mut errors = hb.watch_errors();
+        let (tx_b, rx_b) = mpsc::channel(8);
+        let tb = tokio::spawn(async move { b.run(rx_b, quick()).await });
+
+        // A download: the event names the key it wrote here.
+        let note = Key::new("notes/today.txt").unwrap();
+        a.replica().put(&note, "from a");
+        a.sync_once().await.unwrap();
+        let changed = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                let event = events.recv().await.unwrap();
+                assert!(event.failed.is_none(), "{event:?}");
+                if !event.report.changed.is_empty() {
+                    return event.report.changed.clone();
+                }
+            }
+        })
+        .await
+        .expect("no event with the downloaded key");
+        assert_eq!(changed, vec![note.clone()]);
+        assert_eq!(rb.get(&note).as_deref(), Some(&b"from a"[..]));
+
+        // A per-item problem while the loop holds the engine: the handle shows it.
+        let big = Key::new("big.bin").unwrap();
+        rb.put(&big, [7u8; 64]);
+        tx_b.send(()).await.unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            errors.wait_for(|s| s.top().is_some()),
+        )
+        .await
+        .expect("the error stack never showed the skipped item")
+        .unwrap();
+        let top = hb.errors().top().cloned().unwrap();
+        assert_eq!(top.key(), Some(&big), "{top:?}");
+        hb.stop();
+        tb.await.unwrap();
     }
 
     #[test]

@@ -69,7 +69,7 @@ impl<S: StateStore> Settler<'_, S> {
                 }
                 batch.apply_to(self.state);
                 merge_batch(&mut pass.batch, batch);
-                run.report.count(&outcome);
+                run.report.count(local_key, &outcome);
                 if let Outcome::Skipped { class, message } = outcome {
                     run.reported.push(ErrorEntry {
                         class,
