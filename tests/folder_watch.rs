@@ -141,7 +141,7 @@ fn the_exit_code_is_one_only_for_auth_storage_and_offline() {
     assert_eq!(folder::exit_code(&Ok(SyncReport::default())), 0);
     assert_eq!(code(Error::Auth { message: message() }), 1);
     assert_eq!(code(Error::Storage { message: message() }), 1);
-    assert_eq!(code(Error::Offline { message: message() }), 1);
+    assert_eq!(code(Error::offline(message())), 1);
     let throttled = Error::Throttled {
         retry_after: Some(Duration::from_secs(1)),
         message: message(),

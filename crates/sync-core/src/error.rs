@@ -42,8 +42,12 @@ pub enum Error {
     /// The server could not be reached or failed (5xx, garbage); retried with backoff.
     #[error("server unreachable: {message}. Sync retries by itself")]
     Offline {
-        /// What went wrong.
+        /// What went wrong, short enough for an app's error area.
         message: String,
+        /// The technical detail (the HTTP client's error chain, the URL), when there is one:
+        /// this error's `source()`, for logs and `caused by:` lines.
+        #[source]
+        detail: Option<Detail>,
     },
     /// The server asked the client to slow down (429, quota).
     #[error("throttled by the server: {message}. Sync resumes after the wait")]
@@ -105,6 +109,12 @@ pub enum Error {
     },
 }
 
+/// The technical detail behind an error's short message, as its `source()`: what a log or a
+/// `caused by:` line shows, and an app's error area does not.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Detail(pub String);
+
 impl Error {
     /// Where this error goes on the error-priority stack.
     pub fn class(&self) -> ErrorClass {
@@ -149,6 +159,16 @@ impl Error {
     pub fn offline(message: impl Into<String>) -> Error {
         Error::Offline {
             message: message.into(),
+            detail: None,
+        }
+    }
+
+    /// An [`Error::Offline`] with a short `message` for a person and the technical `detail`
+    /// behind it (its `source()`).
+    pub fn offline_with_detail(message: impl Into<String>, detail: impl Into<String>) -> Error {
+        Error::Offline {
+            message: message.into(),
+            detail: Some(Detail(detail.into())),
         }
     }
 

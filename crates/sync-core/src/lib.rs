@@ -69,7 +69,7 @@ pub use engine::{
     ConflictRecord, ConflictVersion, ConflictWinner, Engine, EngineConfig, RunOptions, SyncEvent,
     SyncFailed, SyncHandle, SyncReport, EVENTS_KEPT,
 };
-pub use error::{Error, Result};
+pub use error::{Detail, Error, Result};
 pub use hash::{ContentHash, HashParseError};
 pub use identity::{bind, Binding};
 pub use item::{

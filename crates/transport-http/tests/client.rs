@@ -211,6 +211,40 @@ async fn too_many_requests_beyond_the_policy_is_throttled() {
 }
 
 #[tokio::test]
+async fn an_offline_message_is_short_and_keeps_the_detail_as_its_source() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let t = client(&format!("http://{addr}"), 1);
+    let err = t.changes(None, 10).await.unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        shown.contains(&format!("could not connect to {addr}")),
+        "{shown}"
+    );
+    for internal in [
+        "/sync/v1",
+        "limit=",
+        "error sending request",
+        "client error",
+    ] {
+        assert!(
+            !shown.contains(internal),
+            "{internal:?} in the short message: {shown}"
+        );
+    }
+    assert!(shown.len() < 160, "{} bytes: {shown}", shown.len());
+    let detail = std::error::Error::source(&err)
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(
+        detail.contains("/sync/v1/changes"),
+        "the detail keeps the URL: {detail}"
+    );
+    println!("{shown}\n  caused by: {detail}");
+}
+
+#[tokio::test]
 async fn connection_refused_is_offline_after_bounded_retries() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

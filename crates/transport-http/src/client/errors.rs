@@ -176,23 +176,42 @@ pub(crate) fn no_answer(err: &reqwest::Error, what: &str) -> Error {
         None => {}
     }
     let kind = if err.is_connect() {
-        "could not connect"
+        "could not connect to"
     } else if err.is_timeout() {
-        "timed out"
+        "no answer in time from"
     } else if err.is_decode() || err.is_body() {
-        "unreadable answer"
+        "an unreadable answer from"
     } else {
-        "request failed"
+        "the request failed to"
     };
-    // reqwest's Display omits the cause (e.g. "connection refused"); add the chain.
-    let mut msg = format!("{what}: {kind}: {err}");
+    // Short for the app's error area: what failed and which server, with the last cause
+    // (e.g. "Connection refused") but no URL path, query or cursor. The whole chain is the
+    // detail (reqwest's Display omits the causes).
+    let server = err
+        .url()
+        .and_then(|u| {
+            let host = u.host_str()?;
+            Some(match u.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_owned(),
+            })
+        })
+        .unwrap_or_else(|| "the server".to_owned());
+    let mut detail = format!("{what}: {err}");
+    let mut last = None;
     let mut source = std::error::Error::source(err);
     while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
+        let text = s.to_string();
+        detail.push_str(": ");
+        detail.push_str(&text);
+        last = Some(text);
         source = s.source();
     }
-    Error::offline(msg)
+    let message = match last {
+        Some(cause) => format!("{kind} {server} ({cause})"),
+        None => format!("{kind} {server}"),
+    };
+    Error::offline_with_detail(message, detail)
 }
 
 /// What was wrong with the server's certificate, in words, and what to do.
