@@ -41,6 +41,73 @@ pub(crate) fn check_not_reserved(key: &Key) -> Result<()> {
     }
 }
 
+/// Fails with an `Item` error when this folder cannot hold `key` under its own name: a
+/// Windows-reserved name on Windows, or, for a new file, another entry that differs only in
+/// case on a file system that does not tell them apart (macOS, Windows by default), which a
+/// write would otherwise replace.
+fn check_portable(path: &Path, key: &Key, expected: Expected) -> Result<()> {
+    if cfg!(windows) {
+        if let Some(segment) = key.as_str().split('/').find(|s| windows_reserved(s)) {
+            return Err(Error::item(
+                key,
+                format!("{segment:?} is a name Windows keeps for devices (or ends in a dot or a space), so this folder cannot hold it; rename it on the device that made it"),
+            ));
+        }
+    }
+    if expected != Expected::Absent || fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Ok(());
+    };
+    match case_twin(dir, name) {
+        Some(twin) => Err(Error::item(
+            key,
+            format!("{name:?} and {twin:?} differ only in case, and this folder's file system does not tell them apart; rename one of them on the device that made it"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Windows' reserved device names (`CON`, `PRN`, `AUX`, `NUL`, `COM1`–`COM9`, `LPT1`–`LPT9`,
+/// in any case and with any extension), and names ending in a dot or a space, which Windows
+/// cannot hold.
+pub(crate) fn windows_reserved(segment: &str) -> bool {
+    if segment.ends_with('.') || segment.ends_with(' ') {
+        return true;
+    }
+    let stem = segment.split('.').next().unwrap_or(segment).trim_end();
+    let upper = stem.to_ascii_uppercase();
+    match upper.as_str() {
+        "CON" | "PRN" | "AUX" | "NUL" => true,
+        _ => {
+            let (head, tail) = upper.split_at(upper.len().min(3));
+            (head == "COM" || head == "LPT")
+                && tail.len() == 1
+                && tail.chars().all(|c| ('1'..='9').contains(&c))
+        }
+    }
+}
+
+/// An entry of `dir` other than `name` whose name is `name` but for case.
+pub(crate) fn case_twin(dir: &Path, name: &str) -> Option<String> {
+    let lower = name.to_lowercase();
+    let entries = fs::read_dir(dir).ok()?;
+    let mut twin = None;
+    for entry in entries.flatten() {
+        let Ok(other) = entry.file_name().into_string() else {
+            continue;
+        };
+        if other == name {
+            return None;
+        }
+        if twin.is_none() && other.to_lowercase() == lower {
+            twin = Some(other);
+        }
+    }
+    twin
+}
+
 /// Fails with [`Error::Changed`] unless the item at `path` is still as `expected`.
 fn check_expected(path: &Path, key: &Key, expected: Expected) -> Result<()> {
     let changed = || Error::Changed { key: key.clone() };
@@ -126,6 +193,7 @@ pub(crate) fn write(
     check_root(root)?;
     ensure_folders(root, key, &key.ancestors())?;
     let path = path_of(root, key);
+    check_portable(&path, key, expected)?;
     let parent = path.parent().unwrap_or(root).to_path_buf();
     let fail = |action: &str, e: &io::Error| io_to_sync(key, action, e);
 
@@ -238,4 +306,40 @@ pub(crate) fn read(root: &Path, key: &Key) -> Result<Bytes> {
     fs::read(&path)
         .map(Bytes::from)
         .map_err(|e| io_to_sync(key, "read", &e))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn windows_reserved_names_are_known_in_any_case_and_with_an_extension() {
+        for name in [
+            "CON",
+            "con.txt",
+            "Aux",
+            "nul.tar.gz",
+            "COM1",
+            "lpt9.log",
+            "a.",
+            "b ",
+        ] {
+            assert!(super::windows_reserved(name), "{name}");
+        }
+        for name in [
+            "CONSOLE", "com10", "COM0", "lpt", "a.txt", "nul-file", "con_",
+        ] {
+            assert!(!super::windows_reserved(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_case_twin_is_found_unless_the_exact_name_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), b"a").unwrap();
+        assert_eq!(
+            super::case_twin(dir.path(), "A.TXT").as_deref(),
+            Some("a.txt")
+        );
+        assert_eq!(super::case_twin(dir.path(), "a.txt"), None);
+        assert_eq!(super::case_twin(dir.path(), "b.txt"), None);
+    }
 }

@@ -35,6 +35,21 @@ pub const MAX_KEY_BYTES: usize = 1024;
 #[serde(try_from = "String", into = "String")]
 pub struct Key(String);
 
+/// Bidirectional controls and zero-width characters: U+061C, U+180E, U+200B–U+200F,
+/// U+202A–U+202E, U+2060–U+2064, U+2066–U+2069, U+FEFF.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
+
 /// The rule of docs/SPEC.md §1 that a rejected key broke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyRule {
@@ -52,6 +67,9 @@ pub enum KeyRule {
     Nul,
     /// The key contains a control character other than NUL.
     ControlChar,
+    /// The key contains a bidirectional control (such as U+202E, which shows `txt.exe` as
+    /// `exe.txt`) or an invisible zero-width character: names that look like other names.
+    Invisible,
     /// One segment is longer than [`MAX_SEGMENT_BYTES`].
     SegmentTooLong,
     /// The whole key is longer than [`MAX_KEY_BYTES`].
@@ -71,6 +89,10 @@ impl KeyRule {
             KeyRule::Backslash => "a key must not contain '\\' (use '/' between segments)",
             KeyRule::Nul => "a key must not contain a NUL character",
             KeyRule::ControlChar => "a key must not contain control characters",
+            KeyRule::Invisible => {
+                "a key must not contain bidirectional controls or zero-width characters (they \
+                 make a name look like another); rename it"
+            }
             KeyRule::SegmentTooLong => "a key segment must be at most 255 bytes",
             KeyRule::TooLong => "a key must be at most 1024 bytes",
         }
@@ -113,6 +135,7 @@ impl Key {
                 '\0' => return Err(fail(KeyRule::Nul)),
                 '\\' => return Err(fail(KeyRule::Backslash)),
                 c if c.is_control() => return Err(fail(KeyRule::ControlChar)),
+                c if is_invisible(c) => return Err(fail(KeyRule::Invisible)),
                 _ => {}
             }
         }
@@ -272,6 +295,19 @@ mod tests {
         assert_eq!(rule("a\nb"), KeyRule::ControlChar);
         assert_eq!(rule("a\u{7f}"), KeyRule::ControlChar);
         assert_eq!(rule("a\u{85}"), KeyRule::ControlChar);
+        // A right-to-left override shows "invoice\u{202E}fdp.exe" as "invoiceexe.pdf".
+        assert_eq!(rule("invoice\u{202E}fdp.exe"), KeyRule::Invisible);
+        assert_eq!(
+            rule("a\u{200B}.txt"),
+            KeyRule::Invisible,
+            "zero-width space"
+        );
+        assert_eq!(rule("\u{FEFF}a.txt"), KeyRule::Invisible, "byte-order mark");
+        assert_eq!(rule("a/\u{2066}b"), KeyRule::Invisible, "isolate");
+        assert!(
+            Key::new("caf\u{e9} \u{65e5}\u{672c}.txt").is_ok(),
+            "visible non-ASCII is fine"
+        );
         assert_eq!(rule(&"x".repeat(256)), KeyRule::SegmentTooLong);
         let long = vec!["y".repeat(200); 6].join("/");
         assert_eq!(rule(&long), KeyRule::TooLong);
