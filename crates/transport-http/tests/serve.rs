@@ -396,3 +396,55 @@ async fn a_thousand_trickling_or_idle_connections_leave_a_normal_client_answered
     a_normal_client_is_answered_promptly(addr, "1,000 idle keep-alive connections").await;
     drop(idle);
 }
+
+/// The status code of one `GET /sync/v1/changes` with `token`, sent from `from` (an address
+/// of the loopback network) on a fresh connection.
+async fn status_from(from: std::net::IpAddr, addr: std::net::SocketAddr, token: &str) -> u16 {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::new(from, 0)).unwrap();
+    let mut tcp = socket.connect(addr).await.unwrap();
+    let request = format!(
+        "GET /sync/v1/changes HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Connection: close\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).await.unwrap();
+    let head = String::from_utf8_lossy(&answer);
+    head.split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_that_guesses_tokens_is_refused_but_others_are_not() {
+    let store = Arc::new(MemoryServerStore::new(ServerConfig::default()));
+    let tokens = Arc::new(StaticTokens::new([("a", "token-a")]));
+    let options = ServerOptions {
+        max_failed_sign_ins_per_minute: 5,
+        ..ServerOptions::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_with(
+        listener,
+        router(store, tokens, options),
+        ServeOptions::default(),
+        std::future::pending(),
+        Duration::from_secs(1),
+    ));
+    let guesser: std::net::IpAddr = [127, 0, 0, 1].into();
+    let neighbour: std::net::IpAddr = [127, 0, 0, 2].into();
+    for guess in 0..5 {
+        let code = status_from(guesser, addr, &format!("guess-{guess}")).await;
+        assert_eq!(code, 401, "guess {guess}");
+    }
+    // Past its failures, the address is refused before its token is looked at: even the
+    // right token gets 429, so guessing stops paying.
+    assert_eq!(status_from(guesser, addr, "guess-5").await, 429);
+    assert_eq!(status_from(guesser, addr, "token-a").await, 429);
+    // Another address signs in as usual.
+    assert_eq!(status_from(neighbour, addr, "token-a").await, 200);
+    assert_eq!(status_from(neighbour, addr, "wrong").await, 401);
+}

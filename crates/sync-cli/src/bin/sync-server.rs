@@ -3,6 +3,7 @@
 //! ```text
 //! sync-server --listen 127.0.0.1:8080 --db server.db [--token TENANT:TOKEN ...]
 //!             [--token-file FILE] [--max-item-bytes N] [--rate-limit PER_SECOND]
+//!             [--max-failed-sign-ins N]
 //!             [--tls-cert PEM --tls-key PEM] [--max-connections N]
 //!             [--header-timeout-secs S] [--idle-timeout-secs S]
 //! sync-server --listen 127.0.0.1:8081 --postgres postgres://USER:PASS@HOST:PORT/DB ...
@@ -107,6 +108,15 @@ struct Args {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     rate_limit: u32,
+    /// Failed sign-ins (unknown tokens) allowed per minute from one address; past it, that
+    /// address gets 429 until the minute is over. 0: no limit (behind a proxy, where every
+    /// request comes from the proxy's address).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = ServerOptions::default().max_failed_sign_ins_per_minute
+    )]
+    max_failed_sign_ins: u32,
     /// Serve Prometheus metrics at http://ADDR/metrics (requests by route and status, latency,
     /// bytes, writes, open long-polls, store errors). Keep it off the public address.
     #[arg(long, value_name = "ADDR")]
@@ -263,6 +273,7 @@ async fn server(args: Args) -> anyhow::Result<ExitCode> {
         max_item_bytes: args.max_item_bytes,
         rate_limit_per_second: args.rate_limit,
         rate_limit_burst: args.rate_limit.saturating_mul(2),
+        max_failed_sign_ins_per_minute: args.max_failed_sign_ins,
         ..ServerOptions::default()
     };
     let app = match (&args.db, &args.postgres) {

@@ -7,10 +7,11 @@
 //! request extensions and must never look at the `Authorization` header themselves. Tokens are
 //! never logged.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -18,7 +19,7 @@ use subtle::ConstantTimeEq;
 use sync_core::TenantId;
 
 use super::errors::ApiError;
-use super::limits::RateLimit;
+use super::limits::{FailedSignIns, RateLimit};
 
 /// Maps a bearer token to the tenant it speaks for.
 #[async_trait]
@@ -93,6 +94,8 @@ impl Authenticator for StaticTokens {
 pub(crate) struct AuthState {
     pub auth: Arc<dyn Authenticator>,
     pub limit: Arc<RateLimit>,
+    /// Failed sign-ins per peer address; `None`: not limited.
+    pub failed: Option<Arc<FailedSignIns>>,
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
@@ -114,18 +117,33 @@ fn bearer(req: &Request) -> Result<&str, ApiError> {
     Ok(token)
 }
 
-/// Middleware: authenticates the request, applies the per-token rate limit, and stores the
+/// Middleware: refuses a peer address past its failed sign-ins, authenticates the request
+/// (counting a failure against its address), applies the per-token rate limit, and stores the
 /// tenant in the request extensions; 401 `unauthorized` or 429 `rate_limited` otherwise.
 pub(crate) async fn require_tenant(
     State(state): State<AuthState>,
     mut req: Request,
     next: Next,
 ) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let failures = state.failed.as_deref().zip(peer);
+    if let Some((failed, ip)) = failures {
+        if let Some(retry_after) = failed.blocked(ip) {
+            tracing::debug!(%ip, retry_after, "too many failed sign-ins");
+            return ApiError::rate_limited(retry_after).into_response();
+        }
+    }
     let token = match bearer(&req) {
         Ok(t) => t.to_owned(),
         Err(e) => return e.into_response(),
     };
     let Some(tenant) = state.auth.tenant(&token).await else {
+        if let Some((failed, ip)) = failures {
+            failed.failed(ip);
+        }
         return ApiError::unauthorized("unknown or expired token; sign in again").into_response();
     };
     if let Err(retry_after) = state.limit.check(&token) {

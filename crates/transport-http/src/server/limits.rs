@@ -1,11 +1,15 @@
-//! Request limits (docs/PROTOCOL.md "Limits"): the per-token rate limit (governor, GCRA) and
-//! reading a request body under a byte limit and a time limit.
+//! Request limits (docs/PROTOCOL.md "Limits"): the per-token rate limit (governor, GCRA), the
+//! limit on failed sign-ins per peer address, and reading a request body under a byte limit
+//! and a time limit.
 //!
 //! A body is never read past its limit: a `Content-Length` over it is refused before reading,
 //! and a body without one (chunked) is cut as soon as it passes the limit.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap};
@@ -43,6 +47,55 @@ impl RateLimit {
                 Err((wait.as_secs_f64().ceil() as u64).max(1))
             }
         }
+    }
+}
+
+/// Peer addresses tracked at once by [`FailedSignIns`]; when full, the ones whose window is
+/// over are dropped, and new addresses are not tracked until there is room.
+const MAX_TRACKED_PEERS: usize = 65_536;
+
+/// Failed sign-ins per peer address in fixed windows: after `max` in one window, the address
+/// is refused until the window ends.
+pub(crate) struct FailedSignIns {
+    max: u32,
+    window: Duration,
+    peers: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl FailedSignIns {
+    /// At most `max` failures per `window` and address; `None` when `max` is 0 (no limit).
+    pub(crate) fn new(max: u32, window: Duration) -> Option<FailedSignIns> {
+        (max > 0).then(|| FailedSignIns {
+            max,
+            window,
+            peers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The seconds `peer` must wait (at least 1) when it used up its failures, else `None`.
+    pub(crate) fn blocked(&self, peer: IpAddr) -> Option<u64> {
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let (start, count) = peers.get(&peer)?;
+        let left = self.window.checked_sub(start.elapsed())?;
+        (*count >= self.max).then(|| (left.as_secs_f64().ceil() as u64).max(1))
+    }
+
+    /// Counts one failed sign-in of `peer`.
+    pub(crate) fn failed(&self, peer: IpAddr) {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if peers.len() >= MAX_TRACKED_PEERS && !peers.contains_key(&peer) {
+            let window = self.window;
+            peers.retain(|_, (start, _)| now.duration_since(*start) < window);
+            if peers.len() >= MAX_TRACKED_PEERS {
+                return;
+            }
+        }
+        let entry = peers.entry(peer).or_insert((now, 0));
+        if now.duration_since(entry.0) >= self.window {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
     }
 }
 
@@ -85,5 +138,28 @@ pub(crate) async fn read_body(
         Ok(Err(e)) => Err(ApiError::bad_request(format!(
             "could not read the request body: {e}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_is_refused_after_its_failures_until_the_window_ends() {
+        let limit = FailedSignIns::new(3, Duration::from_millis(200)).unwrap();
+        let (a, b): (IpAddr, IpAddr) = ([127, 0, 0, 1].into(), [127, 0, 0, 2].into());
+        for _ in 0..2 {
+            limit.failed(a);
+        }
+        assert_eq!(limit.blocked(a), None, "two failures of three");
+        limit.failed(a);
+        assert_eq!(limit.blocked(a), Some(1));
+        assert_eq!(limit.blocked(b), None, "another address is not affected");
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(limit.blocked(a), None, "the window is over");
+        limit.failed(a);
+        assert_eq!(limit.blocked(a), None, "a new window counts from zero");
+        assert!(FailedSignIns::new(0, Duration::from_secs(60)).is_none());
     }
 }

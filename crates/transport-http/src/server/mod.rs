@@ -69,6 +69,12 @@ pub struct ServerOptions {
     /// `None` (default): those routes answer 404. Authentication is the `Authenticator`'s job:
     /// add a [`StoredTokens`] over the same store to accept these tokens.
     pub token_store: Option<Arc<dyn sync_core::server::TokenStore>>,
+    /// Failed sign-ins (an unknown token) one peer address may make per minute; past it,
+    /// every request from that address is answered 429 before its token is looked at, until
+    /// the minute is over, so tokens cannot be guessed at speed. 0 turns the limit off (for a
+    /// server behind a proxy, where every request comes from the proxy's address). Requests
+    /// without a known peer (served other than by [`serve`]) are not counted. Default 30.
+    pub max_failed_sign_ins_per_minute: u32,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -80,6 +86,10 @@ impl std::fmt::Debug for ServerOptions {
             .field("request_timeout", &self.request_timeout)
             .field("max_wait", &self.max_wait)
             .field("token_store", &self.token_store.is_some())
+            .field(
+                "max_failed_sign_ins_per_minute",
+                &self.max_failed_sign_ins_per_minute,
+            )
             .finish()
     }
 }
@@ -93,6 +103,7 @@ impl Default for ServerOptions {
             request_timeout: Duration::from_secs(60),
             max_wait: Duration::from_secs(60),
             token_store: None,
+            max_failed_sign_ins_per_minute: 30,
         }
     }
 }
@@ -148,6 +159,11 @@ pub fn router<S: ServerStore + 'static>(
             options.rate_limit_per_second,
             options.rate_limit_burst,
         )),
+        failed: limits::FailedSignIns::new(
+            options.max_failed_sign_ins_per_minute,
+            Duration::from_secs(60),
+        )
+        .map(Arc::new),
     };
     let devices: devices::Devices = options.token_store.clone();
     let state = AppState {

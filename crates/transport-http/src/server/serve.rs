@@ -13,6 +13,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -210,7 +211,7 @@ pub async fn serve_with(
                     tracing::trace!(%peer, "connection accepted");
                     super::set_nodelay(&tcp);
                     let permit = slot.take();
-                    connections.spawn(connection(tcp, shared.clone(), closing_rx.clone(), permit));
+                    connections.spawn(connection(tcp, peer, shared.clone(), closing_rx.clone(), permit));
                     let full = slots.available_permits() == 0;
                     if full && !at_cap {
                         tracing::warn!(
@@ -263,6 +264,7 @@ struct Shared {
 /// One connection, from its TLS handshake (if any) to its end; holds its `slot` until then.
 async fn connection(
     tcp: TcpStream,
+    peer: SocketAddr,
     shared: Arc<Shared>,
     closing: watch::Receiver<bool>,
     slot: Option<OwnedSemaphorePermit>,
@@ -285,17 +287,17 @@ async fn connection(
             },
             _ = closing.wait_for(|closing| *closing) => return,
         };
-        http(tls, &shared, closing).await;
+        http(tls, peer, &shared, closing).await;
         drop(slot);
         return;
     }
-    http(tcp, &shared, closing).await;
+    http(tcp, peer, &shared, closing).await;
     drop(slot);
 }
 
 /// Serves HTTP on one connection until it ends, it times out (head or idle), or shutdown
 /// begins and its current answer (if any) is written.
-async fn http<S>(io: S, shared: &Shared, mut closing: watch::Receiver<bool>)
+async fn http<S>(io: S, peer: SocketAddr, shared: &Shared, mut closing: watch::Receiver<bool>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -307,6 +309,7 @@ where
     let service = TowerToHyperService::new(Counted {
         app: shared.app.clone(),
         activity: activity.clone(),
+        peer,
     });
     let builder = Builder::new(TokioExecutor::new());
     let mut conn = pin!(builder.serve_connection(io, service));
@@ -484,6 +487,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
 struct Counted {
     app: Router,
     activity: Arc<Activity>,
+    /// The connection's peer, given to every request as `ConnectInfo` (for the limit on
+    /// failed sign-ins per address).
+    peer: SocketAddr,
 }
 
 /// Marks one request answered when dropped (also when hyper drops an unfinished one).
@@ -508,7 +514,10 @@ where
         tower_service::Service::<Request<B>>::poll_ready(&mut self.app, cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
         self.activity.request_started();
         let in_flight = InFlight(self.activity.clone());
         let answer = self.app.call(request);
