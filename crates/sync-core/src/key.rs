@@ -17,6 +17,9 @@ use unicode_normalization::UnicodeNormalization;
 pub const MAX_SEGMENT_BYTES: usize = 255;
 /// The most bytes a whole key may have.
 pub const MAX_KEY_BYTES: usize = 1024;
+/// Segments a key may have at most (folders nested this deep, the item included): every
+/// segment is a folder row on the server.
+pub const MAX_KEY_DEPTH: usize = 64;
 
 /// A validated item key: a relative path, NFC, segments joined by `/`.
 ///
@@ -74,6 +77,8 @@ pub enum KeyRule {
     SegmentTooLong,
     /// The whole key is longer than [`MAX_KEY_BYTES`].
     TooLong,
+    /// The key has more than [`MAX_KEY_DEPTH`] segments.
+    TooDeep,
 }
 
 impl KeyRule {
@@ -95,6 +100,7 @@ impl KeyRule {
             }
             KeyRule::SegmentTooLong => "a key segment must be at most 255 bytes",
             KeyRule::TooLong => "a key must be at most 1024 bytes",
+            KeyRule::TooDeep => "a key must have at most 64 segments (folders nested 64 deep)",
         }
     }
 }
@@ -139,7 +145,10 @@ impl Key {
                 _ => {}
             }
         }
-        for segment in nfc.split('/') {
+        for (depth, segment) in nfc.split('/').enumerate() {
+            if depth == MAX_KEY_DEPTH {
+                return Err(fail(KeyRule::TooDeep));
+            }
             if segment.is_empty() {
                 return Err(fail(KeyRule::EmptySegment));
             }

@@ -75,7 +75,7 @@ pub use identity::{bind, Binding};
 pub use item::{
     BaseEntry, Content, Fingerprint, ItemKind, ItemMeta, LocalItem, TenantId, VersionMeta,
 };
-pub use key::{Key, KeyError, KeyRule, MAX_KEY_BYTES, MAX_SEGMENT_BYTES};
+pub use key::{Key, KeyError, KeyRule, MAX_KEY_BYTES, MAX_KEY_DEPTH, MAX_SEGMENT_BYTES};
 pub use never_sync::{NeverSync, NeverSyncError, NeverSyncReplica};
 pub use policy::{
     ConflictPolicy, DeletePolicy, Identity, Merge, MergeInput, SyncPolicy, DEFAULT_MAX_ITEM_BYTES,
