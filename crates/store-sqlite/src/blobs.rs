@@ -16,7 +16,7 @@
 //! it stores anything.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -115,18 +115,96 @@ pub(crate) fn locate(
 }
 
 /// Reads a blob file and checks it against its hash and size.
-pub(crate) fn read_file(path: &Path, hash: &ContentHash, size: u64) -> Result<Bytes, StoreError> {
-    let data = fs::read(path).map_err(|e| StoreError::BlobDamaged {
+pub(crate) fn read_file(
+    path: &Path,
+    hash: &ContentHash,
+    size: u64,
+    limit: u64,
+) -> Result<Bytes, StoreError> {
+    let damaged = |detail: String| StoreError::BlobDamaged {
         hash: hash.to_hex(),
-        detail: format!("cannot read {}: {e}", path.display()),
-    })?;
+        detail,
+    };
+    if size > limit {
+        return Err(damaged(format!(
+            "{} is recorded as {size} bytes, over the store's limit of {limit} bytes; raise the \
+             limit to read it",
+            path.display()
+        )));
+    }
+    let file =
+        open_blob(path).map_err(|e| damaged(format!("cannot read {}: {e}", path.display())))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| damaged(format!("cannot read {}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(damaged(format!(
+            "{} is not a regular file (a pipe or a device in its place)",
+            path.display()
+        )));
+    }
+    if meta.len() != size {
+        return Err(damaged(format!(
+            "{} has {} bytes, not the {size} recorded",
+            path.display(),
+            meta.len()
+        )));
+    }
+    // Never more than the recorded size (plus one byte, to see a file that grows).
+    let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(size.saturating_add(1))
+        .read_to_end(&mut data)
+        .map_err(|e| damaged(format!("cannot read {}: {e}", path.display())))?;
     if data.len() as u64 != size || ContentHash::of(&data) != *hash {
-        return Err(StoreError::BlobDamaged {
-            hash: hash.to_hex(),
-            detail: format!("{} does not match its hash", path.display()),
-        });
+        return Err(damaged(format!(
+            "{} does not match its hash",
+            path.display()
+        )));
     }
     Ok(Bytes::from(data))
+}
+
+/// Opens a blob file for reading without following a symlink in its place and without
+/// waiting on a pipe (the caller then refuses anything but a regular file).
+fn open_blob(path: &Path) -> std::io::Result<fs::File> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    options.open(path)
+}
+
+/// Makes the shard `folder` inside the blob folder `dir`, refusing either when it is a symlink
+/// (checked before anything is created inside, and after).
+fn make_blob_folder(dir: &Path, folder: &Path) -> Result<(), StoreError> {
+    if fs::symlink_metadata(dir).is_ok() {
+        refuse_symlink(dir)?;
+    }
+    if fs::symlink_metadata(folder).is_ok() {
+        refuse_symlink(folder)?;
+    }
+    crate::owner_only::create_dir_all(folder).map_err(|e| StoreError::io(folder, e))?;
+    refuse_symlink(dir)?;
+    refuse_symlink(folder)
+}
+
+/// Fails when `folder` (a blob folder) is a symlink: blobs are written only inside the
+/// store's own folders, never through a link another writer of a shared folder put there.
+fn refuse_symlink(folder: &Path) -> Result<(), StoreError> {
+    match fs::symlink_metadata(folder) {
+        Ok(meta) if meta.file_type().is_symlink() || !meta.is_dir() => Err(StoreError::io(
+            folder,
+            std::io::Error::other(
+                "is not a plain folder (a symbolic link or a file in its place); blobs are not \
+                 written through it: remove it",
+            ),
+        )),
+        Ok(_) => Ok(()),
+        Err(e) => Err(StoreError::io(folder, e)),
+    }
 }
 
 /// Writes a large blob: temporary file in the final folder, fsync, rename, fsync the folder.
@@ -134,13 +212,13 @@ pub(crate) fn read_file(path: &Path, hash: &ContentHash, size: u64) -> Result<By
 /// A complete file already in place (from an earlier, rolled-back write) is kept.
 fn write_file(dir: &Path, hash: &ContentHash, content: &[u8]) -> Result<(), StoreError> {
     let path = blob_path(dir, hash);
-    if let Ok(meta) = fs::metadata(&path) {
+    if let Ok(meta) = fs::symlink_metadata(&path) {
         if meta.is_file() && meta.len() == content.len() as u64 {
             return Ok(());
         }
     }
     let folder = path.parent().unwrap_or(dir);
-    crate::owner_only::create_dir_all(folder).map_err(|e| StoreError::io(folder, e))?;
+    make_blob_folder(dir, folder)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(folder)
@@ -163,6 +241,7 @@ fn write_file(dir: &Path, hash: &ContentHash, content: &[u8]) -> Result<(), Stor
 fn rehearse(dir: &Path, hash: &ContentHash, content: &[u8]) -> Result<(), StoreError> {
     let path = blob_path(dir, hash);
     let folder = path.parent().unwrap_or(dir);
+    make_blob_folder(dir, folder)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(folder)

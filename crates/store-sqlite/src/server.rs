@@ -467,7 +467,8 @@ impl ServerStore for SqliteServerStore {
             BlobData::Inline(bytes) => bytes,
             BlobData::File(path, size) => {
                 let hash = version.hash.unwrap_or_else(|| ContentHash::of(b""));
-                run_blocking(move || blobs::read_file(&path, &hash, size)).await??
+                let limit = self.max_item_bytes();
+                run_blocking(move || blobs::read_file(&path, &hash, size, limit)).await??
             }
         };
         Ok(Fetched { version, content })
@@ -483,6 +484,7 @@ impl ServerStore for SqliteServerStore {
     ) -> Result<Vec<Option<Result<Fetched>>>> {
         let inner = self.inner.clone();
         let name = tenant.as_str().to_owned();
+        let limit = self.max_item_bytes();
         let out = self
             .inner
             .db
@@ -516,7 +518,7 @@ impl ServerStore for SqliteServerStore {
                         BlobData::Inline(bytes) => bytes,
                         BlobData::File(path, size) => {
                             let hash = version.hash.unwrap_or_else(|| ContentHash::of(b""));
-                            blobs::read_file(&path, &hash, size)?
+                            blobs::read_file(&path, &hash, size, limit)?
                         }
                     };
                     out.push(Some(Ok(Fetched { version, content })));

@@ -29,6 +29,13 @@ pub enum FsTransportError {
         /// The path given.
         path: PathBuf,
     },
+    /// A part of the remote's own folder is a symbolic link, which would make this device
+    /// write outside the remote folder.
+    #[error("{path:?} is a symbolic link; the remote's own files are not written through links (remove it, and restore the remote from a backup if its files are elsewhere)")]
+    Symlink {
+        /// The link.
+        path: PathBuf,
+    },
     /// The lock file could not be opened or locked.
     #[error("cannot lock the remote folder through {path:?}: {source}")]
     Lock {
@@ -61,6 +68,7 @@ impl From<FsTransportError> for sync_core::Error {
             | FsTransportError::Lock { .. }
             | FsTransportError::LockTimeout { .. } => sync_core::Error::offline(e.to_string()),
             FsTransportError::NotADirectory { .. }
+            | FsTransportError::Symlink { .. }
             | FsTransportError::Store(_)
             | FsTransportError::Task(_) => sync_core::Error::storage(e.to_string()),
         }

@@ -155,7 +155,21 @@ fn prepare(remote: &Path, state: &Path) -> Result<(), FsTransportError> {
     std::fs::create_dir_all(state).map_err(|source| FsTransportError::Unreachable {
         path: state.to_path_buf(),
         source,
-    })
+    })?;
+    // Everything this device writes stays inside the remote folder: its state folder, the
+    // database and the blob folder must not be symlinks another writer put there.
+    for path in [
+        state.to_path_buf(),
+        state.join(DB_FILE),
+        state.join(format!("{DB_FILE}.blobs")),
+    ] {
+        if let Ok(meta) = std::fs::symlink_metadata(&path) {
+            if meta.file_type().is_symlink() {
+                return Err(FsTransportError::Symlink { path });
+            }
+        }
+    }
+    Ok(())
 }
 
 #[async_trait]

@@ -30,13 +30,16 @@ pub(crate) fn acquire(path: &Path, timeout: Duration) -> Result<WriteLock, FsTra
         path: path.to_path_buf(),
         source,
     };
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(fail)?;
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    // Never through a symlink: one in its place (even a dangling one) would make this create
+    // or lock a file outside the remote folder.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    let file = options.open(path).map_err(fail)?;
     let start = Instant::now();
     let mut pause = Duration::from_millis(1);
     loop {

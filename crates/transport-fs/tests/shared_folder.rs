@@ -216,3 +216,93 @@ async fn a_remote_made_in_wal_mode_is_switched_and_keeps_its_items() {
         "{names:?}"
     );
 }
+
+/// Content over the inline limit, stored as a blob file; and that file's path.
+fn large(remote: &std::path::Path, seed: u8) -> (String, std::path::PathBuf) {
+    let content: String = (0..100_000u32)
+        .map(|i| char::from(b'a' + ((i as u8).wrapping_mul(seed)) % 26))
+        .collect();
+    let hex = ContentHash::of(content.as_bytes()).to_hex();
+    let path = remote
+        .join(".sync-remote/server.db.blobs")
+        .join(&hex[..2])
+        .join(&hex);
+    (content, path)
+}
+
+/// What another writer of a shared folder can put in place of a stored blob: a named pipe
+/// (the read used to wait forever) or a symlink to /dev/zero (the read used to run until
+/// memory ran out). Both are a storage error at once.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_replaced_by_a_pipe_or_a_device_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = FsTransport::open(dir.path(), TenantId::new("t"))
+        .await
+        .unwrap();
+    for (i, replace) in ["pipe", "device"].into_iter().enumerate() {
+        let (content, blob) = large(dir.path(), 3 + i as u8);
+        let key = format!("{replace}.bin");
+        t.push(push_req(&key, &content)).await.unwrap();
+        std::fs::remove_file(&blob).unwrap();
+        match replace {
+            "pipe" => {
+                let made = std::process::Command::new("mkfifo")
+                    .arg(&blob)
+                    .status()
+                    .unwrap();
+                assert!(made.success());
+            }
+            _ => std::os::unix::fs::symlink("/dev/zero", &blob).unwrap(),
+        }
+        let key = Key::new(&key).unwrap();
+        let fetch = t.fetch(&key, None);
+        let err = tokio::time::timeout(Duration::from_secs(10), fetch)
+            .await
+            .unwrap_or_else(|_| panic!("the fetch of a blob replaced by a {replace} hangs"))
+            .unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Storage, "{replace}: {err}");
+    }
+}
+
+/// Symlinks another writer put in the remote's own folder (the lock file, the blob folder)
+/// would make this device create files outside the remote folder: they are refused, and
+/// nothing appears outside.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symlinks_in_the_remotes_own_folder_are_not_written_through() {
+    let outside = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let t = FsTransport::open(dir.path(), TenantId::new("t"))
+        .await
+        .unwrap();
+    t.push(push_req("first.txt", "x")).await.unwrap();
+
+    // A dangling lock symlink: a write fails instead of creating the target.
+    let lock = dir.path().join(".sync-remote/lock");
+    std::fs::remove_file(&lock).unwrap();
+    let target = outside.path().join("made-by-the-lock");
+    std::os::unix::fs::symlink(&target, &lock).unwrap();
+    assert!(t.push(push_req("second.txt", "y")).await.is_err());
+    assert!(
+        !target.exists(),
+        "the lock was created outside the remote folder"
+    );
+    std::fs::remove_file(&lock).unwrap();
+
+    // The blob folder replaced by a link elsewhere: a large write fails, nothing lands there.
+    let (content, _) = large(dir.path(), 7);
+    let blobs = dir.path().join(".sync-remote/server.db.blobs");
+    if blobs.exists() {
+        std::fs::remove_dir_all(&blobs).unwrap();
+    }
+    std::os::unix::fs::symlink(outside.path(), &blobs).unwrap();
+    assert!(t.push(push_req("big.bin", &content)).await.is_err());
+    let landed: Vec<_> = std::fs::read_dir(outside.path()).unwrap().collect();
+    assert!(landed.is_empty(), "written outside the remote: {landed:?}");
+    // And a new device refuses to open the remote at all.
+    let err = FsTransport::open(dir.path(), TenantId::new("t2"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+}
