@@ -4,7 +4,7 @@
 //! sync-server --listen 127.0.0.1:8080 --db server.db [--token TENANT:TOKEN ...]
 //!             [--token-file FILE] [--max-item-bytes N] [--rate-limit PER_SECOND]
 //!             [--tls-cert PEM --tls-key PEM] [--max-connections N]
-//!             [--header-timeout-secs S] [--idle-timeout-secs S]
+//!             [--header-timeout-secs S] [--idle-timeout-secs S] [--cors-origin ORIGIN ...]
 //! sync-server --listen 127.0.0.1:8081 --postgres postgres://USER:PASS@HOST:PORT/DB ...
 //! sync-server tokens add (--db DB | --postgres URL) --tenant T --device NAME [--json]
 //! sync-server tokens list (--db DB | --postgres URL) [--tenant T] [--json]
@@ -23,6 +23,9 @@
 //! request head within `--header-timeout-secs`, or sit idle between requests longer than
 //! `--idle-timeout-secs`, are closed; at most `--max-connections` are open at once (more wait
 //! to be accepted).
+//!
+//! With `--cors-origin ORIGIN` (repeatable) pages of that origin may call the API from a
+//! browser (CORS preflights answered, the protocol's headers allowed and exposed).
 //!
 //! With `--metrics-listen ADDR` it first prints `metrics on http://ADDR/metrics` (Prometheus
 //! text). Prints `listening on http://ADDR` (or `https://`) once ready. SIGINT/SIGTERM stop it cleanly: the listener
@@ -107,6 +110,11 @@ struct Args {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     rate_limit: u32,
+    /// Let web pages of this origin call the API from a browser (CORS), e.g.
+    /// https://app.example.com or http://localhost:5173: scheme, host and port, no path.
+    /// Repeat for several origins; other origins get no CORS headers.
+    #[arg(long = "cors-origin", value_name = "ORIGIN", value_parser = cors_origin)]
+    cors_origins: Vec<axum::http::HeaderValue>,
     /// Serve Prometheus metrics at http://ADDR/metrics (requests by route and status, latency,
     /// bytes, writes, open long-polls, store errors). Keep it off the public address.
     #[arg(long, value_name = "ADDR")]
@@ -217,6 +225,11 @@ fn tenant_token(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| "expected TENANT:TOKEN, e.g. --token alice:s3cret".to_owned())
 }
 
+/// `--cors-origin ORIGIN`: a web origin, checked once here.
+fn cors_origin(s: &str) -> Result<axum::http::HeaderValue, String> {
+    transport_http::server::parse_cors_origin(s).map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     sync_cli::run(server(args))
@@ -263,6 +276,7 @@ async fn server(args: Args) -> anyhow::Result<ExitCode> {
         max_item_bytes: args.max_item_bytes,
         rate_limit_per_second: args.rate_limit,
         rate_limit_burst: args.rate_limit.saturating_mul(2),
+        cors_origins: args.cors_origins.clone(),
         ..ServerOptions::default()
     };
     let app = match (&args.db, &args.postgres) {

@@ -11,6 +11,7 @@
 
 mod auth;
 mod batch;
+mod cors;
 mod devices;
 pub mod errors;
 mod jwt;
@@ -36,6 +37,7 @@ use tower_http::compression::predicate::{NotForContentType, Predicate};
 use tower_http::compression::{CompressionLayer, DefaultPredicate};
 
 pub use auth::{Authenticator, StaticTokens};
+pub use cors::{parse_cors_origin, CorsOriginError};
 pub use errors::ApiError;
 pub use jwt::{JwtAuthenticator, JwtError, JWT_LEEWAY_SECS};
 pub use serve::{serve, serve_with, ServeOptions, Stopped};
@@ -69,6 +71,12 @@ pub struct ServerOptions {
     /// `None` (default): those routes answer 404. Authentication is the `Authenticator`'s job:
     /// add a [`StoredTokens`] over the same store to accept these tokens.
     pub token_store: Option<Arc<dyn sync_core::server::TokenStore>>,
+    /// Web origins (`https://app.example.com`, scheme, host and port only) whose pages may call
+    /// the API from a browser (CORS): preflights are answered, `Authorization` and the
+    /// protocol's request headers are allowed, and `ETag`, `X-Sync-*`, `Retry-After` and
+    /// `X-Request-Id` are exposed to them. Other origins get no CORS headers. Default: none
+    /// (only same-origin pages and non-browser clients). Parse with [`parse_cors_origin`].
+    pub cors_origins: Vec<axum::http::HeaderValue>,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -80,6 +88,7 @@ impl std::fmt::Debug for ServerOptions {
             .field("request_timeout", &self.request_timeout)
             .field("max_wait", &self.max_wait)
             .field("token_store", &self.token_store.is_some())
+            .field("cors_origins", &self.cors_origins)
             .finish()
     }
 }
@@ -93,6 +102,7 @@ impl Default for ServerOptions {
             request_timeout: Duration::from_secs(60),
             max_wait: Duration::from_secs(60),
             token_store: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -150,6 +160,7 @@ pub fn router<S: ServerStore + 'static>(
         )),
     };
     let devices: devices::Devices = options.token_store.clone();
+    let cors_origins = options.cors_origins.clone();
     let state = AppState {
         store,
         options: Arc::new(options),
@@ -209,7 +220,7 @@ pub fn router<S: ServerStore + 'static>(
             auth::require_tenant,
         ))
         .with_state(state.clone());
-    Router::new()
+    let app = Router::new()
         .route(
             &p("/health"),
             get(routes::health::<S>).fallback(routes::method_not_allowed),
@@ -231,7 +242,8 @@ pub fn router<S: ServerStore + 'static>(
                     DefaultPredicate::new()
                         .and(NotForContentType::const_new("application/octet-stream")),
                 ),
-        )
+        );
+    cors::layer(app, cors_origins)
 }
 
 /// Middleware: a request that takes longer than `limit` in all is answered 408 `timeout`.
