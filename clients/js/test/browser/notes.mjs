@@ -47,7 +47,7 @@ await new Promise((r) => web.listen(0, "127.0.0.1", r));
 const origin = `http://127.0.0.1:${web.address().port}`;
 
 // The sync server, allowing that origin.
-const server = spawn(serverBin, ["--listen", "127.0.0.1:0", "--db", join(tmp, "server.db"), "--token", "alice:notes-token", "--cors-origin", origin], { stdio: ["ignore", "pipe", "ignore"] });
+const server = spawn(serverBin, ["--listen", "127.0.0.1:0", "--db", join(tmp, "server.db"), "--token", "alice:notes-token", "--token", "bench:bench-token", "--cors-origin", origin], { stdio: ["ignore", "pipe", "ignore"] });
 children.push(server);
 const syncUrl = await new Promise((resolve, reject) => {
   createInterface({ input: server.stdout }).once("line", (l) => (l.startsWith("listening on ") ? resolve(l.slice(13)) : reject(new Error(l))));
@@ -159,6 +159,40 @@ try {
   })`);
   const { rows, bad } = JSON.parse(integrity);
   check("the shared IndexedDB store is consistent (every hash and base matches its record)", bad === 0 && rows === expected, `${rows} records, ${bad} inconsistent`);
+  // Optional figure (docs/BENCHMARKS.md): BENCH_RECORDS=N times a first sync of N records
+  // into a fresh IndexedDB store in a page, over CORS, median of 3. Another tenant, so the
+  // notes pages do not download them.
+  const benchN = Number(process.env.BENCH_RECORDS ?? 0);
+  if (benchN > 0) {
+    const { SyncClient } = await import("../../dist/index.js");
+    const seed = new SyncClient({ baseUrl: syncUrl, token: "bench-token" });
+    const enc = new TextEncoder();
+    for (let i = 0; i < benchN; i += 500) {
+      const reqs = [];
+      for (let j = i; j < Math.min(benchN, i + 500); j++) {
+        reqs.push({ key: `records/r${String(j).padStart(6, "0")}`, content: enc.encode(JSON.stringify({ id: j, title: `record number ${j}`, done: j % 3 === 0, tags: ["a", "b"] })), ifMatch: null });
+      }
+      await seed.pushMany(reqs);
+    }
+    const { browserContextId: deviceC } = await cdp("Target.createBrowserContext");
+    const { targetId } = await cdp("Target.createTarget", { url: `${origin}/index.html?server=http://127.0.0.1:9`, browserContextId: deviceC });
+    const { sessionId: c1 } = await cdp("Target.attachToTarget", { targetId, flatten: true });
+    await waitFor(c1, `!!window.notes`);
+    const times = [];
+    for (let r = 0; r < 3; r++) {
+      const [ms, got] = await evaluate(c1, `import("./notes.bundle.js").then(async (m) => {
+        const store = await m.RecordStore.indexedDb("bench-${r}");
+        const engine = new m.SyncEngine({ client: new m.SyncClient({ baseUrl: ${JSON.stringify(syncUrl)}, token: "bench-token" }), store });
+        const t = performance.now();
+        const report = await engine.syncOnce();
+        return [performance.now() - t, report.downloaded];
+      })`);
+      if (got !== benchN) throw new Error(`bench downloaded ${got} of ${benchN}`);
+      times.push(ms / 1000);
+    }
+    times.sort((x, y) => x - y);
+    console.log(`bench: first sync of ${benchN} records into a fresh IndexedDB store in Chromium: median ${times[1].toFixed(2)} s over 3 runs (min ${times[0].toFixed(2)}, max ${times[2].toFixed(2)})`);
+  }
 } catch (e) {
   check("the browser test ran", false, e.message);
 } finally {
