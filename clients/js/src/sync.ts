@@ -6,7 +6,7 @@
 // follows docs/SPEC.md §5. The decisions live in reconcile.ts and merge.ts, not here.
 
 import { SyncClient } from "./client.js";
-import { compareStamps, formatStamp, hashHex, Item, parseStamp, randomNode, Stamp, successor } from "./core.js";
+import { checkKey, compareStamps, formatStamp, hashHex, Item, parseStamp, randomNode, Stamp, successor } from "./core.js";
 import { asSyncError, ErrorEntry, ErrorStack, stopsSync, SyncError, SyncStatus } from "./errors.js";
 import { MergeInput } from "./merge.js";
 import { baseFrom, DEFAULT_POLICY, Local, reconcile, Step, SyncPolicy } from "./reconcile.js";
@@ -161,7 +161,7 @@ export class SyncEngine {
       const node = await this.node();
       this.client.seen = Math.max(this.client.seen, (await this.store.meta<number>("seen")) ?? 0);
       for (let pass = 0; pass < this.maxPasses; pass++) {
-        await this.pull();
+        await this.pull(seenNow);
         const plan = reconcile(await this.store.rows(), await this.store.bases(), await this.store.remote(), node, this.policy);
         report.unchanged = plan.unchanged;
         let done = 0;
@@ -192,9 +192,14 @@ export class SyncEngine {
         if (!replan) break;
       }
       await this.store.commitSync([{ table: "meta", key: "seen", value: this.client.seen }]);
-      // Clear-on-success: what this sync did not report again is gone.
+      // Clear-on-success: what this sync did not report again is gone; what it did keeps
+      // its first-seen time.
+      const before = this.errors.all();
       this.errors.retain(() => false);
-      for (const e of seenNow.all()) this.errors.push(e.errorClass, e.scope, e.message, e.firstSeenMillis);
+      for (const e of seenNow.all()) {
+        const old = before.find((b) => b.errorClass === e.errorClass && b.scope === e.scope);
+        this.errors.push(e.errorClass, e.scope, e.message, old?.firstSeenMillis ?? e.firstSeenMillis);
+      }
       report.errors = this.errors.all();
       report.skipped = report.errors.filter((e) => e.errorClass === "warning").length;
       this.lastSync = Date.now();
@@ -211,7 +216,7 @@ export class SyncEngine {
   }
 
   /** Reads the feed to its end into the remote copy, one commit per page. */
-  private async pull(): Promise<void> {
+  private async pull(seen: ErrorStack): Promise<void> {
     let cursor = (await this.store.meta<string>("cursor")) ?? null;
     for (;;) {
       let page;
@@ -225,7 +230,18 @@ export class SyncEngine {
         }
         throw e;
       }
-      const ops: Op[] = page.changes.map((item) => ({ table: "remote", key: item.key, value: item }));
+      const ops: Op[] = [];
+      for (const item of page.changes) {
+        // A key that breaks docs/SPEC.md §1 is no record of ours, whatever the server says.
+        let valid = false;
+        try {
+          valid = checkKey(item.key) === item.key;
+        } catch {
+          valid = false;
+        }
+        if (valid) ops.push({ table: "remote", key: item.key, value: item });
+        else seen.push("item", item.key, `${JSON.stringify(item.key)}: the server sent a key that breaks the key rules; it is not synced`);
+      }
       ops.push({ table: "meta", key: "cursor", value: page.cursor });
       for (const item of page.changes) this.store.clock.observe(parseStamp(item.stamp).millis);
       await this.store.commitSync(ops);

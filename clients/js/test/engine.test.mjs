@@ -163,3 +163,15 @@ test("the watch loop brings a remote edit within a second (long-poll)", async ()
   await b.engine.stop();
   assert.equal(b.engine.status.state, "off");
 });
+
+test("a key from the server that breaks the key rules is not synced and is reported", async () => {
+  const server = fakeServer();
+  const a = device(server);
+  server.items.set("../evil", { key: "../evil", kind: "file", rev: 99, hash: "0".repeat(64), size: 1, stamp: "1.0.0000000000000000", deleted: false });
+  await a.store.put("fine", "ok");
+  const r = await a.engine.syncOnce();
+  assert.equal(r.uploaded, 1);
+  assert.deepEqual((await a.store.list()).map(([k]) => k), ["fine"]);
+  assert.equal(a.engine.status.attention?.scope, "../evil");
+  assert.equal((await a.store.remote()).has("../evil"), false);
+});
