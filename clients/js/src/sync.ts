@@ -5,7 +5,7 @@
 // with jitter). Failures go to the error stack; the status (`off`/`idle`/`syncing`/`error`)
 // follows docs/SPEC.md §5. The decisions live in reconcile.ts and merge.ts, not here.
 
-import { SyncClient } from "./client.js";
+import { BATCH_ITEMS, ChangePage, Fetched, SyncClient } from "./client.js";
 import { checkKey, compareStamps, formatStamp, hashHex, Item, parseStamp, randomNode, Stamp, successor } from "./core.js";
 import { asSyncError, ErrorEntry, ErrorStack, stopsSync, SyncError, SyncStatus } from "./errors.js";
 import { MergeInput } from "./merge.js";
@@ -77,6 +77,8 @@ export class SyncEngine {
   private dirty = false;
   private unsubscribe: (() => void) | undefined;
   private inFlight: Promise<SyncReport> | undefined;
+  private done = 0;
+  private total = 0;
 
   constructor(opts: EngineOptions) {
     this.client = opts.client;
@@ -114,6 +116,12 @@ export class SyncEngine {
     const top = this.errors.top();
     if (top && stopsSync(top.errorClass)) return { state: "error", top };
     return top ? { state: "idle", lastSync: this.lastSync, attention: top } : { state: "idle", lastSync: this.lastSync };
+  }
+
+  /** `n` more steps of this pass are done. */
+  private progress(n: number): void {
+    this.done = Math.min(this.total, this.done + n);
+    this.setStatus({ state: "syncing", done: this.done, total: this.total });
   }
 
   /** This device's node id (made once, kept in the store). */
@@ -164,9 +172,9 @@ export class SyncEngine {
         await this.pull(seenNow);
         const plan = reconcile(await this.store.rows(), await this.store.bases(), await this.store.remote(), node, this.policy);
         report.unchanged = plan.unchanged;
-        let done = 0;
-        const total = plan.steps.length;
-        this.setStatus({ state: "syncing", done, total });
+        this.done = 0;
+        this.total = plan.steps.length;
+        this.setStatus({ state: "syncing", done: 0, total: this.total });
         let replan = false;
         const uploads: [string, Extract<Step, { kind: "upload" }>][] = [];
         const downloads: [string, Extract<Step, { kind: "download" }>][] = [];
@@ -177,7 +185,7 @@ export class SyncEngine {
         // Downloads and uploads in batches; the rest one by one.
         replan = (await this.downloads(downloads, report, seenNow)) || replan;
         replan = (await this.uploads(uploads, report, seenNow, node)) || replan;
-        done += downloads.length + uploads.length;
+        this.progress(uploads.length);
         for (const [key, step] of plan.steps) {
           if (step.kind === "upload" || step.kind === "download") continue;
           try {
@@ -187,7 +195,7 @@ export class SyncEngine {
             if (stopsSync(err.errorClass)) throw err;
             seenNow.push(err.errorClass, key, err.message);
           }
-          this.setStatus({ state: "syncing", done: ++done, total });
+          this.progress(1);
         }
         if (!replan) break;
       }
@@ -218,11 +226,14 @@ export class SyncEngine {
   /** Reads the feed to its end into the remote copy, one commit per page. */
   private async pull(seen: ErrorStack): Promise<void> {
     let cursor = (await this.store.meta<string>("cursor")) ?? null;
+    // The next page is asked for while this one is committed.
+    let next: Promise<ChangePage> | null = null;
     for (;;) {
-      let page;
+      let page: ChangePage;
       try {
-        page = await this.client.changes(cursor, { limit: PAGE });
+        page = await (next ?? this.client.changes(cursor, { limit: PAGE }));
       } catch (e) {
+        next = null;
         if (e instanceof SyncError && (e.code === "cursor_expired" || e.code === "invalid_cursor") && cursor !== null) {
           await this.forgetRemote();
           cursor = null;
@@ -230,6 +241,9 @@ export class SyncEngine {
         }
         throw e;
       }
+      next = page.more ? this.client.changes(page.cursor, { limit: PAGE }) : null;
+      // Not awaited until the next turn: keep a failure from being reported as unhandled.
+      next?.catch(() => undefined);
       const ops: Op[] = [];
       for (const item of page.changes) {
         // A key that breaks docs/SPEC.md §1 is no record of ours, whatever the server says.
@@ -270,11 +284,36 @@ export class SyncEngine {
     return row && row.hash === local.hash ? row.value : undefined;
   }
 
-  /** Downloads in batches; true when something changed under a step (plan again). */
+  /**
+   * Downloads in batches of 500, the next batch fetched while this one is committed; true
+   * when something changed under a step (plan again).
+   */
   private async downloads(steps: [string, Extract<Step, { kind: "download" }>][], report: SyncReport, seen: ErrorStack): Promise<boolean> {
-    if (steps.length === 0) return false;
     let replan = false;
-    const got = await this.client.fetchMany(steps.map(([key, s]) => ({ key, rev: s.remote.rev })));
+    const chunks: (typeof steps)[] = [];
+    for (let i = 0; i < steps.length; i += BATCH_ITEMS) chunks.push(steps.slice(i, i + BATCH_ITEMS));
+    const fetch = (c: typeof steps) => {
+      const p = this.client.fetchMany(c.map(([key, s]) => ({ key, rev: s.remote.rev })));
+      p.catch(() => undefined);
+      return p;
+    };
+    let next = chunks.length > 0 ? fetch(chunks[0]!) : null;
+    for (let c = 0; c < chunks.length; c++) {
+      const chunk = chunks[c]!;
+      const got = await next!;
+      next = c + 1 < chunks.length ? fetch(chunks[c + 1]!) : null;
+      replan = (await this.writeDownloads(chunk, got, report, seen)) || replan;
+    }
+    return replan;
+  }
+
+  private async writeDownloads(
+    steps: [string, Extract<Step, { kind: "download" }>][],
+    got: (Fetched | SyncError)[],
+    report: SyncReport,
+    seen: ErrorStack,
+  ): Promise<boolean> {
+    let replan = false;
     const ops: Op[] = [];
     const checks: Check[] = [];
     const written: string[] = [];
@@ -293,6 +332,7 @@ export class SyncEngine {
     if (ops.length === 0) return replan;
     if (await this.store.commitSync(ops, checks)) {
       report.downloaded += written.length;
+      this.progress(written.length);
       return replan;
     }
     // Some record changed meanwhile: write the others one by one, plan the rest again.
@@ -301,6 +341,7 @@ export class SyncEngine {
       if (ok) report.downloaded++;
       else replan = true;
     }
+    this.progress(written.length);
     return replan;
   }
 
