@@ -159,6 +159,11 @@ try {
   })`);
   const { rows, bad } = JSON.parse(integrity);
   check("the shared IndexedDB store is consistent (every hash and base matches its record)", bad === 0 && rows === expected, `${rows} records, ${bad} inconsistent`);
+  // Optional: SCREENSHOT=FILE.png keeps a picture of device B's page.
+  if (process.env.SCREENSHOT) {
+    const { data } = await cdp("Page.captureScreenshot", { format: "png" }, b1);
+    (await import("node:fs")).writeFileSync(process.env.SCREENSHOT, Buffer.from(data, "base64"));
+  }
   // Optional figure (docs/BENCHMARKS.md): BENCH_RECORDS=N times a first sync of N records
   // into a fresh IndexedDB store in a page, over CORS, median of 3. Another tenant, so the
   // notes pages do not download them.
