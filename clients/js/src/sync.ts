@@ -544,8 +544,9 @@ export class SyncEngine {
     if (this.loop) return;
     this.enabled = true;
     this.stopped = false;
+    // This tab's edits; another tab's edits are synced by that tab's engine.
     this.unsubscribe = this.store.subscribe((_keys, origin) => {
-      if (origin !== "sync") this.syncNow();
+      if (origin === "app") this.syncNow();
     });
     this.loop = this.runLoop().finally(() => (this.loop = undefined));
   }
