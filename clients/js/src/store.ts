@@ -30,8 +30,12 @@ export interface Check {
 export interface Backend {
   get(table: Table, key: string): Promise<unknown>;
   getAll(table: Table): Promise<Map<string, unknown>>;
-  /** Applies every op at once if every check holds; false (nothing written) otherwise. */
-  commit(ops: Op[], checks?: Check[]): Promise<boolean>;
+  /**
+   * Applies every op at once if every check holds; false (nothing written) otherwise.
+   * `relaxed`: the commit may reach the disk a little later (an OS crash may lose it, never
+   * half of it); the engine asks for it on what the next sync can fetch again.
+   */
+  commit(ops: Op[], checks?: Check[], relaxed?: boolean): Promise<boolean>;
   /** Tells other tabs or processes sharing this backend that keys changed (optional). */
   announce?(keys: string[]): void;
   /** Listens to other tabs' changes (optional). */
@@ -208,9 +212,12 @@ export class RecordStore {
     return (await this.backend.get("meta", name)) as T | undefined;
   }
 
-  /** Engine side: commits sync state and record writes; notifies subscribers of the records. */
-  async commitSync(ops: Op[], checks: Check[] = []): Promise<boolean> {
-    const ok = await this.backend.commit(ops, checks);
+  /**
+   * Engine side: commits sync state and record writes; notifies subscribers of the records.
+   * `relaxed` for what the server still holds (downloads, feed pages): see {@link Backend.commit}.
+   */
+  async commitSync(ops: Op[], checks: Check[] = [], relaxed = false): Promise<boolean> {
+    const ok = await this.backend.commit(ops, checks, relaxed);
     if (ok) {
       const keys = ops.filter((o) => o.table === "records").map((o) => o.key);
       this.backend.announce?.(keys);
@@ -331,13 +338,13 @@ export class IndexedDbBackend implements Backend {
     }
   }
 
-  commit(ops: Op[], checks: Check[] = []): Promise<boolean> {
+  commit(ops: Op[], checks: Check[] = [], relaxed = false): Promise<boolean> {
     const names = [...new Set<Table>([...ops.map((o) => o.table), ...(checks.length ? (["records"] as Table[]) : [])])];
     if (names.length === 0) return Promise.resolve(true);
     return new Promise((resolve, reject) => {
       let tx: IDBTransaction;
       try {
-        tx = this.db.transaction(names, "readwrite");
+        tx = this.db.transaction(names, "readwrite", { durability: relaxed ? "relaxed" : "strict" });
       } catch (e) {
         return reject(storageError("write", e));
       }

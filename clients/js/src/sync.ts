@@ -258,7 +258,7 @@ export class SyncEngine {
       }
       ops.push({ table: "meta", key: "cursor", value: page.cursor });
       for (const item of page.changes) this.store.clock.observe(parseStamp(item.stamp).millis);
-      await this.store.commitSync(ops);
+      await this.store.commitSync(ops, [], true);
       cursor = page.cursor;
       if (!page.more) return;
     }
@@ -330,7 +330,7 @@ export class SyncEngine {
       written.push(key);
     }
     if (ops.length === 0) return replan;
-    if (await this.store.commitSync(ops, checks)) {
+    if (await this.store.commitSync(ops, checks, true)) {
       report.downloaded += written.length;
       this.progress(written.length);
       return replan;
