@@ -5,7 +5,7 @@
 //!             [--token-file FILE] [--max-item-bytes N] [--rate-limit PER_SECOND]
 //!             [--max-failed-sign-ins N]
 //!             [--tls-cert PEM --tls-key PEM] [--max-connections N]
-//!             [--header-timeout-secs S] [--idle-timeout-secs S]
+//!             [--header-timeout-secs S] [--idle-timeout-secs S] [--cors-origin ORIGIN ...]
 //! sync-server --listen 127.0.0.1:8081 --postgres postgres://USER:PASS@HOST:PORT/DB ...
 //! sync-server tokens add (--db DB | --postgres URL) --tenant T --device NAME [--json]
 //! sync-server tokens list (--db DB | --postgres URL) [--tenant T] [--json]
@@ -24,6 +24,9 @@
 //! request head within `--header-timeout-secs`, or sit idle between requests longer than
 //! `--idle-timeout-secs`, are closed; at most `--max-connections` are open at once (more wait
 //! to be accepted).
+//!
+//! With `--cors-origin ORIGIN` (repeatable) pages of that origin may call the API from a
+//! browser (CORS preflights answered, the protocol's headers allowed and exposed).
 //!
 //! With `--metrics-listen ADDR` it first prints `metrics on http://ADDR/metrics` (Prometheus
 //! text). Prints `listening on http://ADDR` (or `https://`) once ready. SIGINT/SIGTERM stop it cleanly: the listener
@@ -117,6 +120,11 @@ struct Args {
         default_value_t = ServerOptions::default().max_failed_sign_ins_per_minute
     )]
     max_failed_sign_ins: u32,
+    /// Let web pages of this origin call the API from a browser (CORS), e.g.
+    /// https://app.example.com or http://localhost:5173: scheme, host and port, no path.
+    /// Repeat for several origins; other origins get no CORS headers.
+    #[arg(long = "cors-origin", value_name = "ORIGIN", value_parser = cors_origin)]
+    cors_origins: Vec<axum::http::HeaderValue>,
     /// Serve Prometheus metrics at http://ADDR/metrics (requests by route and status, latency,
     /// bytes, writes, open long-polls, store errors). Keep it off the public address.
     #[arg(long, value_name = "ADDR")]
@@ -227,6 +235,11 @@ fn tenant_token(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| "expected TENANT:TOKEN, e.g. --token alice:s3cret".to_owned())
 }
 
+/// `--cors-origin ORIGIN`: a web origin, checked once here.
+fn cors_origin(s: &str) -> Result<axum::http::HeaderValue, String> {
+    transport_http::server::parse_cors_origin(s).map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     sync_cli::run(server(args))
@@ -274,6 +287,7 @@ async fn server(args: Args) -> anyhow::Result<ExitCode> {
         rate_limit_per_second: args.rate_limit,
         rate_limit_burst: args.rate_limit.saturating_mul(2),
         max_failed_sign_ins_per_minute: args.max_failed_sign_ins,
+        cors_origins: args.cors_origins.clone(),
         ..ServerOptions::default()
     };
     let app = match (&args.db, &args.postgres) {

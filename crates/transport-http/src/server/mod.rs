@@ -11,6 +11,7 @@
 
 mod auth;
 mod batch;
+mod cors;
 mod devices;
 pub mod errors;
 mod jwt;
@@ -36,6 +37,7 @@ use tower_http::compression::predicate::{NotForContentType, Predicate};
 use tower_http::compression::{CompressionLayer, DefaultPredicate};
 
 pub use auth::{Authenticator, StaticTokens};
+pub use cors::{parse_cors_origin, CorsOriginError};
 pub use errors::ApiError;
 pub use jwt::{JwtAuthenticator, JwtError, JWT_LEEWAY_SECS};
 pub use serve::{serve, serve_with, ServeOptions, Stopped};
@@ -75,6 +77,12 @@ pub struct ServerOptions {
     /// server behind a proxy, where every request comes from the proxy's address). Requests
     /// without a known peer (served other than by [`serve`]) are not counted. Default 30.
     pub max_failed_sign_ins_per_minute: u32,
+    /// Web origins (`https://app.example.com`, scheme, host and port only) whose pages may call
+    /// the API from a browser (CORS): preflights are answered, `Authorization` and the
+    /// protocol's request headers are allowed, and `ETag`, `X-Sync-*`, `Retry-After` and
+    /// `X-Request-Id` are exposed to them. Other origins get no CORS headers. Default: none
+    /// (only same-origin pages and non-browser clients). Parse with [`parse_cors_origin`].
+    pub cors_origins: Vec<axum::http::HeaderValue>,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -90,6 +98,7 @@ impl std::fmt::Debug for ServerOptions {
                 "max_failed_sign_ins_per_minute",
                 &self.max_failed_sign_ins_per_minute,
             )
+            .field("cors_origins", &self.cors_origins)
             .finish()
     }
 }
@@ -104,6 +113,7 @@ impl Default for ServerOptions {
             max_wait: Duration::from_secs(60),
             token_store: None,
             max_failed_sign_ins_per_minute: 30,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -166,6 +176,7 @@ pub fn router<S: ServerStore + 'static>(
         .map(Arc::new),
     };
     let devices: devices::Devices = options.token_store.clone();
+    let cors_origins = options.cors_origins.clone();
     let state = AppState {
         store,
         options: Arc::new(options),
@@ -225,7 +236,7 @@ pub fn router<S: ServerStore + 'static>(
             auth::require_tenant,
         ))
         .with_state(state.clone());
-    Router::new()
+    let app = Router::new()
         .route(
             &p("/health"),
             get(routes::health::<S>).fallback(routes::method_not_allowed),
@@ -247,7 +258,8 @@ pub fn router<S: ServerStore + 'static>(
                     DefaultPredicate::new()
                         .and(NotForContentType::const_new("application/octet-stream")),
                 ),
-        )
+        );
+    cors::layer(app, cors_origins)
 }
 
 /// Middleware: a request that takes longer than `limit` in all is answered 408 `timeout`.
