@@ -1453,3 +1453,63 @@ async fn a_seen_near_the_revision_ceiling_is_refused_and_the_tenant_keeps_workin
         assert!(rev < 10, "{key} got revision {rev}: the counter jumped");
     }
 }
+
+/// Uploads that stall hold the server's memory: a tenant may hold only its share of body bytes
+/// at once (its next upload gets 429 with Retry-After), and other tenants are not affected.
+#[tokio::test]
+async fn a_tenant_with_stalled_uploads_gets_429_and_others_upload_as_usual() {
+    let store = Arc::new(MemoryServerStore::new(ServerConfig::default()));
+    let tokens = Arc::new(StaticTokens::new([("a", "token-a"), ("b", "token-b")]));
+    let options = ServerOptions {
+        max_body_bytes_per_tenant: 1024 * 1024,
+        ..ServerOptions::default()
+    };
+    let app = router(store, tokens, options);
+    let put = |auth: &str, key: &str, len: usize, body: Body| {
+        Request::put(format!("/sync/v1/items/{key}"))
+            .header(header::AUTHORIZATION, auth)
+            .header(
+                "x-sync-hash",
+                sync_core::ContentHash::of(&vec![b'x'; len]).to_string(),
+            )
+            .header(header::IF_NONE_MATCH, "*")
+            .header(header::CONTENT_LENGTH, len.to_string())
+            .body(body)
+            .unwrap()
+    };
+    // Tenant a: one 1 MiB upload that sends half and stalls, held by a task.
+    let len = 1024 * 1024;
+    let stalled = app
+        .clone()
+        .oneshot(put(A, "stalled.bin", len, chunks(8, 64 * 1024, true)));
+    let held = tokio::spawn(stalled);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let second = app
+        .clone()
+        .oneshot(put(A, "second.bin", 16, chunks(1, 16, false)))
+        .await
+        .unwrap();
+    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(second.headers().contains_key(header::RETRY_AFTER));
+
+    let other = app
+        .clone()
+        .oneshot(put(B, "other.bin", 16, chunks(1, 16, false)))
+        .await
+        .unwrap();
+    assert_eq!(
+        other.status(),
+        StatusCode::CREATED,
+        "another tenant uploads as usual"
+    );
+
+    // Once the stalled upload is gone, tenant a uploads again.
+    held.abort();
+    let _ = held.await;
+    let again = app
+        .oneshot(put(A, "again.bin", 16, chunks(1, 16, false)))
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+}

@@ -17,7 +17,7 @@ use sync_core::{Error, Key, Precondition, PushOutcome, PushRequest, Revision, Se
 use sync_core::{Stamp, TenantId};
 
 use super::errors::{from_core, ApiError};
-use super::limits::read_body;
+use super::limits::{read_body, read_budgeted};
 use super::AppState;
 use crate::wire::{
     split_batch, WireBatchFetchRequest, WireBatchPushManifest, WireBatchResult, WireBatchResults,
@@ -55,7 +55,15 @@ pub(crate) async fn push<S: ServerStore>(
     body: Body,
 ) -> ApiResult<Response> {
     let limit = BATCH_MAX_BYTES + BATCH_MAX_MANIFEST;
-    let body = read_body(&headers, body, limit, state.options.request_timeout).await?;
+    let (body, _held) = read_budgeted(
+        &state.bodies,
+        &tenant,
+        &headers,
+        body,
+        limit,
+        state.options.request_timeout,
+    )
+    .await?;
     let (manifest, mut contents) = split_batch(&body).ok_or_else(|| {
         ApiError::bad_request("a batch body is one line of JSON, a newline, then the contents")
     })?;

@@ -104,6 +104,14 @@ impl ApiError {
         }
     }
 
+    /// 429 `rate_limited` with `Retry-After` and a message saying what is busy.
+    pub fn busy(retry_after_secs: u64, message: impl Into<String>) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after_secs.max(1)),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+        }
+    }
+
     /// 429 `rate_limited` with `Retry-After: <seconds>`.
     pub fn rate_limited(retry_after_secs: u64) -> ApiError {
         ApiError {

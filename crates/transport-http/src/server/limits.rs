@@ -1,6 +1,6 @@
 //! Request limits (docs/PROTOCOL.md "Limits"): the per-token rate limit (governor, GCRA), the
-//! limit on failed sign-ins per peer address, and reading a request body under a byte limit
-//! and a time limit.
+//! limit on failed sign-ins per peer address, the budget of request-body bytes held at once
+//! (per tenant and in all), and reading a request body under a byte limit and a time limit.
 //!
 //! A body is never read past its limit: a `Content-Length` over it is refused before reading,
 //! and a body without one (chunked) is cut as soon as it passes the limit.
@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -17,6 +17,9 @@ use bytes::Bytes;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use sync_core::TenantId;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::errors::ApiError;
 
@@ -99,6 +102,116 @@ impl FailedSignIns {
     }
 }
 
+/// Request-body bytes the server holds at once: at most `per_tenant` for one tenant and
+/// `total` for all. A body reserves its declared length (or the route's limit when it
+/// declares none) before it is read, until its request is answered. A tenant over its share
+/// gets 429 at once (its device retries); a server over its total lets a request wait up to
+/// `wait`, then answers 429.
+pub(crate) struct BodyBudget {
+    total: Arc<Semaphore>,
+    total_kib: u32,
+    per_tenant: u64,
+    wait: Duration,
+    held: Mutex<HashMap<TenantId, u64>>,
+}
+
+/// A body's place in the [`BodyBudget`], given back when dropped.
+pub(crate) struct BodyPermit {
+    _total: Option<OwnedSemaphorePermit>,
+    held: Option<(Arc<BodyBudget>, TenantId, u64)>,
+}
+
+impl Drop for BodyPermit {
+    fn drop(&mut self) {
+        if let Some((budget, tenant, bytes)) = self.held.take() {
+            let mut held = budget.held.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(now) = held.get_mut(&tenant) {
+                *now = now.saturating_sub(bytes);
+                if *now == 0 {
+                    held.remove(&tenant);
+                }
+            }
+        }
+    }
+}
+
+impl BodyBudget {
+    /// A budget of `total` bytes, `per_tenant` of them for one tenant at most.
+    pub(crate) fn new(total: u64, per_tenant: u64, wait: Duration) -> Arc<BodyBudget> {
+        let total_kib = u32::try_from(total.div_ceil(1024))
+            .unwrap_or(u32::MAX >> 3)
+            .max(1);
+        Arc::new(BodyBudget {
+            total: Arc::new(Semaphore::new(total_kib as usize)),
+            total_kib,
+            per_tenant,
+            wait,
+            held: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Reserves `bytes` for a body of `tenant`. A tenant holding nothing may always reserve
+    /// one body, however large (it is bounded by the route's limit).
+    pub(crate) async fn reserve(
+        self: &Arc<Self>,
+        tenant: &TenantId,
+        bytes: u64,
+    ) -> Result<BodyPermit, ApiError> {
+        {
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            let now = held.get(tenant).copied().unwrap_or(0);
+            if now > 0 && now.saturating_add(bytes) > self.per_tenant {
+                tracing::debug!(%tenant, now, bytes, "request bodies over the tenant's share");
+                return Err(ApiError::busy(
+                    1,
+                    "this account has too many uploads in progress; retry after the time in Retry-After",
+                ));
+            }
+            *held.entry(tenant.clone()).or_insert(0) += bytes;
+        }
+        let held = Some((self.clone(), tenant.clone(), bytes));
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.total_kib);
+        let wait = tokio::time::timeout(self.wait, self.total.clone().acquire_many_owned(kib));
+        match wait.await {
+            Ok(Ok(permit)) => Ok(BodyPermit {
+                _total: Some(permit),
+                held,
+            }),
+            // Dropping the half-made permit gives the tenant's share back.
+            _ => {
+                drop(BodyPermit { _total: None, held });
+                Err(ApiError::busy(
+                    1,
+                    "the server is receiving too many uploads; retry after the time in Retry-After",
+                ))
+            }
+        }
+    }
+}
+
+/// [`read_body`] after reserving the body's bytes in `budget` for `tenant` (its declared
+/// length, or `limit` when it declares none); the permit is held until the caller drops it.
+pub(crate) async fn read_budgeted(
+    budget: &Arc<BodyBudget>,
+    tenant: &TenantId,
+    headers: &HeaderMap,
+    body: Body,
+    limit: u64,
+    timeout: Duration,
+) -> Result<(Bytes, BodyPermit), ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    // An over-limit length is refused by `read_body` without reading: reserve nothing more.
+    let reserve = declared.unwrap_or(limit).min(limit);
+    let permit = budget.reserve(tenant, reserve).await?;
+    let bytes = read_body(headers, body, limit, timeout).await?;
+    Ok((bytes, permit))
+}
+
 /// Reads a whole request body of at most `limit` bytes within `timeout`:
 /// 413 `too_large` when the declared or actual length passes the limit (reading stops there),
 /// 408 `timeout` when the body does not finish in time, 400 for a broken body.
@@ -144,6 +257,29 @@ pub(crate) async fn read_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_tenant_over_its_share_of_body_bytes_is_refused_and_others_go_on() {
+        let budget = BodyBudget::new(4096, 2048, Duration::from_millis(50));
+        let (a, b) = (TenantId::new("a"), TenantId::new("b"));
+        let first = budget.reserve(&a, 2048).await.unwrap();
+        let refused = budget.reserve(&a, 1).await.err().unwrap();
+        assert_eq!(refused.status, axum::http::StatusCode::TOO_MANY_REQUESTS);
+        let other = budget.reserve(&b, 2048).await.unwrap();
+        // The total is used up: a third tenant waits, then is refused.
+        let c = TenantId::new("c");
+        assert!(budget.reserve(&c, 1024).await.is_err(), "over the total");
+        drop(first);
+        let again = budget.reserve(&a, 2048).await.unwrap();
+        drop((other, again));
+        // One body larger than the tenant's share is taken when the tenant holds nothing.
+        let large = budget.reserve(&a, 3000).await.unwrap();
+        drop(large);
+        assert!(
+            budget.held.lock().unwrap().is_empty(),
+            "every share given back"
+        );
+    }
 
     #[test]
     fn an_address_is_refused_after_its_failures_until_the_window_ends() {

@@ -77,6 +77,13 @@ pub struct ServerOptions {
     /// server behind a proxy, where every request comes from the proxy's address). Requests
     /// without a known peer (served other than by [`serve`]) are not counted. Default 30.
     pub max_failed_sign_ins_per_minute: u32,
+    /// Request-body bytes held at once for all tenants: an upload reserves its length before
+    /// it is read, until it is answered; past it, uploads wait up to 10 s, then get 429.
+    /// Default 512 MiB.
+    pub max_body_bytes_in_flight: u64,
+    /// Request-body bytes held at once for one tenant (one upload of any allowed size is
+    /// always let in); past it, 429 with `Retry-After`. Default 64 MiB.
+    pub max_body_bytes_per_tenant: u64,
     /// Web origins (`https://app.example.com`, scheme, host and port only) whose pages may call
     /// the API from a browser (CORS): preflights are answered, `Authorization` and the
     /// protocol's request headers are allowed, and `ETag`, `X-Sync-*`, `Retry-After` and
@@ -98,6 +105,8 @@ impl std::fmt::Debug for ServerOptions {
                 "max_failed_sign_ins_per_minute",
                 &self.max_failed_sign_ins_per_minute,
             )
+            .field("max_body_bytes_in_flight", &self.max_body_bytes_in_flight)
+            .field("max_body_bytes_per_tenant", &self.max_body_bytes_per_tenant)
             .field("cors_origins", &self.cors_origins)
             .finish()
     }
@@ -113,6 +122,8 @@ impl Default for ServerOptions {
             max_wait: Duration::from_secs(60),
             token_store: None,
             max_failed_sign_ins_per_minute: 30,
+            max_body_bytes_in_flight: 512 * 1024 * 1024,
+            max_body_bytes_per_tenant: 64 * 1024 * 1024,
             cors_origins: Vec::new(),
         }
     }
@@ -122,6 +133,8 @@ impl Default for ServerOptions {
 pub(crate) struct AppState<S> {
     pub store: Arc<S>,
     pub options: Arc<ServerOptions>,
+    /// Request-body bytes held at once.
+    pub bodies: Arc<limits::BodyBudget>,
 }
 
 impl<S> Clone for AppState<S> {
@@ -129,6 +142,7 @@ impl<S> Clone for AppState<S> {
         AppState {
             store: self.store.clone(),
             options: self.options.clone(),
+            bodies: self.bodies.clone(),
         }
     }
 }
@@ -177,9 +191,15 @@ pub fn router<S: ServerStore + 'static>(
     };
     let devices: devices::Devices = options.token_store.clone();
     let cors_origins = options.cors_origins.clone();
+    let bodies = limits::BodyBudget::new(
+        options.max_body_bytes_in_flight,
+        options.max_body_bytes_per_tenant,
+        Duration::from_secs(10),
+    );
     let state = AppState {
         store,
         options: Arc::new(options),
+        bodies,
     };
     let p = |route: &str| format!("{PREFIX}{route}");
     let protected = Router::new()

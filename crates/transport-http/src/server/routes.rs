@@ -22,7 +22,7 @@ use sync_core::{
 
 use super::errors::{from_core, ApiError};
 use super::keys::decode_key;
-use super::limits::read_body;
+use super::limits::{read_budgeted, BodyPermit};
 use super::AppState;
 use crate::wire::{
     etag, parse_etag, parse_rev, WireHistory, WireItem, WirePage, WireVersion, DEFAULT_LIMIT,
@@ -197,13 +197,22 @@ fn item_limit<S: ServerStore>(state: &AppState<S>) -> u64 {
 /// Reads the body under the item limit and checks it against `expected`.
 async fn verified_body<S: ServerStore>(
     state: &AppState<S>,
+    tenant: &TenantId,
     key: &Key,
     headers: &HeaderMap,
     body: Body,
     expected: ContentHash,
-) -> ApiResult<Bytes> {
+) -> ApiResult<(Bytes, BodyPermit)> {
     let limit = item_limit(state);
-    let content = read_body(headers, body, limit, state.options.request_timeout).await?;
+    let (content, permit) = read_budgeted(
+        &state.bodies,
+        tenant,
+        headers,
+        body,
+        limit,
+        state.options.request_timeout,
+    )
+    .await?;
     let actual = sync_core::server::hash_off_thread(&content)
         .await
         .map_err(|e| from_core(e, false))?;
@@ -217,7 +226,7 @@ async fn verified_body<S: ServerStore>(
             false,
         ));
     }
-    Ok(content)
+    Ok((content, permit))
 }
 
 fn core(err: Error) -> ApiError {
@@ -336,7 +345,7 @@ pub(crate) async fn put_item<S: ServerStore>(
     let hash = required_hash(&headers)?;
     let stamp = stamp(&headers, false)?;
     let seen = seen(&headers)?;
-    let content = verified_body(&state, &key, &headers, body, hash).await?;
+    let (content, _held) = verified_body(&state, &tenant, &key, &headers, body, hash).await?;
     let req = PushRequest {
         key,
         precondition,
@@ -410,7 +419,7 @@ pub(crate) async fn post_history<S: ServerStore>(
     let hash = required_hash(&headers)?;
     let stamp = stamp(&headers, false)?;
     let seen = seen(&headers)?;
-    let content = verified_body(&state, &key, &headers, body, hash).await?;
+    let (content, _held) = verified_body(&state, &tenant, &key, &headers, body, hash).await?;
     let req = ArchiveRequest {
         key,
         content,
