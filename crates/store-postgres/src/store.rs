@@ -578,6 +578,7 @@ struct RowArrays<'a> {
 }
 
 impl<'a> RowArrays<'a> {
+    /// The arrays of `rows`, converted to their SQL types.
     fn new(rows: &'a [Row]) -> Result<RowArrays<'a>, PgStoreError> {
         let mut a = RowArrays::default();
         for Row { item, current } in rows {
