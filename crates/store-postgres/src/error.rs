@@ -32,7 +32,7 @@ pub enum PgStoreError {
         source: tokio_postgres::Error,
     },
     /// The connection pool could not hand out a connection in time, or was closed.
-    #[error("no PostgreSQL connection to {target} is available: {detail}. The database may be overloaded or unreachable; raise PgOptions::pool_size or check the server")]
+    #[error("no PostgreSQL connection to {target} is available: {detail}. The database may be overloaded or unreachable; raise the pool size (PgOptions::pool_size, sync-server --postgres-pool-size) or check the database server")]
     Unavailable {
         /// Where (without the password).
         target: String,

@@ -6,8 +6,11 @@
 //! and in-memory stores (it passes the same `sync_core::testkit::server_store_suite`).
 //!
 //! - **Scale-out.** Any number of stores, in any number of server processes, may share one
-//!   database. Writers of one tenant serialize on the tenant's row, so revisions are distinct
-//!   and issued in commit order whichever server takes them ([`store`] module docs).
+//!   database. A write reads without a lock, lets the rules decide, then applies in one
+//!   statement (`sync_apply`) that holds the tenant's row lock only for that statement and
+//!   checks that what was read is unchanged; so revisions are distinct and issued in commit
+//!   order whichever server takes them, and the lock is held for one statement, not a
+//!   transaction of round trips ([`store`] module docs).
 //! - **Long-poll across servers.** Each committed write runs `NOTIFY sync_changes, '<tenant>'`;
 //!   each store holds one `LISTEN` connection and wakes its waiting
 //!   [`wait`](sync_core::ServerStore::wait) calls, so an edit through one server wakes

@@ -100,6 +100,76 @@ CREATE TABLE tokens (
 );
 "#,
     },
+    // The write path's one statement (crate::store module docs): under the tenant's row lock,
+    // check that the keys the rules read are unchanged (compare-and-set on their revisions),
+    // move the decided revisions up by what others issued since the read, store everything,
+    // notify. Returns that shift, or NULL when a key changed (nothing written). PL/pgSQL so
+    // that each statement after the lock reads the latest commits (READ COMMITTED).
+    Migration {
+        version: 3,
+        sql: r#"
+CREATE FUNCTION sync_apply(
+    p_tenant text, p_read bigint, p_counter bigint,
+    p_check_keys text[], p_check_revs bigint[],
+    p_keys text[], p_kinds text[], p_revs bigint[], p_hashes text[], p_sizes bigint[],
+    p_stamp_millis bigint[], p_stamp_counters bigint[], p_stamp_nodes bigint[],
+    p_deleted boolean[], p_current boolean[],
+    p_blob_hashes text[], p_blobs bytea[],
+    p_channel text, p_payload text
+) RETURNS bigint LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_counter bigint;
+    v_shift bigint;
+BEGIN
+    SELECT counter INTO v_counter FROM tenants WHERE tenant = p_tenant FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO tenants (tenant, counter) VALUES (p_tenant, 0)
+            ON CONFLICT (tenant) DO NOTHING;
+        SELECT counter INTO v_counter FROM tenants WHERE tenant = p_tenant FOR UPDATE;
+    END IF;
+    IF EXISTS (
+        SELECT 1 FROM unnest(p_check_keys, p_check_revs) AS r(key, rev)
+        LEFT JOIN items i ON i.tenant = p_tenant AND i.key = r.key
+        WHERE i.rev IS DISTINCT FROM r.rev
+    ) THEN
+        RETURN NULL;
+    END IF;
+    v_shift := v_counter - p_read;
+    IF v_shift < 0 THEN
+        RAISE EXCEPTION 'the counter of tenant % went back from % to %', p_tenant, p_read, v_counter;
+    END IF;
+    INSERT INTO blobs (hash, content)
+        SELECT b.hash, b.content FROM unnest(p_blob_hashes, p_blobs) AS b(hash, content)
+        ON CONFLICT (hash) DO NOTHING;
+    INSERT INTO versions (tenant, rev, key, kind, hash, size, stamp_millis, stamp_counter,
+                          stamp_node, deleted, archived)
+        SELECT p_tenant, r.rev + v_shift, r.key, r.kind, r.hash, r.size, r.millis, r.counter,
+               r.node, r.deleted, NOT r.current
+        FROM unnest(p_keys, p_kinds, p_revs, p_hashes, p_sizes, p_stamp_millis,
+                    p_stamp_counters, p_stamp_nodes, p_deleted, p_current)
+             AS r(key, kind, rev, hash, size, millis, counter, node, deleted, current);
+    INSERT INTO items AS it (tenant, key, kind, rev, hash, size, stamp_millis, stamp_counter,
+                             stamp_node, deleted)
+        SELECT DISTINCT ON (r.key) p_tenant, r.key, r.kind, r.rev + v_shift, r.hash, r.size,
+               r.millis, r.counter, r.node, r.deleted
+        FROM unnest(p_keys, p_kinds, p_revs, p_hashes, p_sizes, p_stamp_millis,
+                    p_stamp_counters, p_stamp_nodes, p_deleted, p_current)
+             AS r(key, kind, rev, hash, size, millis, counter, node, deleted, current)
+        WHERE r.current
+        ORDER BY r.key, r.rev DESC
+        ON CONFLICT (tenant, key) DO UPDATE SET kind = excluded.kind, rev = excluded.rev,
+            hash = excluded.hash, size = excluded.size, stamp_millis = excluded.stamp_millis,
+            stamp_counter = excluded.stamp_counter, stamp_node = excluded.stamp_node,
+            deleted = excluded.deleted;
+    UPDATE tenants SET counter = p_counter + v_shift WHERE tenant = p_tenant;
+    IF p_payload IS NOT NULL THEN
+        PERFORM pg_notify(p_channel, p_payload);
+    END IF;
+    RETURN v_shift;
+END
+$fn$;
+"#,
+    },
 ];
 
 /// The newest schema version this code knows.

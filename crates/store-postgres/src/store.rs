@@ -1,28 +1,38 @@
 //! [`PgServerStore`]: the server's [`ServerStore`] on PostgreSQL.
 //!
-//! Every write (push, delete, folder, archive, a whole `push_many`) is one transaction on a
-//! pooled connection:
+//! Every write (push, delete, folder, archive, a whole `push_many`) takes two round trips on a
+//! pooled connection, and holds its tenant's row lock for one statement only:
 //!
-//! 1. **lock the tenant row** (`INSERT .. ON CONFLICT DO UPDATE` on `tenants`, creating it on
-//!    first use). Writers of one tenant queue here, in every server process, until the holder
-//!    commits; everything below reads and writes under that lock, so preconditions are checked
-//!    against the latest committed state (READ COMMITTED takes a new snapshot per statement);
-//!    That statement also returns the tenant's counter;
-//! 2. read the rows the write depends on (the key and its parent folders, one statement) and
-//!    ask [`sync_core::server::WriteRules`] what to do: the rules are the same for every store
-//!    and this file holds none of its own;
-//! 3. store what the rules return: the blob (`ON CONFLICT DO NOTHING`: deduplicated by hash),
-//!    each row as the current item (the feed) and a version (the history), then the new
-//!    counter;
-//! 4. `pg_notify('sync_changes', tenant)` when the feed moved, then commit.
+//! 1. **read, no lock**: one statement reads the tenant's counter and the current state of the
+//!    keys the rules need (the key and its parent folders, [`keys_to_read`]) from one snapshot;
+//!    pipelined with it, a lookup of content over 64 KiB that may be stored already;
+//! 2. **decide, in Rust**: [`sync_core::server::WriteRules`] say what to do with what was read.
+//!    The rules are the same for every store and this file holds none of its own. A refusal,
+//!    a conflict or a write with no rows (a folder path that exists) is answered here: it
+//!    stands at the snapshot it was decided on;
+//! 3. **apply, one statement**: `SELECT sync_apply(...)`, a PL/pgSQL function (schema migration
+//!    3), in its own implicit transaction: it locks the tenant row (`FOR UPDATE`; writers of
+//!    one tenant queue here, in every server process), checks that every key read still has
+//!    the revision read (compare-and-set; absent stays absent), moves the decided revisions up
+//!    by how many others issued since the read (counter now − counter read, the rule of
+//!    [`sync_core::server::rebase`]), stores blobs (deduplicated by hash), versions, items and
+//!    the counter, and calls `pg_notify('sync_changes', tenant)` when the feed moved. If a key
+//!    changed, it writes nothing and returns NULL, and the write starts again from step 1
+//!    (up to [`MAX_RACES`] times; a lost race on the same key usually ends as a conflict).
 //!
-//! Because the tenant lock is held until commit, revisions become visible in the order they
-//! were issued: a reader never sees revision n+1 without n, so a feed cursor never skips a
-//! change. A rolled-back write gives its revisions back (the counter update rolls back too),
-//! so committed revisions have no gaps except where the Lamport rule jumps to a client's
-//! `seen`, and archives, which take a revision outside the feed. Content hash and size are checked before the transaction starts. A transaction that
+//! Why this is correct: whatever the rules' answer depends on (the keys' state) is checked
+//! under the lock; the counter only places the revisions, and moving all of a write's new
+//! revisions up by the same amount keeps every property the rules give them (above the
+//! counter and `seen`, distinct, increasing, gap-free). Each statement inside the function
+//! reads the latest commits (READ COMMITTED, one snapshot per statement), and every writer of
+//! a tenant holds its row lock until commit, so revisions still become visible in the order
+//! they were issued: a reader never sees revision n+1 without n, and a feed cursor never skips
+//! a change. A write that fails writes nothing and gives no revision back (no gaps, except
+//! where the Lamport rule jumps to a client's `seen`, and archives, which take a revision
+//! outside the feed). Content hash and size are checked before step 1. An apply that
 //! PostgreSQL aborts as a deadlock or serialization failure is run again (up to
-//! [`MAX_ATTEMPTS`] times).
+//! [`MAX_ATTEMPTS`] times); blobs are inserted in hash order so that two writes never wait on
+//! each other's blobs in opposite orders.
 //!
 //! Reads are single statements (one snapshot each); `changes` reads the tenant's counter and
 //! the page in one statement, so the cursor it returns is consistent with the page.
@@ -32,10 +42,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use sync_core::server::{
-    change_page, check_content_off_thread, feed_after, keys_to_read, rows_to_read, Decision, Write,
-    WriteRules,
+    change_page, check_content_off_thread, feed_after, keys_to_read, rebase, rows_to_read,
+    Decision, Row, WriteRules,
 };
 use sync_core::{
     ArchiveRequest, ChangePage, ContentHash, Cursor, DeleteRequest, Epoch, Error, Fetched,
@@ -54,6 +64,10 @@ use crate::schema::{
 
 /// How many times a write aborted by a deadlock or serialization failure is tried.
 pub const MAX_ATTEMPTS: u32 = 4;
+
+/// How many times a write is decided again because a key it read changed before its apply
+/// (a lost race with a concurrent write of the same keys) before it fails.
+pub const MAX_RACES: u32 = 16;
 
 /// Content above this size is looked up before it is sent to the database (a blob already
 /// stored is not sent again).
@@ -251,18 +265,37 @@ impl PgServerStore {
         Ok(get_client(&self.inner.pool, &self.inner.target).await?)
     }
 
-    /// Runs `op` for `tenant` in one transaction (again, if PostgreSQL aborted it as a
-    /// deadlock or serialization failure).
+    /// Runs `op` for `tenant`: read, decide, apply ([module docs](self)); from the read again
+    /// when a key it read changed before the apply (up to [`MAX_RACES`] times), or when
+    /// PostgreSQL aborted the apply as a deadlock or serialization failure (up to
+    /// [`MAX_ATTEMPTS`] times).
     async fn write(&self, tenant: &TenantId, op: &Op) -> Result<Done> {
-        let mut attempt = 1;
+        let client = self.client().await?;
+        let (mut aborted, mut raced) = (1, 0);
         loop {
-            let mut client = self.client().await?;
-            match self.inner.try_write(&mut client, tenant, op).await {
-                Ok(done) => return Ok(done),
-                Err(TxError::Pg(e)) if attempt < MAX_ATTEMPTS && PgStoreError::is_retryable(&e) => {
-                    tracing::debug!(attempt, error = %e, "PostgreSQL aborted a write; running it again");
-                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
-                    attempt += 1;
+            match self.inner.try_write(&client, tenant, op).await {
+                Ok(Some(done)) => return Ok(done),
+                Ok(None) => {
+                    raced += 1;
+                    if raced >= MAX_RACES {
+                        return Err(Error::storage(format!(
+                            "{}: concurrent writes changed what this write depends on {raced} \
+                             times in a row; nothing was written, try again",
+                            op.what()
+                        )));
+                    }
+                    tracing::debug!(
+                        raced,
+                        "a key changed between the read and the apply; reading again"
+                    );
+                    if raced > 2 {
+                        tokio::time::sleep(Duration::from_millis(u64::from(raced))).await;
+                    }
+                }
+                Err(TxError::Pg(e)) if aborted < MAX_ATTEMPTS && PgStoreError::is_retryable(&e) => {
+                    tracing::debug!(aborted, error = %e, "PostgreSQL aborted a write; running it again");
+                    tokio::time::sleep(Duration::from_millis(5 * u64::from(aborted))).await;
+                    aborted += 1;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -365,281 +398,416 @@ enum Done {
     Version(VersionMeta),
 }
 
-/// One tenant's counter during one write transaction (its row is locked).
-struct Writer<'t> {
-    tenant: &'t str,
-    counter: Revision,
-    /// The counter as locked, to know whether to save it.
-    loaded: Revision,
-    /// True once this transaction put something into the change feed.
-    feed_moved: bool,
+impl Op {
+    /// The key written, for messages (the first one of a batch).
+    fn what(&self) -> String {
+        match self {
+            Op::Push(req) => req.key.to_string(),
+            Op::Many(reqs) => match reqs.first() {
+                Some((req, _)) if reqs.len() > 1 => {
+                    format!("{} (and {} more)", req.key, reqs.len() - 1)
+                }
+                Some((req, _)) => req.key.to_string(),
+                None => "an empty batch".to_owned(),
+            },
+            Op::Delete(req) => req.key.to_string(),
+            Op::Folder(req) => req.key.to_string(),
+            Op::Archive(req) => req.key.to_string(),
+        }
+    }
+
+    /// Every key whose current state the rules need, each once, in a stable order.
+    fn keys(&self) -> Vec<Key> {
+        let mut keys = match self {
+            Op::Push(req) => keys_to_read(&req.key),
+            Op::Many(reqs) => reqs
+                .iter()
+                .filter(|(_, checked)| checked.is_ok())
+                .flat_map(|(req, _)| keys_to_read(&req.key))
+                .collect(),
+            Op::Delete(req) => vec![req.key.clone()],
+            Op::Folder(req) => keys_to_read(&req.key),
+            Op::Archive(_) => Vec::new(),
+        };
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    /// The content this write may store, with its hash.
+    fn contents(&self) -> Vec<(&ContentHash, &Bytes)> {
+        match self {
+            Op::Push(req) => vec![(&req.hash, &req.content)],
+            Op::Many(reqs) => reqs
+                .iter()
+                .filter(|(_, checked)| checked.is_ok())
+                .map(|(req, _)| (&req.hash, &req.content))
+                .collect(),
+            Op::Archive(req) => vec![(&req.hash, &req.content)],
+            Op::Delete(_) | Op::Folder(_) => Vec::new(),
+        }
+    }
 }
 
-impl<'t> Writer<'t> {
-    /// Locks (creating if needed) the tenant's row until the transaction ends, and reads its
-    /// counter.
-    async fn lock(tx: &Transaction<'_>, tenant: &'t str) -> Result<Writer<'t>, TxError> {
-        let stmt = tx
-            .prepare_cached(
-                "INSERT INTO tenants (tenant, counter) VALUES ($1, 0) \
-                 ON CONFLICT (tenant) DO UPDATE SET counter = tenants.counter \
-                 RETURNING counter",
-            )
-            .await?;
-        let counter: i64 = tx.query_one(&stmt, &[&tenant]).await?.try_get(0)?;
-        let counter = Revision(count_from_sql("revision", counter)?);
-        Ok(Writer {
-            tenant,
-            counter,
-            loaded: counter,
-            feed_moved: false,
+impl Done {
+    /// This answer with every revision the write issued moved up by `by`
+    /// ([`sync_core::server::rebase`]).
+    fn rebased(self, decided_on: Revision, by: u64) -> Result<Done> {
+        let item = |mut m: ItemMeta| -> Result<ItemMeta> {
+            m.rev = rebase(m.rev, decided_on, by)?;
+            Ok(m)
+        };
+        let outcome = |o: PushOutcome| -> Result<PushOutcome> {
+            Ok(match o {
+                PushOutcome::Accepted(m) => PushOutcome::Accepted(item(m)?),
+                PushOutcome::Conflict { current } => PushOutcome::Conflict {
+                    current: current.map(item).transpose()?,
+                },
+            })
+        };
+        Ok(match self {
+            Done::Push(o) => Done::Push(outcome(o)?),
+            Done::Many(results) => Done::Many(
+                results
+                    .into_iter()
+                    .map(|r| match r {
+                        Ok(o) => outcome(o).map(Ok),
+                        Err(e) => Ok(Err(e)),
+                    })
+                    .collect::<Result<_>>()?,
+            ),
+            Done::Item(m) => Done::Item(item(m)?),
+            Done::Version(mut v) => {
+                v.rev = rebase(v.rev, decided_on, by)?;
+                Done::Version(v)
+            }
         })
     }
+}
 
-    /// Saves the counter if it moved.
-    async fn save(&self, tx: &Transaction<'_>) -> Result<(), TxError> {
-        if self.counter != self.loaded {
-            let counter = count_to_sql("revision", self.counter.0)?;
-            let stmt = tx
-                .prepare_cached("UPDATE tenants SET counter = $2 WHERE tenant = $1")
-                .await?;
-            tx.execute(&stmt, &[&self.tenant, &counter]).await?;
-        }
-        Ok(())
-    }
+/// What a write read, in one statement and without any lock: the tenant's counter and the
+/// current state (tombstones included) of every key of [`Op::keys`], from one snapshot.
+struct Snapshot {
+    counter: Revision,
+    items: Vec<(Key, Option<ItemMeta>)>,
+}
 
-    /// The current state of each of `keys` (tombstones included), in the order of `keys`.
-    async fn get_many(
-        &self,
-        tx: &Transaction<'_>,
-        keys: &[Key],
-    ) -> Result<Vec<Option<ItemMeta>>, TxError> {
-        let names: Vec<&str> = keys.iter().map(Key::as_str).collect();
-        let stmt = tx
-            .prepare_cached(&format!(
-                "SELECT {ITEM_COLUMNS} FROM items WHERE tenant = $1 AND key = ANY($2)"
-            ))
-            .await?;
-        let rows = tx.query(&stmt, &[&self.tenant, &names]).await?;
-        let mut found = Vec::with_capacity(rows.len());
-        for row in &rows {
-            found.push(item_from_row(row, 0)?);
-        }
-        Ok(keys
+impl Snapshot {
+    /// The state of `key` as read (`None` also for a key that was not read).
+    fn get(&self, key: &Key) -> Option<ItemMeta> {
+        self.items
             .iter()
-            .map(|k| found.iter().find(|m| &m.key == k).cloned())
-            .collect())
-    }
-
-    /// The current state of `key`, tombstones included.
-    async fn get(&self, tx: &Transaction<'_>, key: &Key) -> Result<Option<ItemMeta>, TxError> {
-        Ok(self
-            .get_many(tx, std::slice::from_ref(key))
-            .await?
-            .pop()
-            .flatten())
-    }
-
-    /// Stores the rows of an accepted write and takes its counter.
-    async fn store<T>(&mut self, tx: &Transaction<'_>, write: &Write<T>) -> Result<(), TxError> {
-        for row in &write.rows {
-            self.put(tx, &row.item, !row.current).await?;
-        }
-        self.feed_moved |= write.feed_head().is_some();
-        self.counter = write.counter;
-        Ok(())
-    }
-
-    /// Makes `item` current (unless `archived`) and records it in the history.
-    async fn put(
-        &self,
-        tx: &Transaction<'_>,
-        item: &ItemMeta,
-        archived: bool,
-    ) -> Result<(), TxError> {
-        let rev = count_to_sql("revision", item.rev.0)?;
-        let size = count_to_sql("size", item.size)?;
-        let hash = item.hash.map(|h| h.to_hex());
-        let millis = bits_to_sql(item.stamp.millis);
-        let counter = i64::from(item.stamp.counter);
-        let node = bits_to_sql(item.stamp.node.0);
-        let kind = kind_to_sql(item.kind);
-        let version = tx
-            .prepare_cached(
-                "INSERT INTO versions (tenant, rev, key, kind, hash, size, stamp_millis, \
-                 stamp_counter, stamp_node, deleted, archived) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .await?;
-        let key = item.key.as_str();
-        let version_params: [&(dyn ToSql + Sync); 11] = [
-            &self.tenant,
-            &rev,
-            &key,
-            &kind,
-            &hash,
-            &size,
-            &millis,
-            &counter,
-            &node,
-            &item.deleted,
-            &archived,
-        ];
-        let add_version = tx.execute(&version, &version_params);
-        if archived {
-            add_version.await?;
-            return Ok(());
-        }
-        let current = tx
-            .prepare_cached(&format!(
-                "INSERT INTO items (tenant, {ITEM_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                 ON CONFLICT (tenant, key) DO UPDATE SET kind = excluded.kind, \
-                 rev = excluded.rev, hash = excluded.hash, size = excluded.size, \
-                 stamp_millis = excluded.stamp_millis, stamp_counter = excluded.stamp_counter, \
-                 stamp_node = excluded.stamp_node, deleted = excluded.deleted"
-            ))
-            .await?;
-        let current_params: [&(dyn ToSql + Sync); 10] = [
-            &self.tenant,
-            &key,
-            &kind,
-            &rev,
-            &hash,
-            &size,
-            &millis,
-            &counter,
-            &node,
-            &item.deleted,
-        ];
-        let set_current = tx.execute(&current, &current_params);
-        // Both statements go out at once (tokio-postgres pipelines them).
-        futures::try_join!(add_version, set_current)?;
-        Ok(())
+            .find(|(k, _)| k == key)
+            .and_then(|(_, m)| m.clone())
     }
 }
 
-/// Stores `content` under `hash` unless it is there already.
-async fn put_blob(
-    tx: &Transaction<'_>,
-    hash: &ContentHash,
-    content: &Bytes,
-) -> Result<(), TxError> {
-    let hex = hash.to_hex();
-    if content.len() > LARGE {
-        let stmt = tx
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM blobs WHERE hash = $1)")
-            .await?;
-        let present: bool = tx.query_one(&stmt, &[&hex]).await?.try_get(0)?;
-        if present {
-            return Ok(());
+/// What the rules decided: the rows to store (none: nothing to write, the answer stands as
+/// read), the counter after them, and the answer.
+struct Plan<'a> {
+    rows: Vec<Row>,
+    counter: Revision,
+    /// The content of accepted pushes and archives.
+    blobs: Vec<(&'a ContentHash, &'a Bytes)>,
+    done: Done,
+}
+
+/// Reads the counter and `keys` of `tenant` in one statement (one snapshot).
+async fn read_snapshot(
+    client: &deadpool_postgres::Client,
+    tenant: &str,
+    keys: &[Key],
+) -> Result<Snapshot, TxError> {
+    let names: Vec<&str> = keys.iter().map(Key::as_str).collect();
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT coalesce((SELECT counter FROM tenants WHERE tenant = $1), 0), \
+             i.key, i.kind, i.rev, i.hash, i.size, i.stamp_millis, i.stamp_counter, \
+             i.stamp_node, i.deleted \
+             FROM (SELECT 1) AS one LEFT JOIN LATERAL ( \
+                 SELECT {ITEM_COLUMNS} FROM items WHERE tenant = $1 AND key = ANY($2) \
+             ) i ON true"
+        ))
+        .await?;
+    let rows = client.query(&stmt, &[&tenant, &names]).await?;
+    let mut counter = Revision::ZERO;
+    let mut found = Vec::with_capacity(rows.len());
+    for row in &rows {
+        counter = Revision(count_from_sql("revision", row.try_get(0)?)?);
+        if row.try_get::<_, Option<String>>(1)?.is_some() {
+            found.push(item_from_row(row, 1)?);
         }
     }
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO blobs (hash, content) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
-        )
+    let items = keys
+        .iter()
+        .map(|k| (k.clone(), found.iter().find(|m| &m.key == k).cloned()))
+        .collect();
+    Ok(Snapshot { counter, items })
+}
+
+/// Which of the large contents `hashes` the database holds already (those are not sent).
+async fn blobs_present(
+    client: &deadpool_postgres::Client,
+    hashes: &[String],
+) -> Result<Vec<String>, TxError> {
+    if hashes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stmt = client
+        .prepare_cached("SELECT hash FROM blobs WHERE hash = ANY($1)")
         .await?;
-    tx.execute(&stmt, &[&hex, &content.as_ref()]).await?;
-    Ok(())
+    let rows = client.query(&stmt, &[&hashes]).await?;
+    rows.iter()
+        .map(|r| r.try_get(0).map_err(TxError::Pg))
+        .collect()
+}
+
+/// The arrays of `sync_apply`'s row parameters (one element per row, in order).
+#[derive(Default)]
+struct RowArrays<'a> {
+    keys: Vec<&'a str>,
+    kinds: Vec<&'static str>,
+    revs: Vec<i64>,
+    hashes: Vec<Option<String>>,
+    sizes: Vec<i64>,
+    millis: Vec<i64>,
+    counters: Vec<i64>,
+    nodes: Vec<i64>,
+    deleted: Vec<bool>,
+    current: Vec<bool>,
+}
+
+impl<'a> RowArrays<'a> {
+    /// The arrays of `rows`, converted to their SQL types.
+    fn new(rows: &'a [Row]) -> Result<RowArrays<'a>, PgStoreError> {
+        let mut a = RowArrays::default();
+        for Row { item, current } in rows {
+            a.keys.push(item.key.as_str());
+            a.kinds.push(kind_to_sql(item.kind));
+            a.revs.push(count_to_sql("revision", item.rev.0)?);
+            a.hashes.push(item.hash.map(|h| h.to_hex()));
+            a.sizes.push(count_to_sql("size", item.size)?);
+            a.millis.push(bits_to_sql(item.stamp.millis));
+            a.counters.push(i64::from(item.stamp.counter));
+            a.nodes.push(bits_to_sql(item.stamp.node.0));
+            a.deleted.push(item.deleted);
+            a.current.push(*current);
+        }
+        Ok(a)
+    }
 }
 
 impl Inner {
-    /// One attempt at a write transaction.
+    /// One attempt: read, decide, apply. `None` when a key read changed before the apply
+    /// (nothing was written; read again).
     async fn try_write(
         &self,
-        client: &mut deadpool_postgres::Client,
+        client: &deadpool_postgres::Client,
         tenant: &TenantId,
         op: &Op,
-    ) -> Result<Done, TxError> {
-        let mut tx = client.transaction().await?;
-        let mut w = Writer::lock(&tx, tenant.as_str()).await?;
-        let done = match op {
-            Op::Push(req) => Done::Push(self.apply_push(&tx, &mut w, req).await?),
+    ) -> Result<Option<Done>, TxError> {
+        let keys = op.keys();
+        let mut large: Vec<String> = op
+            .contents()
+            .iter()
+            .filter(|(_, c)| c.len() > LARGE)
+            .map(|(h, _)| h.to_hex())
+            .collect();
+        large.sort();
+        large.dedup();
+        // Both statements go out at once (tokio-postgres pipelines them).
+        let (snapshot, present) = futures::try_join!(
+            read_snapshot(client, tenant.as_str(), &keys),
+            blobs_present(client, &large)
+        )?;
+        let plan = self.decide(op, &snapshot)?;
+        if plan.rows.is_empty() {
+            return Ok(Some(plan.done));
+        }
+        match self
+            .apply(client, tenant, &snapshot, &plan, &present)
+            .await?
+        {
+            Some(by) => Ok(Some(plan.done.rebased(snapshot.counter, by)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Asks the rules what `op` does on `snapshot`. A batch is decided request by request,
+    /// each on the state the ones before it leave (a refused or conflicting request leaves
+    /// none).
+    fn decide<'a>(&self, op: &'a Op, snapshot: &Snapshot) -> Result<Plan<'a>, TxError> {
+        let counter = snapshot.counter;
+        let read = |state: &Snapshot, key: &Key| -> Vec<Option<ItemMeta>> {
+            keys_to_read(key).iter().map(|k| state.get(k)).collect()
+        };
+        let plan = |rows, counter, blobs, done| Plan {
+            rows,
+            counter,
+            blobs,
+            done,
+        };
+        Ok(match op {
+            Op::Push(req) => match self.rules.push(req, &read(snapshot, &req.key), counter)? {
+                Decision::Accept(w) => plan(
+                    w.rows,
+                    w.counter,
+                    vec![(&req.hash, &req.content)],
+                    Done::Push(PushOutcome::Accepted(w.value)),
+                ),
+                conflict => plan(
+                    Vec::new(),
+                    counter,
+                    Vec::new(),
+                    Done::Push(conflict.into_outcome()),
+                ),
+            },
             Op::Many(reqs) => {
+                let mut state = Snapshot {
+                    counter,
+                    items: snapshot.items.clone(),
+                };
+                let (mut rows, mut blobs) = (Vec::new(), Vec::new());
                 let mut results = Vec::with_capacity(reqs.len());
                 for (req, checked) in reqs {
                     if let Err(e) = checked {
                         results.push(Err(e.clone()));
                         continue;
                     }
-                    // Each request in its own savepoint: a refused one leaves no trace.
-                    let sp = tx.transaction().await?;
-                    let before = (w.counter, w.feed_moved);
-                    match self.apply_push(&sp, &mut w, req).await {
-                        Ok(outcome) => {
-                            sp.commit().await?;
-                            results.push(Ok(outcome));
+                    match self.rules.push(req, &read(&state, &req.key), state.counter) {
+                        Ok(Decision::Accept(w)) => {
+                            for row in w.rows.iter().filter(|r| r.current) {
+                                if let Some(slot) =
+                                    state.items.iter_mut().find(|(k, _)| k == &row.item.key)
+                                {
+                                    slot.1 = Some(row.item.clone());
+                                }
+                            }
+                            state.counter = w.counter;
+                            rows.extend(w.rows);
+                            blobs.push((&req.hash, &req.content));
+                            results.push(Ok(PushOutcome::Accepted(w.value)));
                         }
-                        Err(TxError::Core(e)) if !matches!(e, Error::Storage { .. }) => {
-                            sp.rollback().await?;
-                            (w.counter, w.feed_moved) = before;
-                            results.push(Err(e));
-                        }
-                        Err(e) => return Err(e),
+                        Ok(conflict) => results.push(Ok(conflict.into_outcome())),
+                        Err(e) if !matches!(e, Error::Storage { .. }) => results.push(Err(e)),
+                        Err(e) => return Err(e.into()),
                     }
                 }
-                Done::Many(results)
+                plan(rows, state.counter, blobs, Done::Many(results))
             }
             Op::Delete(req) => {
-                let current = w.get(&tx, &req.key).await?;
-                let decision = self.rules.delete(req, current.as_ref(), w.counter)?;
-                if let Decision::Accept(write) = &decision {
-                    w.store(&tx, write).await?;
+                match self
+                    .rules
+                    .delete(req, snapshot.get(&req.key).as_ref(), counter)?
+                {
+                    Decision::Accept(w) => plan(
+                        w.rows,
+                        w.counter,
+                        Vec::new(),
+                        Done::Push(PushOutcome::Accepted(w.value)),
+                    ),
+                    conflict => plan(
+                        Vec::new(),
+                        counter,
+                        Vec::new(),
+                        Done::Push(conflict.into_outcome()),
+                    ),
                 }
-                Done::Push(decision.into_outcome())
             }
             Op::Folder(req) => {
-                let read = w.get_many(&tx, &keys_to_read(&req.key)).await?;
-                let write = self.rules.folder(req, &read, w.counter)?;
-                w.store(&tx, &write).await?;
-                Done::Item(write.value)
+                let w = self.rules.folder(req, &read(snapshot, &req.key), counter)?;
+                plan(w.rows, w.counter, Vec::new(), Done::Item(w.value))
             }
             Op::Archive(req) => {
-                let write = self.rules.archive(req, w.counter)?;
-                put_blob(&tx, &req.hash, &req.content).await?;
-                w.store(&tx, &write).await?;
-                Done::Version(write.value)
+                let w = self.rules.archive(req, counter)?;
+                plan(
+                    w.rows,
+                    w.counter,
+                    vec![(&req.hash, &req.content)],
+                    Done::Version(w.value),
+                )
             }
-        };
-        self.finish(tx, &w, done).await
+        })
     }
 
-    /// Notifies the other servers if the feed moved, and commits.
-    async fn finish(
+    /// Stores `plan` in one statement: `sync_apply` (migration 3, [`schema`](crate::schema))
+    /// locks the tenant row, checks that every key of `snapshot` is still as read, moves the
+    /// plan's revisions up by however many others issued since the read, stores blobs, versions,
+    /// items and the counter, and notifies. Returns that shift, or `None` when a key had
+    /// changed (nothing was written).
+    async fn apply(
         &self,
-        tx: Transaction<'_>,
-        w: &Writer<'_>,
-        done: Done,
-    ) -> Result<Done, TxError> {
-        w.save(&tx).await?;
-        if w.feed_moved {
-            let payload = if w.tenant.len() > MAX_PAYLOAD {
-                ""
-            } else {
-                w.tenant
-            };
-            let stmt = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
-            tx.execute(&stmt, &[&CHANNEL, &payload]).await?;
-        }
-        tx.commit().await?;
-        Ok(done)
-    }
-
-    /// One push inside an open transaction or savepoint (content already checked).
-    async fn apply_push(
-        &self,
-        tx: &Transaction<'_>,
-        w: &mut Writer<'_>,
-        req: &PushRequest,
-    ) -> Result<PushOutcome, TxError> {
-        let read = w.get_many(tx, &keys_to_read(&req.key)).await?;
-        let decision = self.rules.push(req, &read, w.counter)?;
-        if let Decision::Accept(write) = &decision {
-            put_blob(tx, &req.hash, &req.content).await?;
-            w.store(tx, write).await?;
-        }
-        Ok(decision.into_outcome())
+        client: &deadpool_postgres::Client,
+        tenant: &TenantId,
+        snapshot: &Snapshot,
+        plan: &Plan<'_>,
+        present: &[String],
+    ) -> Result<Option<u64>, TxError> {
+        let read = count_to_sql("revision", snapshot.counter.0)?;
+        let counter = count_to_sql("revision", plan.counter.0)?;
+        let check_keys: Vec<&str> = snapshot.items.iter().map(|(k, _)| k.as_str()).collect();
+        let check_revs: Vec<Option<i64>> = snapshot
+            .items
+            .iter()
+            .map(|(_, m)| {
+                m.as_ref()
+                    .map(|m| count_to_sql("revision", m.rev.0))
+                    .transpose()
+            })
+            .collect::<Result<_, _>>()?;
+        let r = RowArrays::new(&plan.rows)?;
+        // Each blob once, in hash order (two writes storing the same blobs never wait on each
+        // other in opposite orders); those already stored are not sent again.
+        let mut blobs: Vec<(String, &[u8])> = plan
+            .blobs
+            .iter()
+            .map(|(h, c)| (h.to_hex(), c.as_ref()))
+            .filter(|(h, _)| !present.contains(h))
+            .collect();
+        blobs.sort_by(|a, b| a.0.cmp(&b.0));
+        blobs.dedup_by(|a, b| a.0 == b.0);
+        let (blob_hashes, blob_contents): (Vec<String>, Vec<&[u8]>) = blobs.into_iter().unzip();
+        let tenant = tenant.as_str();
+        let payload: Option<&str> =
+            plan.rows
+                .iter()
+                .any(|r| r.current)
+                .then_some(if tenant.len() > MAX_PAYLOAD {
+                    ""
+                } else {
+                    tenant
+                });
+        let stmt = client
+            .prepare_cached(
+                "SELECT sync_apply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+                 $14, $15, $16, $17, $18, $19)",
+            )
+            .await?;
+        let params: [&(dyn ToSql + Sync); 19] = [
+            &tenant,
+            &read,
+            &counter,
+            &check_keys,
+            &check_revs,
+            &r.keys,
+            &r.kinds,
+            &r.revs,
+            &r.hashes,
+            &r.sizes,
+            &r.millis,
+            &r.counters,
+            &r.nodes,
+            &r.deleted,
+            &r.current,
+            &blob_hashes,
+            &blob_contents,
+            &CHANNEL,
+            &payload,
+        ];
+        let shift: Option<i64> = client.query_one(&stmt, &params).await?.try_get(0)?;
+        shift
+            .map(|s| count_from_sql("revision shift", s).map_err(TxError::from))
+            .transpose()
     }
 }
 

@@ -1,6 +1,8 @@
 //! `PgServerStore` against a real PostgreSQL (`SYNC_TEST_POSTGRES_URL`, see `.ci/postgres.sh`):
 //! concurrent writers get distinct gap-free revisions (one store, and two stores on one
-//! database), a write through one store wakes a long-poll on another, a restart keeps the epoch
+//! database), racing writers on two stores (shared parent folders, batches, one contested key)
+//! lose no write and get each revision once, a write through one store wakes a long-poll on
+//! another, a restart keeps the epoch
 //! and items, stores connecting at once migrate safely, a killed listener connection comes
 //! back, and connection errors say what to do without showing the password.
 //!
@@ -386,7 +388,7 @@ async fn stores_connecting_at_once_migrate_once_and_share_one_epoch() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2], "each migration recorded once");
+    assert_eq!(versions, vec![1, 2, 3], "each migration recorded once");
 
     // A database migrated by a newer version is refused, untouched.
     admin
@@ -476,5 +478,160 @@ async fn blobs_are_stored_once_and_large_content_round_trips() {
         .get(0);
     assert_eq!(n, 1, "one blob for three items with the same content");
     drop(store);
+    schemas.drop_all().await;
+}
+
+/// What one racing writer was told was accepted: (key, revision, content hash), in order, and
+/// the revision each of its accepted writes of `hot` was based on.
+type Accepted = (Vec<(String, u64, ContentHash)>, Vec<u64>);
+
+/// One writer of `racing_writers_on_two_stores_lose_nothing`: `rounds` times, overwrites its
+/// own keys under parent folders every writer creates at once, pushes a batch of two, and
+/// tries to take the shared key `hot` from the revision it last saw.
+async fn racing_writer(
+    store: PgServerStore,
+    tenant: TenantId,
+    w: usize,
+    rounds: usize,
+) -> Accepted {
+    let (mut log, mut hot_bases) = (Vec::new(), Vec::new());
+    let mut mine: Vec<Option<Revision>> = vec![None; 3];
+    let mut hot_seen: Option<Revision> = None;
+    let pre = |rev: Option<Revision>| rev.map_or(Precondition::Create, Precondition::Match);
+    for round in 0..rounds {
+        let j = round % 3;
+        let key = format!("shared/w{w}/k{j}");
+        let body = format!("writer {w} round {round}");
+        let outcome = store
+            .push(&tenant, push_req(&key, body.as_bytes(), pre(mine[j])))
+            .await
+            .unwrap();
+        let m = accepted(outcome);
+        mine[j] = Some(m.rev);
+        log.push((key, m.rev.0, ContentHash::of(body.as_bytes())));
+
+        let batch: Vec<(String, String)> = (0..2)
+            .map(|b| {
+                (
+                    format!("shared/batch/w{w}/r{round}/b{b}"),
+                    format!("batch {w} {round} {b}"),
+                )
+            })
+            .collect();
+        let reqs = batch
+            .iter()
+            .map(|(k, body)| push_req(k, body.as_bytes(), Precondition::Create))
+            .collect();
+        let results = store.push_many(&tenant, reqs).await.unwrap();
+        assert_eq!(results.len(), 2);
+        for ((k, body), r) in batch.iter().zip(results) {
+            let m = accepted(r.unwrap());
+            log.push((k.clone(), m.rev.0, ContentHash::of(body.as_bytes())));
+        }
+
+        let body = format!("hot from {w} round {round}");
+        match store
+            .push(&tenant, push_req("hot", body.as_bytes(), pre(hot_seen)))
+            .await
+            .unwrap()
+        {
+            PushOutcome::Accepted(m) => {
+                hot_bases.push(hot_seen.map_or(0, |r| r.0));
+                hot_seen = Some(m.rev);
+                log.push(("hot".to_owned(), m.rev.0, ContentHash::of(body.as_bytes())));
+            }
+            PushOutcome::Conflict { current } => hot_seen = current.map(|c| c.rev),
+        }
+    }
+    (log, hot_bases)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_writers_on_two_stores_lose_nothing() {
+    let Some(server) = common::server_url("racing_writers_on_two_stores_lose_nothing") else {
+        return;
+    };
+    let schemas = common::Schemas::new(&server);
+    let (_, url) = schemas.fresh().await;
+    let (a, b) = (connect(&url).await, connect(&url).await);
+    let tenant = TenantId::new("race");
+    let (writers, rounds) = (8, 12);
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let store = if w % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(racing_writer(store, tenant.clone(), w, rounds))
+        })
+        .collect();
+    let (mut logs, mut hot_bases) = (Vec::new(), Vec::new());
+    for t in tasks {
+        let (log, bases) = t.await.unwrap();
+        logs.push(log);
+        hot_bases.extend(bases);
+    }
+    // Each version of `hot` is won once: no two writers overwrite the same base.
+    let wins = hot_bases.len();
+    hot_bases.sort_unstable();
+    hot_bases.dedup();
+    assert_eq!(hot_bases.len(), wins, "two writers won with the same base");
+
+    // Each writer's revisions increase: a later write never gets an older revision.
+    for (w, log) in logs.iter().enumerate() {
+        let revs: Vec<u64> = log.iter().map(|(_, rev, _)| *rev).collect();
+        assert!(revs.windows(2).all(|p| p[0] < p[1]), "writer {w}: {revs:?}");
+    }
+    let all: Vec<&(String, u64, ContentHash)> = logs.iter().flatten().collect();
+    let hot_wins = all.iter().filter(|(k, _, _)| k == "hot").count();
+    assert!(hot_wins >= 1, "someone takes the hot key");
+
+    // Every revision issued, from every key's history: each exactly once, 1..=head, no gap.
+    let page = a.changes(&tenant, None, 10_000).await.unwrap();
+    assert!(!page.more);
+    let head = page.cursor.rev().0;
+    let feed: Vec<u64> = page.changes.iter().map(|m| m.rev.0).collect();
+    assert!(feed.windows(2).all(|p| p[0] < p[1]), "feed in order");
+    let mut issued = Vec::new();
+    let mut histories = std::collections::HashMap::new();
+    for m in &page.changes {
+        let h = b.history(&tenant, &m.key).await.unwrap();
+        issued.extend(h.iter().map(|v| v.rev.0));
+        histories.insert(m.key.as_str().to_owned(), h);
+    }
+    issued.sort_unstable();
+    let expected: Vec<u64> = (1..=head).collect();
+    assert_eq!(issued, expected, "every revision once, none missing");
+    // Folders: shared, shared/batch, 8 writer folders, 8 batch writer folders, 12 x 8 rounds.
+    let folders = 2 + 2 * writers + writers * rounds;
+    assert_eq!(
+        head as usize,
+        all.len() + folders,
+        "accepted writes + folders"
+    );
+
+    // No accepted write lost: each is in its key's history with its content, and each key's
+    // current version is its last accepted write.
+    let mut last: std::collections::HashMap<&str, (u64, ContentHash)> = Default::default();
+    for (key, rev, hash) in &all {
+        let h = &histories[key.as_str()];
+        assert!(
+            h.iter().any(|v| v.rev.0 == *rev && v.hash == Some(*hash)),
+            "{key} rev {rev} missing from its history"
+        );
+        let e = last.entry(key.as_str()).or_insert((*rev, *hash));
+        if *rev > e.0 {
+            *e = (*rev, *hash);
+        }
+    }
+    for (key, (rev, hash)) in last {
+        let f = a
+            .fetch(&tenant, &Key::new(key).unwrap(), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            (f.version.rev.0, ContentHash::of(&f.content)),
+            (rev, hash),
+            "{key}"
+        );
+    }
+    drop((a, b));
     schemas.drop_all().await;
 }

@@ -2,7 +2,7 @@
 //! servers on loopback, then a check that nothing a client was told is stored was lost.
 //!
 //! ```text
-//! sync-load-test [--clients 100] [--seconds 60] [--keys 8]
+//! sync-load-test [--clients 100] [--seconds 60] [--keys 8] [--tenants 1]
 //!                [--server URL [--server URL ...] --token TOKEN [--token ...]]
 //! ```
 //!
@@ -27,9 +27,12 @@
 //!   `--db` file or PostgreSQL database per run): a second run on the same database would see
 //!   its creates conflict, and counts them as errors.
 //!
-//! All clients are devices of **one tenant** (the embedded server gives each its own token, as
-//! real devices have): every write takes the next revision of the same per-tenant counter, and
-//! every client's change feed carries everyone's writes. Each client owns `--keys` keys
+//! By default all clients are devices of **one tenant** (the embedded server gives each its own
+//! token, as real devices have): every write takes the next revision of the same per-tenant
+//! counter, and every client's change feed carries everyone's writes. With `--tenants N` client
+//! `i` is a device of tenant `i mod N` instead (the embedded server names them `load0`..; an
+//! external server must map token `t` to tenant `t mod N`, and the number of `--token` values
+//! must be a multiple of N), so writes spread over N counters and feeds. Each client owns `--keys` keys
 //! (`load/cNNN/kJ`) and loops until the time is up: push one of its keys (a create with
 //! `If-None-Match: *` the first time, then an overwrite with `If-Match` of the revision it got
 //! back), pull one page (100) of the change feed from its cursor, and fetch one of its keys back
@@ -41,7 +44,8 @@
 //! is in its key's version history with its revision and hash, each key's current content is
 //! (byte for byte, by hash) the last accepted write or a newer version, the first accepted
 //! version of each key is still readable by revision, and the change feed from the start lists
-//! every key. The program exits 1 on any error or loss. Everything is bounded: the load phase
+//! every key (per tenant, through a token of that tenant). The program exits 1 on any error or
+//! loss. Everything is bounded: the load phase
 //! by `--seconds` (plus at most one request timeout), the check by the number of keys.
 //!
 //! This module measures and checks through the public `Transport` API only; it must not reach
@@ -71,6 +75,8 @@ pub struct Options {
     pub seconds: u64,
     /// Keys each client writes in turn (at least 1).
     pub keys: usize,
+    /// Tenants the clients are spread over (client `i` is in tenant `i mod tenants`; 1..=clients).
+    pub tenants: usize,
     /// Running sync-servers' base URLs, loopback only (client `i` uses server `i mod n`, all on
     /// one database); empty: an embedded server in this process.
     pub servers: Vec<String>,
@@ -454,6 +460,18 @@ pub async fn run(options: &Options, mut print: impl FnMut(&str)) -> anyhow::Resu
     ensure!(args.clients >= 1, "--clients must be at least 1");
     ensure!(args.keys >= 1, "--keys must be at least 1");
     ensure!(
+        (1..=args.clients).contains(&args.tenants),
+        "--tenants must be 1..=--clients ({})",
+        args.clients
+    );
+    let tenant_name = |g: usize| {
+        if args.tenants == 1 {
+            "load".to_owned()
+        } else {
+            format!("load{g}")
+        }
+    };
+    ensure!(
         (1..=3600).contains(&args.seconds),
         "--seconds must be 1..=3600"
     );
@@ -468,7 +486,12 @@ pub async fn run(options: &Options, mut print: impl FnMut(&str)) -> anyhow::Resu
                 .await
                 .context("opening the embedded SQLite store")?;
             let tokens: Vec<String> = (0..args.clients).map(|i| format!("load-{i}")).collect();
-            let auth = StaticTokens::new(tokens.iter().map(|t| ("load", t.clone())));
+            let auth = StaticTokens::new(
+                tokens
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (tenant_name(i % args.tenants), t.clone())),
+            );
             let app = router(Arc::new(store), Arc::new(auth), ServerOptions::default());
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let addr = listener.local_addr()?;
@@ -517,8 +540,21 @@ pub async fn run(options: &Options, mut print: impl FnMut(&str)) -> anyhow::Resu
         }
     };
     ensure!(!tokens.is_empty(), "give at least one --token");
+    ensure!(
+        tokens.len() % args.tenants == 0,
+        "--tenants {}: give a multiple of {} --token values (token t must belong to tenant \
+         t mod {} on the server), not {}",
+        args.tenants,
+        args.tenants,
+        args.tenants,
+        tokens.len()
+    );
+    let of_tenants = match args.tenants {
+        1 => "one tenant".to_owned(),
+        n => format!("{n} tenants (client i in tenant i mod {n})"),
+    };
     print(&format!(
-        "load-test: {} clients of one tenant, {} keys each, {} s, against the {what}",
+        "load-test: {} clients of {of_tenants}, {} keys each, {} s, against the {what}",
         args.clients, args.keys, args.seconds
     ));
 
@@ -536,7 +572,8 @@ pub async fn run(options: &Options, mut print: impl FnMut(&str)) -> anyhow::Resu
             .map(|j| Key::new(format!("load/c{i:03}/k{j}")))
             .collect::<Result<Vec<Key>, _>>()?;
         let server = i % urls.len();
-        tasks.spawn(async move { (server, client(i, own, transport, deadline).await) });
+        let tenant = i % args.tenants;
+        tasks.spawn(async move { (server, tenant, client(i, own, transport, deadline).await) });
     }
     let mut logs = Vec::new();
     let bound = Duration::from_secs(args.seconds + 60);
@@ -553,10 +590,10 @@ pub async fn run(options: &Options, mut print: impl FnMut(&str)) -> anyhow::Resu
     let mut by_op: HashMap<Op, Vec<u64>> = HashMap::new();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let mut samples = Vec::new();
-    let mut writes = Vec::new();
+    let mut writes: Vec<Vec<Write>> = vec![Vec::new(); args.tenants];
     // Per server: clients, requests, errors.
     let mut per_server = vec![(0usize, 0usize, 0u64); urls.len()];
-    for (server, log) in logs {
+    for (server, tenant, log) in logs {
         per_server[server].0 += 1;
         per_server[server].1 += log.latency.values().map(Vec::len).sum::<usize>();
         per_server[server].2 += log.errors.values().sum::<u64>();
@@ -567,7 +604,7 @@ pub async fn run(options: &Options, mut print: impl FnMut(&str)) -> anyhow::Resu
             *errors.entry(k).or_default() += n;
         }
         samples.extend(log.samples);
-        writes.extend(log.accepted);
+        writes[tenant].extend(log.accepted);
     }
     let mut all: Vec<u64> = by_op.values().flatten().copied().collect();
     all.sort_unstable();
@@ -592,10 +629,10 @@ pub async fn run(options: &Options, mut print: impl FnMut(&str)) -> anyhow::Resu
         }
     }
     let error_count: u64 = errors.values().sum();
+    let accepted: usize = writes.iter().map(Vec::len).sum();
     print(&format!(
-        "writes accepted: {} ({:.0}/s)",
-        writes.len(),
-        writes.len() as f64 / secs
+        "writes accepted: {accepted} ({:.0}/s)",
+        accepted as f64 / secs
     ));
     if errors.is_empty() {
         print("errors: 0");
@@ -610,10 +647,19 @@ pub async fn run(options: &Options, mut print: impl FnMut(&str)) -> anyhow::Resu
     }
 
     // Nothing lost, read through the first server: every server shares its database, so the
-    // writes made through the others must be visible there too.
-    let checker = HttpTransport::new(&urls[0], tokens[0].clone())?;
+    // writes made through the others must be visible there too. Tenant g is checked with
+    // token g (of tenant g mod --tenants = g).
     let check_start = Instant::now();
-    let (keys, checked, lost) = verify(checker, writes).await?;
+    let (mut keys, mut checked, mut lost) = (0, 0, Vec::new());
+    for (g, tenant_writes) in writes.into_iter().enumerate() {
+        let checker = HttpTransport::new(&urls[0], tokens[g].clone())?;
+        let (k, c, l) = verify(checker, tenant_writes)
+            .await
+            .with_context(|| format!("checking tenant {}", tenant_name(g)))?;
+        keys += k;
+        checked += c;
+        lost.extend(l);
+    }
     print(&format!(
         "nothing-lost check through {}: {checked} accepted writes on {keys} keys, lost = {} ({:.1} s)",
         urls[0],

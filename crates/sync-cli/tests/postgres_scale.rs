@@ -229,3 +229,87 @@ fn a_short_load_test_through_two_servers_on_one_database_loses_nothing() {
     assert!(stdout.contains(", lost = 0 ("), "{stdout}");
     drop((s1, s2));
 }
+
+#[test]
+fn a_load_test_over_two_tenants_with_small_pools_loses_nothing() {
+    let Some(base) = database_url("a_load_test_over_two_tenants") else {
+        return;
+    };
+    // The pool flag needs --postgres (were it taken, the missing folder would exit 1).
+    let refused = Command::new(SYNC_SERVER)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            "/nonexistent-folder/x.db",
+        ])
+        .args(["--postgres-pool-size", "4"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+
+    let database = fresh_schema(&base);
+    // Token t belongs to tenant t mod 2; two pooled connections per server.
+    let server_tokens = [
+        "--token",
+        "load0:t0",
+        "--token",
+        "load1:t1",
+        "--token",
+        "load0:t2",
+        "--token",
+        "load1:t3",
+        "--postgres-pool-size",
+        "2",
+    ];
+    let (s1, s2) = (
+        PgServer::start_with(&database, &server_tokens),
+        PgServer::start_with(&database, &server_tokens),
+    );
+    let out = Command::new(SYNC_LOAD_TEST)
+        .args([
+            "--clients",
+            "6",
+            "--seconds",
+            "2",
+            "--keys",
+            "3",
+            "--tenants",
+            "2",
+        ])
+        .args(["--server", &s1.url, "--server", &s2.url])
+        .args([
+            "--token", "t0", "--token", "t1", "--token", "t2", "--token", "t3",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("6 clients of 2 tenants"), "{stdout}");
+    assert!(stdout.contains("\nerrors: 0\n"), "{stdout}");
+    assert!(stdout.contains(", lost = 0 ("), "{stdout}");
+    drop((s1, s2));
+
+    // Each tenant sees only its own clients' keys: tenant load1 holds clients 1, 3 and 5.
+    let s3 = PgServer::start_with(&database, &server_tokens);
+    let seen: Vec<String> = runtime().block_on(async {
+        let t = HttpTransport::new(&s3.url, "t1".to_owned()).unwrap();
+        let page = t.changes(None, 1000).await.unwrap();
+        page.changes
+            .iter()
+            .map(|m| m.key.as_str().to_owned())
+            .collect()
+    });
+    let clients: std::collections::BTreeSet<&str> =
+        seen.iter().filter_map(|k| k.split('/').nth(1)).collect();
+    assert_eq!(
+        clients.into_iter().collect::<Vec<_>>(),
+        ["c001", "c003", "c005"],
+        "{seen:?}"
+    );
+    drop(s3);
+}

@@ -2,7 +2,7 @@
 //! a check that nothing a client was told is stored was lost ([`sync_cli::load`] says how).
 //!
 //! ```text
-//! sync-load-test [--clients 100] [--seconds 60] [--keys 8]
+//! sync-load-test [--clients 100] [--seconds 60] [--keys 8] [--tenants 1]
 //!                [--server URL [--server URL ...] --token TOKEN [--token ...]]
 //! ```
 //!
@@ -30,6 +30,10 @@ struct Args {
     /// Keys each client writes in turn.
     #[arg(long, default_value_t = 8, value_parser = at_least_one)]
     keys: usize,
+    /// Tenants the clients are spread over: client i is a device of tenant i mod N. Against
+    /// external servers, token t must belong to tenant t mod N (give a multiple of N tokens).
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
+    tenants: usize,
     /// A running sync-server's base URL (loopback only; repeat: client i uses server i mod n,
     /// all on one database). Without it an embedded server is used.
     #[arg(long = "server", value_name = "URL", requires = "tokens", value_parser = loopback)]
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         clients: args.clients,
         seconds: args.seconds,
         keys: args.keys,
+        tenants: args.tenants,
         servers: args.servers,
         tokens: args.tokens,
     };

@@ -6,7 +6,8 @@
 //!             [--max-failed-sign-ins N]
 //!             [--tls-cert PEM --tls-key PEM] [--max-connections N]
 //!             [--header-timeout-secs S] [--idle-timeout-secs S] [--cors-origin ORIGIN ...]
-//! sync-server --listen 127.0.0.1:8081 --postgres postgres://USER:PASS@HOST:PORT/DB ...
+//! sync-server --listen 127.0.0.1:8081 --postgres postgres://USER:PASS@HOST:PORT/DB
+//!             [--postgres-pool-size N] ...
 //! sync-server tokens add (--db DB | --postgres URL) --tenant T --device NAME [--json]
 //! sync-server tokens list (--db DB | --postgres URL) [--tenant T] [--json]
 //! sync-server tokens revoke (--db DB | --postgres URL) ID
@@ -42,7 +43,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use store_postgres::PgServerStore;
+use store_postgres::{PgOptions, PgServerStore};
 use store_sqlite::SqliteServerStore;
 use sync_cli::printable;
 use sync_core::server::TokenStore;
@@ -74,6 +75,16 @@ struct Args {
     /// A PostgreSQL database URL to use instead of --db (several servers may share it).
     #[arg(long, value_name = "URL")]
     postgres: Option<String>,
+    /// The most pooled PostgreSQL connections this server opens, plus one for LISTEN
+    /// [default: 16]. All servers on one database together need fewer than its
+    /// max_connections. Only with --postgres.
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "postgres",
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000)
+    )]
+    postgres_pool_size: Option<usize>,
     /// A tenant and its bearer token, as TENANT:TOKEN. Repeat for more. Visible to every
     /// local user in `ps`: prefer --token-file or device tokens (`sync-server tokens add`).
     #[arg(long = "token", value_name = "TENANT:TOKEN", value_parser = tenant_token)]
@@ -103,7 +114,8 @@ struct Args {
     #[arg(long, default_value_t = DEFAULT_MAX_ITEM_BYTES)]
     max_item_bytes: u64,
     /// Requests per second one token may send on average (bursts up to twice as many); over
-    /// it the server answers 429 with Retry-After.
+    /// it the server answers 429 with Retry-After. Counted per server process, in memory:
+    /// behind n servers on one database a token may send up to n times as much.
     #[arg(
         long,
         value_name = "PER_SECOND",
@@ -242,6 +254,17 @@ fn cors_origin(s: &str) -> Result<axum::http::HeaderValue, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // clap's `requires` does not hold beside `subcommand_negates_reqs`; checked here (exit 2).
+    if args.postgres_pool_size.is_some() && args.postgres.is_none() {
+        use clap::CommandFactory;
+        Args::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "--postgres-pool-size only applies with --postgres URL (the SQLite server has \
+                 no pool): remove it or give --postgres",
+            )
+            .exit();
+    }
     sync_cli::run(server(args))
 }
 
@@ -292,7 +315,10 @@ async fn server(args: Args) -> anyhow::Result<ExitCode> {
     };
     let app = match (&args.db, &args.postgres) {
         (_, Some(url)) => {
-            let store = PgServerStore::connect(url, config)
+            let defaults = PgOptions::default();
+            let size = args.postgres_pool_size.unwrap_or(defaults.pool_size);
+            let pool = defaults.with_pool_size(size);
+            let store = PgServerStore::connect_with(url, config, pool)
                 .await
                 .context("the server cannot start on the PostgreSQL database")?;
             app(Arc::new(store), auth, options).await?

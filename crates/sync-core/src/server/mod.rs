@@ -36,4 +36,4 @@ pub use content::{
 pub use feed::{change_page, feed_after, rows_to_read};
 pub use tokens::{new_token, token_hash, NewToken, TokenInfo, TokenStore};
 pub use watch::Watchers;
-pub use write::{keys_to_read, Decision, Row, Write, WriteRules, MAX_REVISION, MAX_SEEN};
+pub use write::{keys_to_read, rebase, Decision, Row, Write, WriteRules, MAX_REVISION, MAX_SEEN};

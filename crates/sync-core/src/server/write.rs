@@ -16,6 +16,14 @@
 //! Functions here take the tenant's counter and the current state of the keys from
 //! [`keys_to_read`], and return a refusal or a [`Write`]: the rows to store and the new
 //! counter. They must not do I/O or keep state; storing the rows is the caller's job.
+//!
+//! **Rebasing** ([`rebase`]): a store that decides without holding the tenant's lock (it read
+//! the counter and the keys, and checks at commit that the keys are unchanged) may find that
+//! other writes took `by` more revisions in between. It then moves every revision the write
+//! issued up by `by` (the rows and the counter alike). When the write's `seen` is at or below
+//! the counter it was decided on (every honest client's case), that is exactly what deciding on
+//! the newer counter gives; otherwise the revisions are still above both the counter and
+//! `seen`, distinct and increasing, only with a wider jump.
 
 use crate::{
     ArchiveRequest, ContentHash, DeleteRequest, Error, FolderRequest, ItemKind, ItemMeta, Key,
@@ -101,6 +109,30 @@ pub fn keys_to_read(key: &Key) -> Vec<Key> {
     let mut keys = key.ancestors();
     keys.push(key.clone());
     keys
+}
+
+/// Where revision `rev` of a write decided on the counter `decided_on` lands when the store
+/// commits it after others issued `by` more revisions (the counter was `decided_on + by` at
+/// commit; module docs, "Rebasing"): a revision the write issued (above `decided_on`) moves up
+/// by `by`; one it only read (an existing item, at or below `decided_on`) stays.
+///
+/// Fails with [`Error::Storage`] when the result would pass [`MAX_REVISION`].
+///
+/// ```
+/// use sync_core::{server::rebase, Revision};
+/// assert_eq!(rebase(Revision(11), Revision(10), 5).unwrap(), Revision(16));
+/// assert_eq!(rebase(Revision(7), Revision(10), 5).unwrap(), Revision(7));
+/// ```
+pub fn rebase(rev: Revision, decided_on: Revision, by: u64) -> Result<Revision> {
+    if rev <= decided_on {
+        return Ok(rev);
+    }
+    match rev.0.checked_add(by) {
+        Some(r) if Revision(r) <= MAX_REVISION => Ok(Revision(r)),
+        _ => Err(Error::storage(format!(
+            "revision {rev} moved up by {by} would pass 2^63 - 1; the write was refused"
+        ))),
+    }
 }
 
 /// The write rules with the server's settings (its clock and skew for the stamp clamp, and its
@@ -650,6 +682,31 @@ mod tests {
         assert_eq!(w.value.rev, Revision(21));
         assert_eq!(w.feed_head(), None);
         assert!(!w.rows[0].current);
+    }
+
+    #[test]
+    fn rebasing_equals_deciding_on_the_newer_counter() {
+        let r = rules(10_000);
+        let read = [Some(item("a", ItemKind::Folder, 3, false)), None, None];
+        for (counter, by, seen) in [(5, 0, 0), (5, 7, 0), (5, 7, 5), (9, 1, 4), (40, 100, 39)] {
+            let req = push("a/b/c", Precondition::Create, seen);
+            let old = accepted(r.push(&req, &read, Revision(counter)).unwrap());
+            let new = accepted(r.push(&req, &read, Revision(counter + by)).unwrap());
+            let moved = |rev| rebase(rev, Revision(counter), by).unwrap();
+            let revs: Vec<Revision> = old.rows.iter().map(|row| moved(row.item.rev)).collect();
+            let want: Vec<Revision> = new.rows.iter().map(|row| row.item.rev).collect();
+            assert_eq!(revs, want, "counter {counter} + {by}, seen {seen}");
+            assert_eq!(moved(old.counter), new.counter);
+            assert_eq!(moved(old.value.rev), new.value.rev);
+            // What the write only read stays.
+            assert_eq!(moved(Revision(3)), Revision(3));
+        }
+        // A seen above the counter: still above the counter at commit and above seen.
+        let req = push("k", Precondition::Create, 50);
+        let old = accepted(r.push(&req, &[None], Revision(10)).unwrap());
+        let rev = rebase(old.value.rev, Revision(10), 60).unwrap();
+        assert!(rev > Revision(70) && rev > Revision(50), "{rev}");
+        assert!(rebase(Revision(MAX_REVISION.0 - 1), Revision(1), 2).is_err());
     }
 
     #[test]

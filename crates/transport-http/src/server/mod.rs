@@ -58,7 +58,8 @@ pub struct ServerOptions {
     /// sync sends one request per file as fast as the server answers (a 2-core server answers
     /// about 3,000 a second), so a lower default would make the limiter the bottleneck of every
     /// first sync; lower it to bound what one token can take from the others. There is no
-    /// "off": 0 is taken as 1 request per second.
+    /// "off": 0 is taken as 1 request per second. Counted in this router's memory: routers
+    /// (servers) sharing one database each allow a token this much.
     pub rate_limit_per_second: u32,
     /// Requests one token may send at once before the rate applies. Default 10,000.
     pub rate_limit_burst: u32,
