@@ -48,6 +48,17 @@ fn broken_rules(s: &str) -> Vec<KeyRule> {
     if s.chars().any(|c| c != '\0' && c.is_control()) {
         out.push(KeyRule::ControlChar);
     }
+    // Bidirectional controls and zero-width characters, as docs/SECURITY.md lists them.
+    let invisible = |c: char| {
+        matches!(c as u32, 0x061C | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E
+            | 0x2060..=0x2064 | 0x2066..=0x2069 | 0xFEFF)
+    };
+    if s.chars().any(invisible) {
+        out.push(KeyRule::Invisible);
+    }
+    if s.split('/').count() > 64 {
+        out.push(KeyRule::TooDeep);
+    }
     if !s.is_empty() {
         let segments: Vec<&str> = s.split('/').collect();
         if segments.iter().any(|seg| seg.is_empty()) {
@@ -133,7 +144,7 @@ fn key_char() -> impl Strategy<Value = char> {
         1 => prop::sample::select(vec!['\u{1}', '\u{1f}', '\u{7f}', '\u{85}', '\u{9f}', '\n', '\t']),
         // Decomposed and precomposed forms: e + combining acute, é, Å/Å (U+212B), Hangul jamo.
         2 => prop::sample::select(vec!['e', '\u{301}', '\u{e9}', '\u{212b}', '\u{c5}', '\u{1100}', '\u{1161}', '\u{ac00}']),
-        1 => prop::sample::select(vec!['\u{200b}', '\u{feff}', '\u{fffd}', '\u{10ffff}', '\u{1f600}']),
+        1 => prop::sample::select(vec!['\u{200b}', '\u{feff}', '\u{202e}', '\u{2066}', '\u{fffd}', '\u{10ffff}', '\u{1f600}']),
         1 => any::<char>(),
     ]
 }
