@@ -24,9 +24,9 @@ TAG=${TAG:-$(date +%H%M%S)}
 OUT=${OUT_ROOT:-/tmp/sync-load}/$TAG
 mkdir -p "$OUT"
 PSQL=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)/psql
-SRV_TOKENS=$(for i in $(seq 0 99); do printf -- '--token load:t%d ' $i; done)
-SRV_TOKENS20=$(for i in $(seq 0 99); do printf -- '--token load%d:t%d ' $((i % 20)) $i; done)
-CLI_TOKENS=$(for i in $(seq 0 99); do printf -- '--token t%d ' $i; done)
+SRV_TOKENS=$(for i in $(seq 0 99); do printf -- '--token load:load-token-%05d ' $i; done)
+SRV_TOKENS20=$(for i in $(seq 0 99); do printf -- '--token load%d:load-token-%05d ' $((i % 20)) $i; done)
+CLI_TOKENS=$(for i in $(seq 0 99); do printf -- '--token load-token-%05d ' $i; done)
 
 sample() { # db url, file: pg_stat_activity every 10 s while the load runs
   for _ in $(seq 1 $((SECS / 10))); do

@@ -17,10 +17,10 @@ const kind = process.argv[4] ?? "memory";
 const bin = process.env.SYNC_SERVER_BIN;
 if (!bin) throw new Error("set SYNC_SERVER_BIN to a sync-server binary");
 const tmp = mkdtempSync(join(tmpdir(), "bench-js-"));
-const server = spawn(bin, ["--listen", "127.0.0.1:0", "--db", join(tmp, "server.db"), "--token", "bench:bench-token"], { stdio: ["ignore", "pipe", "ignore"] });
+const server = spawn(bin, ["--listen", "127.0.0.1:0", "--db", join(tmp, "server.db"), "--token", "bench:bench-token-0123456789"], { stdio: ["ignore", "pipe", "ignore"] });
 const url = await new Promise((resolve) => createInterface({ input: server.stdout }).once("line", (l) => resolve(l.slice("listening on ".length))));
 try {
-  const client = () => new SyncClient({ baseUrl: url, token: "bench-token" });
+  const client = () => new SyncClient({ baseUrl: url, token: "bench-token-0123456789" });
   const enc = new TextEncoder();
   const seed = client();
   const t0 = performance.now();

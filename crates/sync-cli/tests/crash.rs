@@ -17,7 +17,7 @@ use common::{files, sync_once, temp_files, write, Server, FOLDER_SYNC};
 use sync_core::{ItemKind, Transport};
 use transport_http::HttpTransport;
 
-const TOKEN: &str = "alice-token";
+const TOKEN: &str = "alice-token-0123456789";
 
 /// A small deterministic generator (splitmix64) for sizes, contents and kill moments.
 struct Rng(u64);
@@ -191,10 +191,11 @@ fn sync_server_killed_during_uploads_loses_nothing() {
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     std::fs::create_dir_all(&a).unwrap();
     std::fs::create_dir_all(&b).unwrap();
-    // 5,000 small files take about 3 s to upload in a debug build on an idle 2-core machine,
-    // more than the five kill moments (100-900 ms each, minus each restart) add up to; with
-    // 1,500 the upload could finish before the last kill, and the run failed.
-    build_tree(&a, &mut rng, 5000, 4);
+    // 10,000 small files take several seconds to upload in a debug build on an idle 2-core
+    // machine, more than the five kill moments (100-600 ms each, minus each restart) add up
+    // to; with 5,000 and moments up to 900 ms, uploads kept three batches in flight finished
+    // before the last kill, and the run failed.
+    build_tree(&a, &mut rng, 10_000, 4);
 
     for _ in 0..5 {
         let server = Server::start(&db, &[]);
@@ -206,7 +207,7 @@ fn sync_server_killed_during_uploads_loses_nothing() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.range(100, 900)));
+        std::thread::sleep(Duration::from_millis(rng.range(100, 600)));
         drop(server); // SIGKILL, mid-upload
         std::thread::sleep(Duration::from_millis(100));
         let _ = client.kill();

@@ -21,7 +21,7 @@ fn server_and_two_folder_sync_processes() {
     write(&a.join("site/img/logo.bin"), &[0u8, 159, 146, 150, 255]);
     write(&a.join("readme.txt"), b"hello");
 
-    let (code, report) = sync_once(&a, &server.url, "alice-token");
+    let (code, report) = sync_once(&a, &server.url, "alice-token-0123456789");
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["uploaded"], 3, "{report}"); // 3 files
     assert_eq!(report["folders"], 2, "{report}"); // site, site/img
@@ -36,7 +36,7 @@ fn server_and_two_folder_sync_processes() {
     ] {
         assert!(report.get(field).is_some(), "missing {field}: {report}");
     }
-    let (code, report) = sync_once(&b, &server.url, "alice-token");
+    let (code, report) = sync_once(&b, &server.url, "alice-token-0123456789");
     assert_eq!(code, 0, "{report}");
     assert_eq!(
         (&report["downloaded"], &report["folders"]),
@@ -50,7 +50,7 @@ fn server_and_two_folder_sync_processes() {
     assert_eq!(std::fs::read(b.join("readme.txt")).unwrap(), b"hello");
 
     // Quiet: nothing moves.
-    let (_, report) = sync_once(&a, &server.url, "alice-token");
+    let (_, report) = sync_once(&a, &server.url, "alice-token-0123456789");
     assert_eq!(
         (report["uploaded"].as_u64(), report["downloaded"].as_u64()),
         (Some(0), Some(0))
@@ -59,7 +59,7 @@ fn server_and_two_folder_sync_processes() {
     // Another tenant sees nothing of alice's.
     let c = tmp.path().join("c");
     std::fs::create_dir_all(&c).unwrap();
-    let (code, report) = sync_once(&c, &server.url, "bob-token");
+    let (code, report) = sync_once(&c, &server.url, "bob-token-0123456789");
     assert_eq!(
         (code, report["downloaded"].as_u64()),
         (0, Some(0)),
@@ -78,7 +78,7 @@ fn server_and_two_folder_sync_processes() {
     assert!(status.success(), "{status:?}");
 
     // With the server gone: exit 1, offline.
-    let (code, report) = sync_once(&a, "http://127.0.0.1:9", "alice-token");
+    let (code, report) = sync_once(&a, "http://127.0.0.1:9", "alice-token-0123456789");
     assert_eq!(code, 1, "{report}");
     assert_eq!(report["errors"][0]["class"], "offline", "{report}");
 }
@@ -98,7 +98,7 @@ fn watch(dir: &Path, url: &str) -> Watcher {
         Command::new(FOLDER_SYNC)
             .arg("--dir")
             .arg(dir)
-            .args(["--server", url, "--token", "alice-token"])
+            .args(["--server", url, "--token", "alice-token-0123456789"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -154,7 +154,7 @@ fn sync_server_stops_on_sigterm_within_its_grace_period_with_a_long_poll_open() 
     let mut child = Command::new(common::SYNC_SERVER)
         .args(["--listen", "127.0.0.1:0", "--db"])
         .arg(tmp.path().join("server.db"))
-        .args(["--token", "alice:alice-token"])
+        .args(["--token", "alice:alice-token-0123456789"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -179,7 +179,7 @@ fn sync_server_stops_on_sigterm_within_its_grace_period_with_a_long_poll_open() 
             .unwrap();
         rt.block_on(async {
             use sync_core::Transport;
-            let t = transport_http::HttpTransport::new(&url, "alice-token".to_owned())
+            let t = transport_http::HttpTransport::new(&url, "alice-token-0123456789".to_owned())
                 .unwrap()
                 .with_retry(transport_http::RetryPolicy::none());
             let cursor = t.changes(None, 10).await.unwrap().cursor;

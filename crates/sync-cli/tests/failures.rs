@@ -57,16 +57,29 @@ fn bad_usage_exits_2() {
     let dir = tmp.path().to_str().unwrap();
     let db = tmp.path().join("s.db");
     let db = db.to_str().unwrap();
-    let cases: [(&str, Vec<&str>); 6] = [
+    let cases: [(&str, Vec<&str>); 8] = [
         (FOLDER_SYNC, vec!["--dir", dir]),
         (
             FOLDER_SYNC,
             vec!["--dir", dir, "--server", "http://127.0.0.1:9"],
         ),
         (SYNC_SERVER, vec!["--db", db, "--token", "no-colon"]),
+        // Tokens that are easy to guess: too short, too few different characters.
+        (SYNC_SERVER, vec!["--db", db, "--token", "alice:s3cret"]),
         (
             SYNC_SERVER,
-            vec!["--db", db, "--token", "a:b", "--rate-limit", "0"],
+            vec!["--db", db, "--token", "alice:aaaaaaaaaaaaaaaaaaaa"],
+        ),
+        (
+            SYNC_SERVER,
+            vec![
+                "--db",
+                db,
+                "--token",
+                "a:0123456789abcdef",
+                "--rate-limit",
+                "0",
+            ],
         ),
         (SYNC_LOAD_TEST, vec!["--clients", "0"]),
         (
@@ -77,6 +90,9 @@ fn bad_usage_exits_2() {
     for (program, args) in cases {
         assert_fails(&run(program, &args), 2, &format!("{program} {args:?}"));
     }
+    let weak = run(SYNC_SERVER, &["--db", db, "--token", "alice:s3cret"]);
+    let stderr = String::from_utf8_lossy(&weak.stderr);
+    assert!(stderr.contains("too easy to guess"), "{stderr}");
 }
 
 #[test]
@@ -147,7 +163,12 @@ fn sync_server_failures_exit_1_without_a_backtrace() {
     let db = tmp.path().join("no/such/folder/server.db");
     let out = run(
         SYNC_SERVER,
-        &["--db", db.to_str().unwrap(), "--token", "a:b"],
+        &[
+            "--db",
+            db.to_str().unwrap(),
+            "--token",
+            "a:0123456789abcdef",
+        ],
     );
     assert_fails(&out, 1, "missing database folder");
     // The address is taken.
@@ -162,7 +183,7 @@ fn sync_server_failures_exit_1_without_a_backtrace() {
             "--db",
             db.to_str().unwrap(),
             "--token",
-            "a:b",
+            "a:0123456789abcdef",
         ],
     );
     assert_fails(&out, 1, "address in use");
@@ -174,7 +195,7 @@ fn sync_server_failures_exit_1_without_a_backtrace() {
             "--postgres",
             "postgres://u:p@127.0.0.1:9/db",
             "--token",
-            "a:b",
+            "a:0123456789abcdef",
         ],
     );
     assert_fails(&out, 1, "unreachable PostgreSQL");

@@ -51,7 +51,14 @@ fn s(path: &Path) -> &str {
 /// code, the report and stderr.
 fn sync_once(dir: &Path, url: &str, extra: &[&str]) -> (i32, Value, String) {
     let out = Command::new(FOLDER_SYNC)
-        .args(["--dir", s(dir), "--server", url, "--token", "alice-token"])
+        .args([
+            "--dir",
+            s(dir),
+            "--server",
+            url,
+            "--token",
+            "alice-token-0123456789",
+        ])
         .args(["--once", "--json"])
         .args(extra)
         .output()
@@ -141,7 +148,7 @@ fn server_fails(args: &[&str]) -> String {
             "--db",
             s(&tmp.path().join("s.db")),
         ])
-        .args(["--token", "a:b"])
+        .args(["--token", "a:0123456789abcdef"])
         .args(args)
         .output()
         .unwrap();

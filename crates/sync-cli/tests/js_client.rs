@@ -29,7 +29,7 @@ use transport_http::client::HttpTransport;
 
 use common::Server;
 
-const TOKEN: &str = "alice-token";
+const TOKEN: &str = "alice-token-0123456789";
 
 fn js_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../clients/js")

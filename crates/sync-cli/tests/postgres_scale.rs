@@ -68,7 +68,7 @@ struct PgServer {
 
 impl PgServer {
     fn start(database: &str) -> PgServer {
-        PgServer::start_with(database, &["--token", "alice:alice-token"])
+        PgServer::start_with(database, &["--token", "alice:alice-token-0123456789"])
     }
 
     fn start_with(database: &str, tokens: &[&str]) -> PgServer {
@@ -115,23 +115,23 @@ fn two_servers_on_one_database_converge_order_revisions_and_wake_each_other() {
             format!("from A {i}").as_bytes(),
         );
     }
-    let (code, report) = sync_once(&a, &s1.url, "alice-token");
+    let (code, report) = sync_once(&a, &s1.url, "alice-token-0123456789");
     assert_eq!(code, 0, "{report}");
-    let (code, report) = sync_once(&b, &s2.url, "alice-token");
+    let (code, report) = sync_once(&b, &s2.url, "alice-token-0123456789");
     assert_eq!(
         (code, report["downloaded"].as_u64()),
         (0, Some(30)),
         "{report}"
     );
     write(&b.join("docs/0.txt"), b"edited on B");
-    assert_eq!(sync_once(&b, &s2.url, "alice-token").0, 0);
-    assert_eq!(sync_once(&a, &s1.url, "alice-token").0, 0);
+    assert_eq!(sync_once(&b, &s2.url, "alice-token-0123456789").0, 0);
+    assert_eq!(sync_once(&a, &s1.url, "alice-token-0123456789").0, 0);
     assert_eq!(files(&a), files(&b));
 
     let rt = runtime();
     rt.block_on(async {
-        let t1 = HttpTransport::new(&s1.url, "alice-token".to_owned()).unwrap();
-        let t2 = HttpTransport::new(&s2.url, "alice-token".to_owned()).unwrap();
+        let t1 = HttpTransport::new(&s1.url, "alice-token-0123456789".to_owned()).unwrap();
+        let t2 = HttpTransport::new(&s2.url, "alice-token-0123456789".to_owned()).unwrap();
 
         // docs/SPEC.md §2 order: writes through both servers take distinct revisions, and each server's
         // feed lists them in strictly increasing revision order.
@@ -201,7 +201,14 @@ fn a_short_load_test_through_two_servers_on_one_database_loses_nothing() {
     };
     let database = fresh_schema(&base);
     let server_tokens = [
-        "--token", "load:t0", "--token", "load:t1", "--token", "load:t2", "--token", "load:t3",
+        "--token",
+        "load:load-token-00000",
+        "--token",
+        "load:load-token-00001",
+        "--token",
+        "load:load-token-00002",
+        "--token",
+        "load:load-token-00003",
     ];
     let (s1, s2) = (
         PgServer::start_with(&database, &server_tokens),
@@ -211,7 +218,14 @@ fn a_short_load_test_through_two_servers_on_one_database_loses_nothing() {
         .args(["--clients", "4", "--seconds", "2", "--keys", "3"])
         .args(["--server", &s1.url, "--server", &s2.url])
         .args([
-            "--token", "t0", "--token", "t1", "--token", "t2", "--token", "t3",
+            "--token",
+            "load-token-00000",
+            "--token",
+            "load-token-00001",
+            "--token",
+            "load-token-00002",
+            "--token",
+            "load-token-00003",
         ])
         .output()
         .unwrap();
@@ -252,13 +266,13 @@ fn a_load_test_over_two_tenants_with_small_pools_loses_nothing() {
     // Token t belongs to tenant t mod 2; two pooled connections per server.
     let server_tokens = [
         "--token",
-        "load0:t0",
+        "load0:load-token-00000",
         "--token",
-        "load1:t1",
+        "load1:load-token-00001",
         "--token",
-        "load0:t2",
+        "load0:load-token-00002",
         "--token",
-        "load1:t3",
+        "load1:load-token-00003",
         "--postgres-pool-size",
         "2",
     ];
@@ -279,7 +293,14 @@ fn a_load_test_over_two_tenants_with_small_pools_loses_nothing() {
         ])
         .args(["--server", &s1.url, "--server", &s2.url])
         .args([
-            "--token", "t0", "--token", "t1", "--token", "t2", "--token", "t3",
+            "--token",
+            "load-token-00000",
+            "--token",
+            "load-token-00001",
+            "--token",
+            "load-token-00002",
+            "--token",
+            "load-token-00003",
         ])
         .output()
         .unwrap();
@@ -297,7 +318,7 @@ fn a_load_test_over_two_tenants_with_small_pools_loses_nothing() {
     // Each tenant sees only its own clients' keys: tenant load1 holds clients 1, 3 and 5.
     let s3 = PgServer::start_with(&database, &server_tokens);
     let seen: Vec<String> = runtime().block_on(async {
-        let t = HttpTransport::new(&s3.url, "t1".to_owned()).unwrap();
+        let t = HttpTransport::new(&s3.url, "load-token-00001".to_owned()).unwrap();
         let page = t.changes(None, 1000).await.unwrap();
         page.changes
             .iter()

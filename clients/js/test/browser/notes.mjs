@@ -47,7 +47,7 @@ await new Promise((r) => web.listen(0, "127.0.0.1", r));
 const origin = `http://127.0.0.1:${web.address().port}`;
 
 // The sync server, allowing that origin.
-const server = spawn(serverBin, ["--listen", "127.0.0.1:0", "--db", join(tmp, "server.db"), "--token", "alice:notes-token", "--token", "bench:bench-token", "--cors-origin", origin], { stdio: ["ignore", "pipe", "ignore"] });
+const server = spawn(serverBin, ["--listen", "127.0.0.1:0", "--db", join(tmp, "server.db"), "--token", "alice:notes-token-0123456789", "--token", "bench:bench-token-0123456789", "--cors-origin", origin], { stdio: ["ignore", "pipe", "ignore"] });
 children.push(server);
 const syncUrl = await new Promise((resolve, reject) => {
   createInterface({ input: server.stdout }).once("line", (l) => (l.startsWith("listening on ") ? resolve(l.slice(13)) : reject(new Error(l))));
@@ -99,7 +99,7 @@ async function waitFor(session, expression, timeoutMs = 10_000) {
   }
 }
 
-const pageUrl = (server = syncUrl) => `${origin}/index.html?server=${encodeURIComponent(server)}&token=notes-token`;
+const pageUrl = (server = syncUrl) => `${origin}/index.html?server=${encodeURIComponent(server)}&token=notes-token-0123456789`;
 
 async function open(contextId, url = pageUrl()) {
   const { targetId } = await cdp("Target.createTarget", { url, browserContextId: contextId });
@@ -170,7 +170,7 @@ try {
   const benchN = Number(process.env.BENCH_RECORDS ?? 0);
   if (benchN > 0) {
     const { SyncClient } = await import("../../dist/index.js");
-    const seed = new SyncClient({ baseUrl: syncUrl, token: "bench-token" });
+    const seed = new SyncClient({ baseUrl: syncUrl, token: "bench-token-0123456789" });
     const enc = new TextEncoder();
     for (let i = 0; i < benchN; i += 500) {
       const reqs = [];
@@ -187,7 +187,7 @@ try {
     for (let r = 0; r < 3; r++) {
       const [ms, got] = await evaluate(c1, `import("./notes.bundle.js").then(async (m) => {
         const store = await m.RecordStore.indexedDb("bench-${r}");
-        const engine = new m.SyncEngine({ client: new m.SyncClient({ baseUrl: ${JSON.stringify(syncUrl)}, token: "bench-token" }), store });
+        const engine = new m.SyncEngine({ client: new m.SyncClient({ baseUrl: ${JSON.stringify(syncUrl)}, token: "bench-token-0123456789" }), store });
         const t = performance.now();
         const report = await engine.syncOnce();
         return [performance.now() - t, report.downloaded];

@@ -239,12 +239,16 @@ struct Database {
 /// How long in-flight requests may take to finish after a stop signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-/// `--token TENANT:TOKEN`, both parts non-empty.
+/// `--token TENANT:TOKEN`, both parts non-empty, the token hard to guess.
 fn tenant_token(s: &str) -> Result<(String, String), String> {
-    s.split_once(':')
+    let (tenant, token) = s
+        .split_once(':')
         .filter(|(tenant, token)| !tenant.is_empty() && !token.is_empty())
-        .map(|(tenant, token)| (tenant.to_owned(), token.to_owned()))
-        .ok_or_else(|| "expected TENANT:TOKEN, e.g. --token alice:s3cret".to_owned())
+        .ok_or_else(|| {
+            "expected TENANT:TOKEN, e.g. --token alice:$(openssl rand -hex 16)".to_owned()
+        })?;
+    transport_http::server::check_token_strength(token)?;
+    Ok((tenant.to_owned(), token.to_owned()))
 }
 
 /// `--cors-origin ORIGIN`: a web origin, checked once here.

@@ -27,7 +27,12 @@ impl Server {
         let mut cmd = Command::new(SYNC_SERVER);
         cmd.args(["--listen", "127.0.0.1:0", "--db"])
             .arg(db)
-            .args(["--token", "alice:alice-token", "--token", "bob:bob-token"])
+            .args([
+                "--token",
+                "alice:alice-token-0123456789",
+                "--token",
+                "bob:bob-token-0123456789",
+            ])
             .args(extra)
             .stderr(Stdio::null());
         let (child, url) = spawn_listening(cmd);

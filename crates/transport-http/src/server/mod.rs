@@ -44,7 +44,9 @@ pub use serve::{serve, serve_with, ServeOptions, Stopped};
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use tls::{TlsConfig, TlsError};
-pub use token_sources::{AnyOf, StoredTokens, TokenFile, TokenFileError};
+pub use token_sources::{
+    check_token_strength, AnyOf, StoredTokens, TokenFile, TokenFileError, MIN_TOKEN_CHARS,
+};
 
 use crate::wire::PREFIX;
 

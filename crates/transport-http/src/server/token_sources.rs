@@ -14,6 +14,28 @@ use sync_core::TenantId;
 
 use super::auth::{Authenticator, StaticTokens};
 
+/// The fewest characters a configured token may have.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// Checks that a token given to the server (`--token`, a token file) is hard to guess: at
+/// least [`MIN_TOKEN_CHARS`] characters, of at least 6 different ones. The error says what
+/// to do.
+pub fn check_token_strength(token: &str) -> Result<(), String> {
+    let chars = token.chars().count();
+    let distinct = token
+        .chars()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    if chars < MIN_TOKEN_CHARS || distinct < 6 {
+        return Err(format!(
+            "the token is too easy to guess ({chars} characters, {distinct} different; at \
+             least {MIN_TOKEN_CHARS} and 6 are needed): make one with `openssl rand -hex 16`, \
+             or use `sync-server tokens add`"
+        ));
+    }
+    Ok(())
+}
+
 /// A token file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenFileError {
@@ -35,6 +57,16 @@ pub enum TokenFileError {
         path: PathBuf,
         /// The line number, from 1.
         line: usize,
+    },
+    /// A line's token is too easy to guess.
+    #[error("{path}, line {line}: {why}")]
+    Weak {
+        /// The file.
+        path: PathBuf,
+        /// The line number, from 1.
+        line: usize,
+        /// What is wrong and what to do ([`check_token_strength`]).
+        why: String,
     },
 }
 
@@ -111,6 +143,11 @@ fn parse(path: &Path) -> Result<StaticTokens, TokenFileError> {
         }
         match line.split_once(':') {
             Some((tenant, token)) if !tenant.trim().is_empty() && !token.trim().is_empty() => {
+                check_token_strength(token.trim()).map_err(|why| TokenFileError::Weak {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    why,
+                })?;
                 pairs.push((tenant.trim().to_owned(), token.trim().to_owned()));
             }
             _ => {
@@ -213,23 +250,59 @@ mod tests {
     use sync_core::memory::MemoryServerStore;
     use sync_core::ServerConfig;
 
+    #[test]
+    fn weak_tokens_are_refused_with_advice() {
+        for weak in [
+            "s3cret",
+            "alice-token",
+            "aaaaaaaaaaaaaaaaaaaaaaaa",
+            "abababababababababab",
+        ] {
+            let why = super::check_token_strength(weak).unwrap_err();
+            assert!(why.contains("openssl rand -hex 16"), "{why}");
+        }
+        for strong in ["0123456789abcdef", "bob-file-token-1", "k7Qm2xV9pL4wZ8rT"] {
+            assert!(super::check_token_strength(strong).is_ok(), "{strong}");
+        }
+    }
+
     #[tokio::test]
     async fn a_token_file_loads_reloads_and_keeps_the_last_good_tokens() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens");
-        std::fs::write(&path, "# devices\nalice:tok-a\n\n bob : tok-b \n").unwrap();
+        std::fs::write(
+            &path,
+            "# devices\nalice:token-of-alice-1\n\n bob : token-of-bob-222 \n",
+        )
+        .unwrap();
         let file = TokenFile::load(&path).unwrap();
         assert_eq!(file.len(), 2);
-        assert_eq!(file.tenant("tok-b").await, Some(TenantId::new("bob")));
-        std::fs::write(&path, "alice:tok-new\n").unwrap();
+        assert_eq!(
+            file.tenant("token-of-bob-222").await,
+            Some(TenantId::new("bob"))
+        );
+        std::fs::write(&path, "alice:token-of-alice-new\n").unwrap();
         assert_eq!(file.reload().unwrap(), 1);
-        assert_eq!(file.tenant("tok-a").await, None);
-        assert_eq!(file.tenant("tok-new").await, Some(TenantId::new("alice")));
-        std::fs::write(&path, "alice:ok\nnot a line\n").unwrap();
+        assert_eq!(file.tenant("token-of-alice-1").await, None);
+        assert_eq!(
+            file.tenant("token-of-alice-new").await,
+            Some(TenantId::new("alice"))
+        );
+        std::fs::write(&path, "alice:token-of-alice-new\nnot a line\n").unwrap();
         let err = file.reload().unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");
-        assert_eq!(file.tenant("tok-new").await, Some(TenantId::new("alice")));
-        assert!(!format!("{file:?}").contains("tok-new"));
+        assert_eq!(
+            file.tenant("token-of-alice-new").await,
+            Some(TenantId::new("alice"))
+        );
+        assert!(!format!("{file:?}").contains("token-of-alice-new"));
+        std::fs::write(&path, "alice:token-of-alice-new\nbob:s3cret\n").unwrap();
+        let weak = file.reload().unwrap_err();
+        assert!(
+            matches!(weak, TokenFileError::Weak { line: 2, .. }),
+            "{weak}"
+        );
+        assert!(weak.to_string().contains("too easy to guess"), "{weak}");
         let missing = TokenFile::load(dir.path().join("nope")).unwrap_err();
         assert!(missing.to_string().contains("cannot read the token file"));
     }
