@@ -35,6 +35,7 @@ function decode(v: unknown): unknown {
 /** A backend in one JSON file; commits are serialised and each rewrites the file atomically. */
 export class JsonFileBackend extends MemoryBackend {
   private queue: Promise<unknown> = Promise.resolve();
+  private dirty = false;
 
   private constructor(private readonly path: string) {
     super();
@@ -66,23 +67,45 @@ export class JsonFileBackend extends MemoryBackend {
     return b;
   }
 
-  override commit(ops: Op[], checks: Check[] = []): Promise<boolean> {
+  /**
+   * Applies the ops, then rewrites the file. A `relaxed` commit (feed pages, downloads: what
+   * the server still holds) only marks the file dirty; the next strict commit, or `flush`,
+   * writes everything, so a first sync rewrites the file a few times instead of once per
+   * batch. A crash before that loses the relaxed commits whole, and the next sync repeats them.
+   */
+  override commit(ops: Op[], checks: Check[] = [], relaxed = false): Promise<boolean> {
     const run = async () => {
       if (!this.apply(ops, checks)) return false;
-      const tables: Record<string, Record<string, unknown>> = {};
-      for (const [t, m] of this.tables) tables[t] = Object.fromEntries([...m].map(([k, v]) => [k, encode(v)]));
-      const tmp = `${this.path}.tmp-${process.pid}`;
-      try {
-        await fs.writeFile(tmp, JSON.stringify({ version: 1, tables } satisfies FileShape), { mode: 0o600 });
-        await fs.rename(tmp, this.path);
-      } catch (e) {
-        throw new SyncError("storage", "storage", `storage failed: cannot write the record store ${this.path}: ${(e as Error).message}; free disk space or fix its permissions`, { cause: e });
-      }
+      if (relaxed) this.dirty = true;
+      else await this.write();
       return true;
     };
     const next = this.queue.then(run, run);
     this.queue = next.catch(() => undefined);
     return next;
+  }
+
+  /** Writes relaxed commits still only in memory. */
+  flush(): Promise<void> {
+    const run = async () => {
+      if (this.dirty) await this.write();
+    };
+    const next = this.queue.then(run, run);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async write(): Promise<void> {
+    const tables: Record<string, Record<string, unknown>> = {};
+    for (const [t, m] of this.tables) tables[t] = Object.fromEntries([...m].map(([k, v]) => [k, encode(v)]));
+    const tmp = `${this.path}.tmp-${process.pid}`;
+    try {
+      await fs.writeFile(tmp, JSON.stringify({ version: 1, tables } satisfies FileShape), { mode: 0o600 });
+      await fs.rename(tmp, this.path);
+    } catch (e) {
+      throw new SyncError("storage", "storage", `storage failed: cannot write the record store ${this.path}: ${(e as Error).message}; free disk space or fix its permissions`, { cause: e });
+    }
+    this.dirty = false;
   }
 }
 

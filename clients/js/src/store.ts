@@ -273,7 +273,14 @@ export class MemoryBackend implements Backend {
   close(): void {}
 }
 
-const TABLES: Table[] = ["records", "base", "remote", "meta", "backups"];
+/** The IndexedDB object stores: a record and its base entry share one row of `records`. */
+const STORES = ["records", "remote", "meta", "backups"] as const;
+
+/** One row of the `records` object store: the record and its base entry, either absent. */
+interface Combined {
+  r?: RecordRow;
+  b?: BaseEntry;
+}
 
 function req<T>(r: IDBRequest<T>): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -288,9 +295,11 @@ function storageError(what: string, e: unknown): SyncError {
 }
 
 /**
- * Tables in IndexedDB, one object store each. A commit is one readwrite transaction over
- * every store it touches; its checks are read inside that transaction, so two tabs cannot
- * interleave a check and a write. Other tabs hear of changes over a BroadcastChannel.
+ * Tables in IndexedDB. A commit is one readwrite transaction over every object store it
+ * touches; its checks are read inside that transaction, so two tabs cannot interleave a check
+ * and a write. A record and its base entry are one IndexedDB row (`{r, b}` in `records`), so
+ * a download writes one row, not two: IndexedDB's cost is per put. Other tabs hear of changes
+ * over a BroadcastChannel.
  */
 export class IndexedDbBackend implements Backend {
   private channel: BroadcastChannel | undefined;
@@ -308,7 +317,7 @@ export class IndexedDbBackend implements Backend {
     if (!factory) throw new SyncError("storage", "storage", "storage failed: IndexedDB is not available here; use RecordStore.memory() or a JSON file in Node");
     const open = factory.open(name, 1);
     open.onupgradeneeded = () => {
-      for (const t of TABLES) if (!open.result.objectStoreNames.contains(t)) open.result.createObjectStore(t);
+      for (const t of STORES) if (!open.result.objectStoreNames.contains(t)) open.result.createObjectStore(t);
     };
     try {
       const db = await req(open);
@@ -320,27 +329,59 @@ export class IndexedDbBackend implements Backend {
     }
   }
 
+  private static store(table: Table): (typeof STORES)[number] {
+    return table === "base" ? "records" : table;
+  }
+
   async get(table: Table, key: string): Promise<unknown> {
+    const name = IndexedDbBackend.store(table);
     try {
-      return await req(this.db.transaction(table, "readonly").objectStore(table).get(key));
+      const v = await req(this.db.transaction(name, "readonly").objectStore(name).get(key));
+      if (name !== "records") return v;
+      const row = v as Combined | undefined;
+      return table === "records" ? row?.r : row?.b;
     } catch (e) {
       throw storageError("read", e);
     }
   }
 
   async getAll(table: Table): Promise<Map<string, unknown>> {
+    const name = IndexedDbBackend.store(table);
     try {
-      const store = this.db.transaction(table, "readonly").objectStore(table);
+      const store = this.db.transaction(name, "readonly").objectStore(name);
       const [keys, values] = await Promise.all([req(store.getAllKeys()), req(store.getAll())]);
-      return new Map(keys.map((k, i) => [String(k), values[i]]));
+      const out = new Map<string, unknown>();
+      keys.forEach((k, i) => {
+        const v = values[i];
+        if (name !== "records") out.set(String(k), v);
+        else {
+          const part = table === "records" ? (v as Combined).r : (v as Combined).b;
+          if (part !== undefined) out.set(String(k), part);
+        }
+      });
+      return out;
     } catch (e) {
       throw storageError("read", e);
     }
   }
 
   commit(ops: Op[], checks: Check[] = [], relaxed = false): Promise<boolean> {
-    const names = [...new Set<Table>([...ops.map((o) => o.table), ...(checks.length ? (["records"] as Table[]) : [])])];
+    // Record and base ops by key (the last op of a part wins), the others as they are.
+    const combined = new Map<string, { r?: Op; b?: Op }>();
+    const plain: Op[] = [];
+    for (const op of ops) {
+      if (op.table === "records" || op.table === "base") {
+        const c = combined.get(op.key) ?? {};
+        if (op.table === "records") c.r = op;
+        else c.b = op;
+        combined.set(op.key, c);
+      } else plain.push(op);
+    }
+    const names = [...new Set<string>([...plain.map((o) => o.table), ...(combined.size || checks.length ? ["records"] : [])])];
     if (names.length === 0) return Promise.resolve(true);
+    // Rows to read first: checked keys, and keys of which only one part is written.
+    const toRead = new Set<string>(checks.map((c) => c.key));
+    for (const [k, c] of combined) if (!c.r || !c.b) toRead.add(k);
     return new Promise((resolve, reject) => {
       let tx: IDBTransaction;
       try {
@@ -352,25 +393,39 @@ export class IndexedDbBackend implements Backend {
       tx.oncomplete = () => resolve(true);
       tx.onabort = () => (refused ? resolve(false) : reject(storageError("write", tx.error)));
       tx.onerror = () => undefined;
+      const read = new Map<string, Combined | undefined>();
       const write = () => {
-        for (const op of ops) {
-          const s = tx.objectStore(op.table);
-          if (op.value === undefined) s.delete(op.key);
-          else s.put(op.value, op.key);
-        }
-      };
-      if (checks.length === 0) return write();
-      const records = tx.objectStore("records");
-      let left = checks.length;
-      for (const c of checks) {
-        const r = records.get(c.key);
-        r.onsuccess = () => {
-          if (refused) return;
-          if (((r.result as RecordRow | undefined)?.hash ?? null) !== c.hash) {
+        for (const c of checks) {
+          if ((read.get(c.key)?.r?.hash ?? null) !== c.hash) {
             refused = true;
             tx.abort();
             return;
           }
+        }
+        const records = combined.size ? tx.objectStore("records") : undefined;
+        for (const [k, c] of combined) {
+          const old = read.get(k);
+          const row: Combined = {};
+          const r = c.r ? (c.r.value as RecordRow | undefined) : old?.r;
+          const b = c.b ? (c.b.value as BaseEntry | undefined) : old?.b;
+          if (r !== undefined) row.r = r;
+          if (b !== undefined) row.b = b;
+          if (r === undefined && b === undefined) records!.delete(k);
+          else records!.put(row, k);
+        }
+        for (const op of plain) {
+          const st = tx.objectStore(op.table);
+          if (op.value === undefined) st.delete(op.key);
+          else st.put(op.value, op.key);
+        }
+      };
+      if (toRead.size === 0) return write();
+      const records = tx.objectStore("records");
+      let left = toRead.size;
+      for (const k of toRead) {
+        const r = records.get(k);
+        r.onsuccess = () => {
+          read.set(k, r.result as Combined | undefined);
           if (--left === 0) write();
         };
       }

@@ -3,20 +3,34 @@
 // the status an app draws.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { IDBFactory } from "fake-indexeddb";
 import { RecordStore, SyncClient, SyncEngine, merges } from "../dist/index.js";
 import { fakeServer } from "./fake-server.mjs";
 
-function device(server, policy = {}, token = "t") {
-  const store = RecordStore.memory();
+function scenario(name, fn) {
+  for (const k of kinds) test(`${name} [${k}]`, async () => {
+    kind = k;
+    await fn();
+  });
+}
+
+// Every scenario runs on the memory store and on IndexedDB (fake-indexeddb), whose rows
+// hold a record and its base together.
+const kinds = ["memory", "indexeddb"];
+let kind = "memory";
+let dbs = 0;
+
+async function device(server, policy = {}, token = "t") {
+  const store = kind === "memory" ? RecordStore.memory() : await RecordStore.indexedDb(`device-${dbs++}`, new IDBFactory());
   const client = new SyncClient({ baseUrl: "http://fake", token, fetch: server.fetch, retry: { maxAttempts: 2, minDelayMs: 1, jitter: false } });
   return { store, engine: new SyncEngine({ client, store, policy }) };
 }
 
 for (const batches of [true, false]) {
-  test(`records reach the other device (${batches ? "batches" : "single requests"})`, async () => {
+  scenario(`records reach the other device (${batches ? "batches" : "single requests"})`, async () => {
     const server = fakeServer({ batches });
-    const a = device(server);
-    const b = device(server);
+    const a = await device(server);
+    const b = await device(server);
     for (let i = 0; i < 5; i++) await a.store.putJson(`notes/n${i}`, { i });
     const ra = await a.engine.syncOnce();
     assert.equal(ra.uploaded, 5);
@@ -28,10 +42,10 @@ for (const batches of [true, false]) {
   });
 }
 
-test("a conflict: the newer edit wins on both sides, the loser is kept in backup and history", async () => {
+scenario("a conflict: the newer edit wins on both sides, the loser is kept in backup and history", async () => {
   const server = fakeServer();
-  const a = device(server);
-  const b = device(server);
+  const a = await device(server);
+  const b = await device(server);
   await a.store.put("k", "v0");
   await a.engine.syncOnce();
   await b.engine.syncOnce();
@@ -53,10 +67,10 @@ test("a conflict: the newer edit wins on both sides, the loser is kept in backup
   assert.equal((await b.engine.conflicts()).length, 1, "the conflict is remembered");
 });
 
-test("a local edit newer than the remote one wins and the remote version stays in history", async () => {
+scenario("a local edit newer than the remote one wins and the remote version stays in history", async () => {
   const server = fakeServer();
-  const a = device(server);
-  const b = device(server);
+  const a = await device(server);
+  const b = await device(server);
   await a.store.put("k", "v0");
   await a.engine.syncOnce();
   await b.engine.syncOnce();
@@ -71,10 +85,10 @@ test("a local edit newer than the remote one wins and the remote version stays i
   assert.ok(server.history.get("k").some((x) => new TextDecoder().decode(x.content) === "a older"));
 });
 
-test("deletes are kept local by default (detached) and propagate when asked", async () => {
+scenario("deletes are kept local by default (detached) and propagate when asked", async () => {
   const server = fakeServer();
-  const a = device(server);
-  const b = device(server);
+  const a = await device(server);
+  const b = await device(server);
   await a.store.put("x", "1");
   await a.engine.syncOnce();
   await b.engine.syncOnce();
@@ -88,8 +102,8 @@ test("deletes are kept local by default (detached) and propagate when asked", as
   assert.equal(await a.store.get("x"), undefined);
 
   const s2 = fakeServer();
-  const c = device(s2, { deletes: "propagate" });
-  const d = device(s2, { deletes: "propagate" });
+  const c = await device(s2, { deletes: "propagate" });
+  const d = await device(s2, { deletes: "propagate" });
   await c.store.put("y", "1");
   await c.engine.syncOnce();
   await d.engine.syncOnce();
@@ -101,11 +115,11 @@ test("deletes are kept local by default (detached) and propagate when asked", as
   assert.equal((await d.store.backups()).length, 1, "the removed content is backed up");
 });
 
-test("lists merge by id under a prefix policy, on both devices", async () => {
+scenario("lists merge by id under a prefix policy, on both devices", async () => {
   const server = fakeServer();
   const policy = { conflictsByPrefix: [["todos/", merges.unionById("id")]] };
-  const a = device(server, policy);
-  const b = device(server, policy);
+  const a = await device(server, policy);
+  const b = await device(server, policy);
   await a.store.putJson("todos/list", [{ id: 1, t: "milk" }, { id: 2, t: "eggs" }]);
   await a.engine.syncOnce();
   await b.engine.syncOnce();
@@ -121,9 +135,9 @@ test("lists merge by id under a prefix policy, on both devices", async () => {
   assert.equal((await b.store.backups()).length, 1, "b's own version is backed up");
 });
 
-test("status: off, syncing, idle; an auth failure is an error with the auth entry on top", async () => {
+scenario("status: off, syncing, idle; an auth failure is an error with the auth entry on top", async () => {
   const server = fakeServer();
-  const a = device(server, {}, "wrong");
+  const a = await device(server, {}, "wrong");
   const seen = [];
   a.engine.onStatus((s) => seen.push(s.state));
   await assert.rejects(a.engine.syncOnce(), (e) => e.errorClass === "auth");
@@ -135,9 +149,9 @@ test("status: off, syncing, idle; an auth failure is an error with the auth entr
   assert.deepEqual(seen.slice(0, 3), ["off", "syncing", "error"]);
 });
 
-test("an oversized record is skipped with a warning, the sync goes on (idle with attention)", async () => {
+scenario("an oversized record is skipped with a warning, the sync goes on (idle with attention)", async () => {
   const server = fakeServer();
-  const a = device(server, { maxItemBytes: 10 });
+  const a = await device(server, { maxItemBytes: 10 });
   await a.store.put("big", "0123456789abc");
   await a.store.put("small", "ok");
   const r = await a.engine.syncOnce();
@@ -147,10 +161,10 @@ test("an oversized record is skipped with a warning, the sync goes on (idle with
   assert.equal(a.engine.status.attention.errorClass, "warning");
 });
 
-test("the watch loop brings a remote edit within a second (long-poll)", async () => {
+scenario("the watch loop brings a remote edit within a second (long-poll)", async () => {
   const server = fakeServer();
-  const a = device(server);
-  const b = device(server);
+  const a = await device(server);
+  const b = await device(server);
   b.engine.start();
   await new Promise((r) => setTimeout(r, 50));
   await a.store.put("live", "now");
@@ -164,9 +178,9 @@ test("the watch loop brings a remote edit within a second (long-poll)", async ()
   assert.equal(b.engine.status.state, "off");
 });
 
-test("a key from the server that breaks the key rules is not synced and is reported", async () => {
+scenario("a key from the server that breaks the key rules is not synced and is reported", async () => {
   const server = fakeServer();
-  const a = device(server);
+  const a = await device(server);
   server.items.set("../evil", { key: "../evil", kind: "file", rev: 99, hash: "0".repeat(64), size: 1, stamp: "1.0.0000000000000000", deleted: false });
   await a.store.put("fine", "ok");
   const r = await a.engine.syncOnce();

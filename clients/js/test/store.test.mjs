@@ -59,3 +59,16 @@ test("JSON file store persists owner-only and reloads", async () => {
   assert.equal(await again.getText("a/1"), "edited");
   assert.deepEqual([...(await again.get("c"))], [120]);
 });
+
+test("JSON file store: relaxed commits reach the file with the next strict one", async () => {
+  const path = join(mkdtempSync(join(tmpdir(), "records-")), "store.json");
+  const s = await openJsonFileStore(path);
+  await s.put("strict", "1");
+  await s.commitSync([{ table: "meta", key: "cursor", value: "c9" }], [], true);
+  assert.equal(await (await openJsonFileStore(path)).meta("cursor"), undefined, "not written yet");
+  assert.equal(await s.meta("cursor"), "c9", "but visible at once");
+  await s.commitSync([{ table: "meta", key: "seen", value: 9 }]);
+  const again = await openJsonFileStore(path);
+  assert.equal(await again.meta("cursor"), "c9");
+  assert.equal(await again.getText("strict"), "1");
+});

@@ -203,7 +203,12 @@ try {
 } finally {
   await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r() : (c.once("exit", r), c.kill("SIGTERM"))))));
   web.close();
-  rmSync(tmp, { recursive: true, force: true });
+  // Chromium's helper processes may still be writing its profile for a moment.
+  try {
+    rmSync(tmp, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+  } catch (e) {
+    console.error(`could not remove ${tmp}: ${e.message}`);
+  }
 }
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed === 0 ? 0 : 1);
