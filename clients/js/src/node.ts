@@ -75,9 +75,27 @@ export class JsonFileBackend extends MemoryBackend {
    */
   override commit(ops: Op[], checks: Check[] = [], relaxed = false): Promise<boolean> {
     const run = async () => {
+      // What the ops replace, so a commit whose file write fails is undone in memory too:
+      // a refused commit leaves nothing behind, in the file or in what the app reads.
+      const undo = ops.map((op) => {
+        const m = this.table(op.table);
+        return { table: op.table, key: op.key, had: m.has(op.key), value: m.get(op.key) };
+      });
       if (!this.apply(ops, checks)) return false;
-      if (relaxed) this.dirty = true;
-      else await this.write();
+      if (relaxed) {
+        this.dirty = true;
+        return true;
+      }
+      try {
+        await this.write();
+      } catch (e) {
+        for (const u of undo.reverse()) {
+          const m = this.table(u.table);
+          if (u.had) m.set(u.key, u.value);
+          else m.delete(u.key);
+        }
+        throw e;
+      }
       return true;
     };
     const next = this.queue.then(run, run);

@@ -3,7 +3,7 @@
 // persistence across a reopen, and notifications.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, statSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { IDBFactory } from "fake-indexeddb";
@@ -71,4 +71,18 @@ test("JSON file store: relaxed commits reach the file with the next strict one",
   const again = await openJsonFileStore(path);
   assert.equal(await again.meta("cursor"), "c9");
   assert.equal(await again.getText("strict"), "1");
+});
+
+test("JSON file store: a commit whose write fails is undone in memory too", async () => {
+  const dir = join(mkdtempSync(join(tmpdir(), "records-")), "folder");
+  mkdirSync(dir);
+  const path = join(dir, "store.json");
+  const s = await openJsonFileStore(path);
+  await s.put("kept", "1");
+  // The folder replaced by a file: the next write cannot create its temporary file.
+  rmSync(dir, { recursive: true });
+  writeFileSync(dir, "in the way");
+  await assert.rejects(s.put("lost", "2"), (e) => e.errorClass === "storage");
+  assert.equal(await s.getText("lost"), undefined, "a failed commit must not stay visible");
+  assert.equal(await s.getText("kept"), "1");
 });
