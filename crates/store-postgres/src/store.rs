@@ -66,7 +66,8 @@ use crate::schema::{
 pub const MAX_ATTEMPTS: u32 = 4;
 
 /// How many times a write is decided again because a key it read changed before its apply
-/// (a lost race with a concurrent write of the same keys) before it fails.
+/// (a lost race with a concurrent write of the same keys) before it fails as
+/// [`Error::Throttled`] (retried by the client after a second; nothing was written).
 pub const MAX_RACES: u32 = 16;
 
 /// Content above this size is looked up before it is sent to the database (a blob already
@@ -278,11 +279,18 @@ impl PgServerStore {
                 Ok(None) => {
                     raced += 1;
                     if raced >= MAX_RACES {
-                        return Err(Error::storage(format!(
-                            "{}: concurrent writes changed what this write depends on {raced} \
-                             times in a row; nothing was written, try again",
-                            op.what()
-                        )));
+                        // Contention, not a broken store: the client waits and sends it again
+                        // (429 with Retry-After over HTTP), and its sync is not shown as a
+                        // storage failure.
+                        return Err(Error::Throttled {
+                            retry_after: Some(std::time::Duration::from_secs(1)),
+                            message: format!(
+                                "{}: concurrent writes changed what this write depends on \
+                                 {raced} times in a row; nothing was written, and it is sent \
+                                 again shortly",
+                                op.what()
+                            ),
+                        });
                     }
                     tracing::debug!(
                         raced,
