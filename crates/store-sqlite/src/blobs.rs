@@ -218,14 +218,7 @@ fn write_file(dir: &Path, hash: &ContentHash, content: &[u8]) -> Result<(), Stor
         }
     }
     let folder = path.parent().unwrap_or(dir);
-    make_blob_folder(dir, folder)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(folder)
-        .map_err(|e| StoreError::io(folder, e))?;
-    tmp.write_all(content)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| StoreError::io(tmp.path(), e))?;
+    let tmp = write_temp(dir, folder, content)?;
     tmp.persist(&path)
         .map_err(|e| StoreError::io(&path, e.error))?;
     sync_dir(folder)?;
@@ -241,6 +234,18 @@ fn write_file(dir: &Path, hash: &ContentHash, content: &[u8]) -> Result<(), Stor
 fn rehearse(dir: &Path, hash: &ContentHash, content: &[u8]) -> Result<(), StoreError> {
     let path = blob_path(dir, hash);
     let folder = path.parent().unwrap_or(dir);
+    let tmp = write_temp(dir, folder, content)?;
+    tmp.close().map_err(|e| StoreError::io(folder, e))?;
+    sync_dir(folder)
+}
+
+/// `content` in a new, fsynced temporary file in the shard `folder` of the blob folder `dir`
+/// (both made, and refused when they are symlinks).
+fn write_temp(
+    dir: &Path,
+    folder: &Path,
+    content: &[u8],
+) -> Result<tempfile::NamedTempFile, StoreError> {
     make_blob_folder(dir, folder)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
@@ -249,8 +254,7 @@ fn rehearse(dir: &Path, hash: &ContentHash, content: &[u8]) -> Result<(), StoreE
     tmp.write_all(content)
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(|e| StoreError::io(tmp.path(), e))?;
-    tmp.close().map_err(|e| StoreError::io(folder, e))?;
-    sync_dir(folder)
+    Ok(tmp)
 }
 
 /// Makes a rename inside `dir` durable (a no-op where folders cannot be opened).
