@@ -168,6 +168,51 @@ impl<T: Transport> ScopedTransport<T> {
         Ok((true, cursor))
     }
 
+    /// One inner batch call for the requests whose keys can be prefixed (`outside`); the others
+    /// fail alone with their own error. One result per request, in order, each renamed back
+    /// for the engine (`inside`, and the key of its error).
+    async fn batched<Q, S, A, Fut>(
+        &self,
+        reqs: Vec<Q>,
+        what: &str,
+        outside: impl Fn(Q) -> Result<S> + Send,
+        send: impl FnOnce(Vec<S>) -> Fut + Send,
+        inside: impl Fn(A) -> Result<A> + Send,
+    ) -> Result<Vec<Result<A>>>
+    where
+        Q: Send,
+        S: Send,
+        A: Send,
+        Fut: std::future::Future<Output = Result<Vec<Result<A>>>> + Send,
+    {
+        let mut results: Vec<Option<Result<A>>> = Vec::with_capacity(reqs.len());
+        let (mut sent, mut batch) = (Vec::new(), Vec::new());
+        for (i, req) in reqs.into_iter().enumerate() {
+            match outside(req) {
+                Ok(req) => {
+                    sent.push(i);
+                    batch.push(req);
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        if !batch.is_empty() {
+            let answers = send(batch).await.map_err(|e| self.error_inside(e))?;
+            if answers.len() != sent.len() {
+                return Err(Error::offline(format!(
+                    "the server answered {} results for {} {what}; they are retried",
+                    answers.len(),
+                    sent.len()
+                )));
+            }
+            for (i, answer) in sent.into_iter().zip(answers) {
+                results[i] = Some(answer.map_err(|e| self.error_inside(e)).and_then(&inside));
+            }
+        }
+        Ok(results.into_iter().flatten().collect())
+    }
+
     fn push_outside(&self, mut req: PushRequest) -> Result<PushRequest> {
         req.key = self.outside(&req.key)?;
         Ok(req)
@@ -229,76 +274,25 @@ impl<T: Transport> Transport for ScopedTransport<T> {
     }
 
     async fn push_many(&self, reqs: Vec<PushRequest>) -> Result<Vec<Result<PushOutcome>>> {
-        // Requests whose key cannot be prefixed fail alone; the others go in one batch.
-        let mut results: Vec<Option<Result<PushOutcome>>> = Vec::with_capacity(reqs.len());
-        let mut sent = Vec::new();
-        let mut batch = Vec::new();
-        for (i, req) in reqs.into_iter().enumerate() {
-            match self.push_outside(req) {
-                Ok(req) => {
-                    sent.push(i);
-                    batch.push(req);
-                    results.push(None);
-                }
-                Err(e) => results.push(Some(Err(e))),
-            }
-        }
-        if !batch.is_empty() {
-            let outcomes = self
-                .inner
-                .push_many(batch)
-                .await
-                .map_err(|e| self.error_inside(e))?;
-            if outcomes.len() != sent.len() {
-                return Err(Error::offline(format!(
-                    "the server answered {} results for {} pushes; the batch is retried",
-                    outcomes.len(),
-                    sent.len()
-                )));
-            }
-            for (i, outcome) in sent.into_iter().zip(outcomes) {
-                results[i] = Some(
-                    outcome
-                        .map_err(|e| self.error_inside(e))
-                        .and_then(|o| self.outcome_inside(o)),
-                );
-            }
-        }
-        Ok(results.into_iter().flatten().collect())
+        self.batched(
+            reqs,
+            "pushes",
+            |req| self.push_outside(req),
+            |batch| self.inner.push_many(batch),
+            |outcome| self.outcome_inside(outcome),
+        )
+        .await
     }
 
     async fn fetch_many(&self, reqs: Vec<(Key, Option<Revision>)>) -> Result<Vec<Result<Fetched>>> {
-        let mut results: Vec<Option<Result<Fetched>>> = Vec::with_capacity(reqs.len());
-        let mut sent = Vec::new();
-        let mut batch = Vec::new();
-        for (i, (key, rev)) in reqs.into_iter().enumerate() {
-            match self.outside(&key) {
-                Ok(outside) => {
-                    sent.push(i);
-                    batch.push((outside, rev));
-                    results.push(None);
-                }
-                Err(e) => results.push(Some(Err(e))),
-            }
-        }
-        if !batch.is_empty() {
-            let fetched = self
-                .inner
-                .fetch_many(batch)
-                .await
-                .map_err(|e| self.error_inside(e))?;
-            if fetched.len() != sent.len() {
-                return Err(Error::offline(format!(
-                    "the server answered {} results for {} fetches; they are retried",
-                    fetched.len(),
-                    sent.len()
-                )));
-            }
-            for (i, f) in sent.into_iter().zip(fetched) {
-                results[i] = Some(f.map_err(|e| self.error_inside(e)));
-            }
-        }
-        Ok(results.into_iter().flatten().collect())
+        self.batched(
+            reqs,
+            "fetches",
+            |(key, rev)| Ok((self.outside(&key)?, rev)),
+            |batch| self.inner.fetch_many(batch),
+            Ok,
+        )
+        .await
     }
 
     async fn delete(&self, mut req: DeleteRequest) -> Result<PushOutcome> {
