@@ -93,8 +93,6 @@ pub struct Engine<T, S, R> {
     config: EngineConfig,
     loaded: Option<Loaded>,
     errors: ErrorStack,
-    /// The handle's status sender (shared with every [`SyncHandle`]).
-    status: Arc<watch::Sender<SyncStatus>>,
     enabled: bool,
     handle: SyncHandle,
     /// The server's item limit, once it said (`Some(None)`: it does not say).
@@ -135,7 +133,6 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             config,
             loaded: None,
             errors: ErrorStack::default(),
-            status: handle.status.clone(),
             enabled: true,
             handle,
             server_limit: None,
@@ -169,14 +166,14 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
 
     /// A receiver of status changes (off / idle / syncing / error).
     pub fn status(&self) -> watch::Receiver<SyncStatus> {
-        self.status.subscribe()
+        self.handle.status.subscribe()
     }
 
     /// Switches sync on or off. While off, [`Engine::sync_once`] does nothing and the status
     /// is `Off`.
     pub fn set_enabled(&mut self, on: bool) {
         self.enabled = on;
-        self.status.send_replace(if on {
+        self.handle.status.send_replace(if on {
             SyncStatus::Idle {
                 last_sync: None,
                 attention: None,
@@ -257,10 +254,10 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
     /// what was done until then, all of it recorded.
     pub async fn sync_once(&mut self) -> Result<SyncReport, SyncFailed> {
         if !self.enabled {
-            self.status.send_replace(SyncStatus::Off);
+            self.handle.status.send_replace(SyncStatus::Off);
             return Ok(SyncReport::default());
         }
-        self.status
+        self.handle.status
             .send_replace(SyncStatus::Syncing { done: 0, total: 0 });
         let mut report = SyncReport::default();
         let mut reported: Vec<ErrorEntry> = Vec::new();
@@ -279,7 +276,7 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
                     self.errors.push_entry(e);
                 }
                 report.errors = self.errors.entries().into_iter().map(Into::into).collect();
-                self.status.send_replace(SyncStatus::Idle {
+                self.handle.status.send_replace(SyncStatus::Idle {
                     last_sync: Some(now),
                     attention: self.errors.top().cloned(),
                 });
@@ -305,7 +302,7 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
                         attention: None,
                     },
                 };
-                self.status.send_replace(status);
+                self.handle.status.send_replace(status);
                 Err(SyncFailed {
                     error,
                     partial: report,
@@ -414,7 +411,7 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             settler: Settler {
                 store: &self.state,
                 state: &mut loaded.state,
-                status: &self.status,
+                status: &self.handle.status,
                 batch_size: self.config.batch_size,
             },
         })
@@ -654,7 +651,7 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             .settler
             .flush(&mut run.pass.batch)
             .await?;
-        self.status
+        self.handle.status
             .send_replace(SyncStatus::Syncing { done: total, total });
         self.loaded()?.settled = match (token, reported_again) {
             (Some(token), Some(dirty)) if !pass.replan => Some(Settled { token, dirty }),
