@@ -41,11 +41,8 @@ pub(crate) fn check_not_reserved(key: &Key) -> Result<()> {
     }
 }
 
-/// Fails with an `Item` error when this folder cannot hold `key` under its own name: a
-/// Windows-reserved name on Windows, or, for a new file, another entry that differs only in
-/// case on a file system that does not tell them apart (macOS, Windows by default), which a
-/// write would otherwise replace.
-fn check_portable(path: &Path, key: &Key, expected: Expected) -> Result<()> {
+/// Fails with an `Item` error on Windows when a segment of `key` is a name Windows cannot hold.
+fn check_windows_name(key: &Key) -> Result<()> {
     if cfg!(windows) {
         if let Some(segment) = key.as_str().split('/').find(|s| windows_reserved(s)) {
             return Err(Error::item(
@@ -54,18 +51,27 @@ fn check_portable(path: &Path, key: &Key, expected: Expected) -> Result<()> {
             ));
         }
     }
-    if expected != Expected::Absent || fs::symlink_metadata(path).is_err() {
-        return Ok(());
+    Ok(())
+}
+
+/// What a failed [`check_expected`] means for a new file: when another entry that differs
+/// only in case stands where it was to go, the folder's file system does not tell them apart
+/// (macOS, Windows by default) and the write would replace it, which is an `Item` error; any
+/// other failure stays as it is. Looked at only after the check failed, so a write that
+/// succeeds pays nothing for it.
+fn case_clash_or(failed: Error, path: &Path, key: &Key, expected: Expected) -> Error {
+    if expected != Expected::Absent || !matches!(failed, Error::Changed { .. }) {
+        return failed;
     }
     let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
-        return Ok(());
+        return failed;
     };
     match case_twin(dir, name) {
-        Some(twin) => Err(Error::item(
+        Some(twin) => Error::item(
             key,
             format!("{name:?} and {twin:?} differ only in case, and this folder's file system does not tell them apart; rename one of them on the device that made it"),
-        )),
-        None => Ok(()),
+        ),
+        None => failed,
     }
 }
 
@@ -193,7 +199,7 @@ pub(crate) fn write(
     check_root(root)?;
     ensure_folders(root, key, &key.ancestors())?;
     let path = path_of(root, key);
-    check_portable(&path, key, expected)?;
+    check_windows_name(key)?;
     let parent = path.parent().unwrap_or(root).to_path_buf();
     let fail = |action: &str, e: &io::Error| io_to_sync(key, action, e);
 
@@ -216,7 +222,7 @@ pub(crate) fn write(
         .ino();
 
     // Dropping `tmp` on any error below deletes the temporary file.
-    check_expected(&path, key, expected)?;
+    check_expected(&path, key, expected).map_err(|e| case_clash_or(e, &path, key, expected))?;
     tmp.persist(&path).map_err(|e| fail("replace", &e.error))?;
     drop(in_flight);
     sync_dir(&parent);
