@@ -178,7 +178,7 @@ fn open_blob(path: &Path) -> std::io::Result<fs::File> {
 }
 
 /// Makes the shard `folder` inside the blob folder `dir`, refusing either when it is a symlink
-/// (checked before anything is created inside, and after).
+/// (`dir` before anything is created inside it).
 fn make_blob_folder(dir: &Path, folder: &Path) -> Result<(), StoreError> {
     if fs::symlink_metadata(dir).is_ok() {
         refuse_symlink(dir)?;
@@ -192,11 +192,9 @@ fn make_blob_folder(dir: &Path, folder: &Path) -> Result<(), StoreError> {
         }
         sync_dir(dir)?;
     }
-    if fs::symlink_metadata(folder).is_ok() {
-        refuse_symlink(folder)?;
-    }
+    // Making a folder that is already there (a link included) writes nothing; what is there
+    // is then refused unless it is a plain folder.
     crate::owner_only::create_dir_all(folder).map_err(|e| StoreError::io(folder, e))?;
-    refuse_symlink(dir)?;
     refuse_symlink(folder)
 }
 

@@ -257,7 +257,8 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             self.handle.status.send_replace(SyncStatus::Off);
             return Ok(SyncReport::default());
         }
-        self.handle.status
+        self.handle
+            .status
             .send_replace(SyncStatus::Syncing { done: 0, total: 0 });
         let mut report = SyncReport::default();
         let mut reported: Vec<ErrorEntry> = Vec::new();
@@ -651,7 +652,8 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             .settler
             .flush(&mut run.pass.batch)
             .await?;
-        self.handle.status
+        self.handle
+            .status
             .send_replace(SyncStatus::Syncing { done: total, total });
         self.loaded()?.settled = match (token, reported_again) {
             (Some(token), Some(dirty)) if !pass.replan => Some(Settled { token, dirty }),
