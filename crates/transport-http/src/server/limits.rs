@@ -193,6 +193,7 @@ impl BodyBudget {
 
 /// [`read_body`] after reserving the body's bytes in `budget` for `tenant` (its declared
 /// length, or `limit` when it declares none); the permit is held until the caller drops it.
+/// A malformed or over-limit length is refused before anything is reserved.
 pub(crate) async fn read_budgeted(
     budget: &Arc<BodyBudget>,
     tenant: &TenantId,
@@ -201,14 +202,9 @@ pub(crate) async fn read_budgeted(
     limit: u64,
     timeout: Duration,
 ) -> Result<(Bytes, BodyPermit), ApiError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    // An over-limit length is refused by `read_body` without reading: reserve nothing more.
-    let reserve = declared.unwrap_or(limit).min(limit);
-    let permit = budget.reserve(tenant, reserve).await?;
-    let bytes = read_body(headers, body, limit, timeout).await?;
+    let declared = declared_length(headers, limit)?;
+    let permit = budget.reserve(tenant, declared.unwrap_or(limit)).await?;
+    let bytes = collect_body(body, limit, timeout).await?;
     Ok((bytes, permit))
 }
 
@@ -221,22 +217,36 @@ pub(crate) async fn read_body(
     limit: u64,
     timeout: Duration,
 ) -> Result<Bytes, ApiError> {
-    let too_large = |size: &str| {
-        ApiError::too_large(
-            format!("the content is {size} bytes, over the server's limit of {limit} bytes"),
-            limit,
-        )
+    declared_length(headers, limit)?;
+    collect_body(body, limit, timeout).await
+}
+
+/// 413 `too_large` for content of `size` bytes (as words) over `limit`.
+fn too_large(size: &str, limit: u64) -> ApiError {
+    ApiError::too_large(
+        format!("the content is {size} bytes, over the server's limit of {limit} bytes"),
+        limit,
+    )
+}
+
+/// The body's `Content-Length`, if it declares one: 400 when malformed, 413 when over `limit`.
+fn declared_length(headers: &HeaderMap, limit: u64) -> Result<Option<u64>, ApiError> {
+    let Some(len) = headers.get(header::CONTENT_LENGTH) else {
+        return Ok(None);
     };
-    if let Some(len) = headers.get(header::CONTENT_LENGTH) {
-        let len: u64 = len
-            .to_str()
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| ApiError::bad_request("malformed Content-Length"))?;
-        if len > limit {
-            return Err(too_large(&len.to_string()));
-        }
+    let len: u64 = len
+        .to_str()
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ApiError::bad_request("malformed Content-Length"))?;
+    if len > limit {
+        return Err(too_large(&len.to_string(), limit));
     }
+    Ok(Some(len))
+}
+
+/// The body, cut as soon as it passes `limit` bytes (413) or `timeout` (408).
+async fn collect_body(body: Body, limit: u64, timeout: Duration) -> Result<Bytes, ApiError> {
     let cap = usize::try_from(limit).unwrap_or(usize::MAX);
     let collect = Limited::new(body, cap).collect();
     match tokio::time::timeout(timeout, collect).await {
@@ -246,7 +256,7 @@ pub(crate) async fn read_body(
         ))),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(too_large(&format!("more than {limit}")))
+            Err(too_large(&format!("more than {limit}"), limit))
         }
         Ok(Err(e)) => Err(ApiError::bad_request(format!(
             "could not read the request body: {e}"
