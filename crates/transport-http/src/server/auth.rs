@@ -133,7 +133,12 @@ pub(crate) async fn require_tenant(
     if let Some((failed, ip)) = failures {
         if let Some(retry_after) = failed.blocked(ip) {
             tracing::debug!(%ip, retry_after, "too many failed sign-ins");
-            return ApiError::rate_limited(retry_after).into_response();
+            return ApiError::busy(
+                retry_after,
+                "too many failed sign-ins from this address; retry after the time in Retry-After \
+                 with a valid token",
+            )
+            .into_response();
         }
     }
     let token = match bearer(&req) {
