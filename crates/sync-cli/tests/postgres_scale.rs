@@ -194,6 +194,36 @@ fn two_servers_on_one_database_converge_order_revisions_and_wake_each_other() {
     drop((s1, s2));
 }
 
+/// Runs `sync-load-test` with `args` through both `servers` with the tokens
+/// `load-token-00000` to `load-token-00003`; checks that it passed with no error and nothing
+/// lost, and returns its report.
+fn load_test(servers: [&str; 2], args: &[&str]) -> String {
+    let out = Command::new(SYNC_LOAD_TEST)
+        .args(args)
+        .args(["--server", servers[0], "--server", servers[1]])
+        .args([
+            "--token",
+            "load-token-00000",
+            "--token",
+            "load-token-00001",
+            "--token",
+            "load-token-00002",
+            "--token",
+            "load-token-00003",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("\nerrors: 0\n"), "{stdout}");
+    assert!(stdout.contains(", lost = 0 ("), "{stdout}");
+    stdout.into_owned()
+}
+
 #[test]
 fn a_short_load_test_through_two_servers_on_one_database_loses_nothing() {
     let Some(base) = database_url("a_short_load_test_through_two_servers") else {
@@ -214,33 +244,14 @@ fn a_short_load_test_through_two_servers_on_one_database_loses_nothing() {
         PgServer::start_with(&database, &server_tokens),
         PgServer::start_with(&database, &server_tokens),
     );
-    let out = Command::new(SYNC_LOAD_TEST)
-        .args(["--clients", "4", "--seconds", "2", "--keys", "3"])
-        .args(["--server", &s1.url, "--server", &s2.url])
-        .args([
-            "--token",
-            "load-token-00000",
-            "--token",
-            "load-token-00001",
-            "--token",
-            "load-token-00002",
-            "--token",
-            "load-token-00003",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = load_test(
+        [&s1.url, &s2.url],
+        &["--clients", "4", "--seconds", "2", "--keys", "3"],
     );
     assert!(
         stdout.contains("2 external servers on one database"),
         "{stdout}"
     );
-    assert!(stdout.contains("\nerrors: 0\n"), "{stdout}");
-    assert!(stdout.contains(", lost = 0 ("), "{stdout}");
     drop((s1, s2));
 }
 
@@ -280,8 +291,9 @@ fn a_load_test_over_two_tenants_with_small_pools_loses_nothing() {
         PgServer::start_with(&database, &server_tokens),
         PgServer::start_with(&database, &server_tokens),
     );
-    let out = Command::new(SYNC_LOAD_TEST)
-        .args([
+    let stdout = load_test(
+        [&s1.url, &s2.url],
+        &[
             "--clients",
             "6",
             "--seconds",
@@ -290,29 +302,9 @@ fn a_load_test_over_two_tenants_with_small_pools_loses_nothing() {
             "3",
             "--tenants",
             "2",
-        ])
-        .args(["--server", &s1.url, "--server", &s2.url])
-        .args([
-            "--token",
-            "load-token-00000",
-            "--token",
-            "load-token-00001",
-            "--token",
-            "load-token-00002",
-            "--token",
-            "load-token-00003",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
     assert!(stdout.contains("6 clients of 2 tenants"), "{stdout}");
-    assert!(stdout.contains("\nerrors: 0\n"), "{stdout}");
-    assert!(stdout.contains(", lost = 0 ("), "{stdout}");
     drop((s1, s2));
 
     // Each tenant sees only its own clients' keys: tenant load1 holds clients 1, 3 and 5.
