@@ -32,6 +32,27 @@ export interface ConflictRecord {
   backup: string | null;
 }
 
+/**
+ * The record of a conflict whose local version lost and was kept (`kept`: its backup and the
+ * revision it was archived as), the winner being the server's or a merge's (`current`).
+ */
+function keptConflict(
+  key: string,
+  winner: "remote" | "merged",
+  step: { local: Local; localStamp: Stamp; remote: Item },
+  kept: { backup: string; archived: number },
+  current: number,
+): ConflictRecord {
+  return {
+    key,
+    winner,
+    local: { stamp: formatStamp(step.localStamp), hash: step.local.hash, rev: kept.archived },
+    remote: { stamp: step.remote.stamp, hash: step.remote.hash ?? "", rev: step.remote.rev },
+    current,
+    backup: kept.backup,
+  };
+}
+
 /** What one sync did (the Rust `SyncReport`). */
 export interface SyncReport {
   uploaded: number;
@@ -438,17 +459,7 @@ export class SyncEngine {
         const theirs = await this.client.fetch(key, step.remote.rev);
         if (!(await this.writeWinner(key, step.local, step.remote, theirs.content))) return true;
         report.downloaded++;
-        await this.rememberConflict(
-          {
-            key,
-            winner: "remote",
-            local: { stamp: formatStamp(step.localStamp), hash: step.local.hash, rev: kept.archived },
-            remote: { stamp: step.remote.stamp, hash: step.remote.hash ?? "", rev: step.remote.rev },
-            current: step.remote.rev,
-            backup: kept.backup,
-          },
-          report,
-        );
+        await this.rememberConflict(keptConflict(key, "remote", step, kept, step.remote.rev), report);
         return false;
       }
       case "merge":
@@ -521,17 +532,7 @@ export class SyncEngine {
       await this.store.commitSync(ops);
     }
     report.uploaded++;
-    await this.rememberConflict(
-      {
-        key,
-        winner: "merged",
-        local: { stamp: formatStamp(step.localStamp), hash: step.local.hash, rev: kept.archived },
-        remote: { stamp: step.remote.stamp, hash: step.remote.hash ?? "", rev: step.remote.rev },
-        current: out.item.rev,
-        backup: kept.backup,
-      },
-      report,
-    );
+    await this.rememberConflict(keptConflict(key, "merged", step, kept, out.item.rev), report);
     return false;
   }
 
