@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
-use sync_core::Key;
+use sync_core::{ContentHash, Key};
 
 /// The folder under the root where the replica keeps its state and backups.
 pub const STATE_DIR: &str = ".sync";
@@ -48,6 +48,9 @@ pub fn reserved(key: &Key) -> Option<&'static str> {
 #[derive(Debug)]
 pub struct IgnoreRules {
     user: Option<Gitignore>,
+    /// What the rules were made from (the hash of `.syncignore`, or that there is none), for
+    /// `Replica::rules_tag`.
+    pub tag: String,
     /// Problems reading `.syncignore` (bad patterns, unreadable file), for a warning.
     pub problems: Vec<String>,
 }
@@ -66,12 +69,14 @@ impl IgnoreRules {
                 ));
                 return IgnoreRules {
                     user: None,
+                    tag: "not a file".into(),
                     problems,
                 };
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return IgnoreRules {
                     user: None,
+                    tag: "none".into(),
                     problems,
                 };
             }
@@ -79,10 +84,16 @@ impl IgnoreRules {
                 problems.push(format!("{IGNORE_FILE} cannot be read: {e}"));
                 return IgnoreRules {
                     user: None,
+                    tag: "unreadable".into(),
                     problems,
                 };
             }
         }
+        // The file is small; read once more for its hash (an unreadable one is reported below).
+        let tag = std::fs::read(&file).map_or_else(
+            |_| "unreadable".to_owned(),
+            |bytes| ContentHash::of(&bytes).to_string(),
+        );
         let mut builder = GitignoreBuilder::new(root);
         if let Some(e) = builder.add(&file) {
             problems.push(format!("{IGNORE_FILE}: {e}; fix the pattern"));
@@ -94,7 +105,11 @@ impl IgnoreRules {
                 None
             }
         };
-        IgnoreRules { user, problems }
+        IgnoreRules {
+            user,
+            tag,
+            problems,
+        }
     }
 
     /// True when the entry at `rel` (relative to the root, file name `name`) is skipped. The

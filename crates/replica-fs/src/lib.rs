@@ -186,4 +186,8 @@ impl Replica for FolderReplica {
     fn ignores(&self, key: &Key) -> bool {
         self.shared.rules().ignores_key(key)
     }
+
+    fn rules_tag(&self) -> String {
+        self.shared.rules().tag.clone()
+    }
 }

@@ -5,12 +5,15 @@
 //! statements, in the order of [`StateBatch::apply_to`], so a crash keeps all of a batch or none
 //! of it. This module must not decide anything about syncing: it stores what the engine says.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
 use sync_core::{
-    BaseEntry, ClientState, Cursor, Key, NodeId, Revision, StateBatch, StateStore, RECENT_CONFLICTS,
+    BaseEntry, ClientState, Cursor, Key, KeyEntries, KnownItem, NodeId, Revision, Stamp,
+    StateBatch, StateStore, StateSummary, RECENT_CONFLICTS,
 };
 
 use crate::conn::{Db, StoreOptions};
@@ -56,13 +59,42 @@ impl StateStore for SqliteStateStore {
         }
         Ok(self.db.call(move |conn| commit(conn, &batch)).await?)
     }
+
+    async fn load_summary(&self) -> sync_core::Result<StateSummary> {
+        Ok(self.db.call(load_summary).await?)
+    }
+
+    async fn load_keys(&self, keys: &BTreeSet<Key>) -> sync_core::Result<KeyEntries> {
+        let keys = keys.clone();
+        Ok(self.db.call(move |conn| load_keys(conn, &keys)).await?)
+    }
 }
 
-/// Reads everything.
-fn load(conn: &mut Connection) -> Result<ClientState, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-    let mut state = ClientState::default();
+/// The base columns in the order [`base_from_row`] reads them.
+const BASE_COLUMNS: &str = "key, kind, hash, size, rev, stamp_millis, stamp_counter, stamp_node, \
+                            fp_size, fp_mtime_ns, fp_inode, local_key, detached";
 
+/// Reads a base entry and its key from a row whose columns are [`BASE_COLUMNS`].
+fn base_from_row(row: &rusqlite::Row<'_>) -> Result<(Key, BaseEntry), StoreError> {
+    let key = key_from_sql(row.get(0)?)?;
+    let entry = BaseEntry {
+        kind: kind_from_sql(row.get(1)?)?,
+        hash: hash_from_sql(row.get(2)?)?,
+        size: u64_from_sql(row.get(3)?),
+        rev: Revision(u64_from_sql(row.get(4)?)),
+        stamp: stamp_from_sql(row.get(5)?, row.get(6)?, row.get(7)?)?,
+        fingerprint: fingerprint_from_sql(row.get(8)?, row.get(9)?, row.get(10)?)?,
+        local_key: row
+            .get::<_, Option<String>>(11)?
+            .map(key_from_sql)
+            .transpose()?,
+        detached: row.get(12)?,
+    };
+    Ok((key, entry))
+}
+
+/// Node id, cursor, settled mark and recent conflicts: the small part of the state.
+fn load_meta(tx: &rusqlite::Transaction<'_>, state: &mut ClientState) -> Result<(), StoreError> {
     let node: Option<i64> = tx
         .query_row("SELECT value FROM meta WHERE name = 'node'", [], |r| {
             r.get(0)
@@ -80,7 +112,107 @@ fn load(conn: &mut Connection) -> Result<ClientState, StoreError> {
                 .map_err(|e| StoreError::bad("cursor", e))
         })
         .transpose()?;
+    state.settled = tx
+        .query_row("SELECT value FROM meta WHERE name = 'settled'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let mut stmt = tx.prepare("SELECT record FROM conflicts ORDER BY id")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let json: String = row.get(0)?;
+        let record =
+            serde_json::from_str(&json).map_err(|e| StoreError::bad("conflict record", e))?;
+        state.conflicts.push(record);
+    }
+    Ok(())
+}
 
+/// The summary: the base's fingerprints read row by row, the remote tree only aggregated.
+fn load_summary(conn: &mut Connection) -> Result<StateSummary, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+    let mut meta = ClientState::default();
+    load_meta(&tx, &mut meta)?;
+    let mut summary = StateSummary {
+        node: meta.node,
+        cursor: meta.cursor,
+        conflicts: meta.conflicts,
+        settled: meta.settled,
+        ..StateSummary::default()
+    };
+    let mut max_stamp: Option<Stamp> = None;
+    {
+        let mut stmt = tx.prepare(&format!("SELECT {BASE_COLUMNS} FROM base"))?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let (key, b) = base_from_row(row)?;
+            summary.base_len += 1;
+            summary.max_rev = summary.max_rev.max(b.rev);
+            max_stamp = max_stamp.max(Some(b.stamp));
+            summary.any_local_key |= b.local_key.is_some();
+            if let Some(fingerprint) = b.fingerprint {
+                let content = b.content();
+                summary.known.insert(
+                    b.local_key.unwrap_or(key),
+                    KnownItem {
+                        fingerprint,
+                        content,
+                    },
+                );
+            }
+        }
+    }
+    let (rev, millis): (Option<i64>, Option<i64>) =
+        tx.query_row("SELECT max(rev), max(stamp_millis) FROM remote", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    if let Some(rev) = rev {
+        summary.max_rev = summary.max_rev.max(Revision(u64_from_sql(rev)));
+    }
+    if let Some(millis) = millis {
+        // Several stamps may share the newest millisecond: the newest is decided here.
+        let mut stmt = tx.prepare(
+            "SELECT stamp_millis, stamp_counter, stamp_node FROM remote WHERE stamp_millis = ?1",
+        )?;
+        let mut rows = stmt.query([millis])?;
+        while let Some(row) = rows.next()? {
+            max_stamp = max_stamp.max(Some(stamp_from_sql(row.get(0)?, row.get(1)?, row.get(2)?)?));
+        }
+    }
+    summary.max_stamp = max_stamp;
+    drop(tx);
+    Ok(summary)
+}
+
+/// The base and remote entries of `keys`, one indexed lookup each.
+fn load_keys(conn: &mut Connection, keys: &BTreeSet<Key>) -> Result<KeyEntries, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+    let mut out = KeyEntries::default();
+    {
+        let mut base =
+            tx.prepare_cached(&format!("SELECT {BASE_COLUMNS} FROM base WHERE key = ?1"))?;
+        let mut remote =
+            tx.prepare_cached(&format!("SELECT {ITEM_COLUMNS} FROM remote WHERE key = ?1"))?;
+        for key in keys {
+            if let Some(row) = base.query([key.as_str()])?.next()? {
+                let (k, b) = base_from_row(row)?;
+                out.base.insert(k, b);
+            }
+            if let Some(row) = remote.query([key.as_str()])?.next()? {
+                let item = item_from_row(row)?;
+                out.remote.insert(item.key.clone(), item);
+            }
+        }
+    }
+    drop(tx);
+    Ok(out)
+}
+
+/// Reads everything.
+fn load(conn: &mut Connection) -> Result<ClientState, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+    let mut state = ClientState::default();
+    load_meta(&tx, &mut state)?;
     {
         let mut stmt = tx.prepare(&format!("SELECT {ITEM_COLUMNS} FROM remote"))?;
         let mut rows = stmt.query([])?;
@@ -90,37 +222,11 @@ fn load(conn: &mut Connection) -> Result<ClientState, StoreError> {
         }
     }
     {
-        let mut stmt = tx.prepare(
-            "SELECT key, kind, hash, size, rev, stamp_millis, stamp_counter, stamp_node, \
-             fp_size, fp_mtime_ns, fp_inode, local_key, detached FROM base",
-        )?;
+        let mut stmt = tx.prepare(&format!("SELECT {BASE_COLUMNS} FROM base"))?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
-            let key = key_from_sql(row.get(0)?)?;
-            let entry = BaseEntry {
-                kind: kind_from_sql(row.get(1)?)?,
-                hash: hash_from_sql(row.get(2)?)?,
-                size: u64_from_sql(row.get(3)?),
-                rev: Revision(u64_from_sql(row.get(4)?)),
-                stamp: stamp_from_sql(row.get(5)?, row.get(6)?, row.get(7)?)?,
-                fingerprint: fingerprint_from_sql(row.get(8)?, row.get(9)?, row.get(10)?)?,
-                local_key: row
-                    .get::<_, Option<String>>(11)?
-                    .map(key_from_sql)
-                    .transpose()?,
-                detached: row.get(12)?,
-            };
+            let (key, entry) = base_from_row(row)?;
             state.base.insert(key, entry);
-        }
-    }
-    {
-        let mut stmt = tx.prepare("SELECT record FROM conflicts ORDER BY id")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let json: String = row.get(0)?;
-            let record =
-                serde_json::from_str(&json).map_err(|e| StoreError::bad("conflict record", e))?;
-            state.conflicts.push(record);
         }
     }
     tx.commit()?;
@@ -203,6 +309,13 @@ fn commit(conn: &mut Connection, batch: &StateBatch) -> Result<(), StoreError> {
             "DELETE FROM conflicts WHERE id <= (SELECT max(id) FROM conflicts) - ?1",
         )?
         .execute([RECENT_CONFLICTS as i64])?;
+    }
+    if let Some(tag) = &batch.settled {
+        tx.prepare_cached("INSERT OR REPLACE INTO meta (name, value) VALUES ('settled', ?1)")?
+            .execute([tag])?;
+    } else if batch.changes_entries() {
+        tx.prepare_cached("DELETE FROM meta WHERE name = 'settled'")?
+            .execute([])?;
     }
     tx.commit()?;
     Ok(())

@@ -146,6 +146,7 @@ async fn state_store_reopen_keeps_everything_and_matches_apply_to() {
                 .map(|i| (remote_item(i).key, Some(base_entry(i))))
                 .collect(),
             conflicts: vec![conflict_record(3)],
+            settled: Some("reopened".into()),
         };
         batch.apply_to(&mut model);
         store.commit(batch).await.unwrap();
@@ -223,6 +224,7 @@ async fn state_batch_of_10000_rows_commits_fast_and_round_trips() {
             .map(|i| (remote_item(i).key, Some(base_entry(i))))
             .collect(),
         conflicts: Vec::new(),
+        settled: None,
     };
     let mut model = ClientState::default();
     batch.apply_to(&mut model);

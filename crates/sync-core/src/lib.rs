@@ -92,6 +92,8 @@ pub use revision::Revision;
 pub use scope::ScopedTransport;
 pub use server_store::{ServerConfig, ServerStore};
 pub use stamp::{Clock, ManualTime, NodeId, Stamp, StampParseError, SystemTimeSource, TimeSource};
-pub use state_store::{ClientState, StateBatch, StateStore, RECENT_CONFLICTS};
+pub use state_store::{
+    known_items, ClientState, KeyEntries, StateBatch, StateStore, StateSummary, RECENT_CONFLICTS,
+};
 pub use status::{ErrorClass, ErrorEntry, ErrorStack, Scope, SyncStatus};
 pub use transport::{Transport, FETCH_MANY_CONCURRENCY};

@@ -196,4 +196,12 @@ pub trait Replica: Send + Sync {
         let _ = key;
         false
     }
+
+    /// A value that differs whenever the rules behind [`Replica::ignores`] differ (as the last
+    /// scan loaded them), for example a hash of an ignore file. The engine keeps it with the
+    /// settled mark: a pass after the rules changed looks at every key, since keys ignored
+    /// before may not be any more. Must not do I/O; the default (no rules) is empty.
+    fn rules_tag(&self) -> String {
+        String::new()
+    }
 }

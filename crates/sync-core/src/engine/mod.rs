@@ -36,9 +36,9 @@ pub use run::{RunOptions, SyncHandle, EVENTS_KEPT};
 
 use crate::reconcile::{reconcile, Plan, ReconcileInput, Step, Upload};
 use crate::{
-    ClientState, Clock, Error, ErrorEntry, ErrorStack, Identity, Key, KnownItem, NodeId, Replica,
-    Revision, Scope, StateBatch, StateStore, SyncPolicy, SyncStatus, SystemTimeSource, TimeSource,
-    Transport,
+    ClientState, Clock, Error, ErrorEntry, ErrorStack, Identity, ItemMeta, Key, KnownItem, NodeId,
+    Replica, Revision, Scope, StateBatch, StateStore, SyncPolicy, SyncStatus, SystemTimeSource,
+    TimeSource, Transport,
 };
 
 use apply::{Batched, InPlace};
@@ -101,19 +101,36 @@ pub struct Engine<T, S, R> {
 
 /// The state store's content, cached between syncs, and the clock made from it.
 struct Loaded {
+    /// Everything, or (while `partial` is set) the entries of the keys loaded so far.
     state: ClientState,
     clock: Clock,
     /// Set after a pass that settled every item (each step done, or reported against its own
     /// key), while the base has not changed since: the next pass need look only at what
-    /// changed after it.
+    /// changed after it. Also made from the stored settled mark when the state is loaded.
     settled: Option<Settled>,
+    /// Set while only some keys' base and remote entries are in `state`.
+    partial: Option<Partial>,
+}
+
+/// What stands for the entries not in the cache (see [`StateStore::load_summary`]).
+struct Partial {
+    /// The fingerprints of every base entry, kept up to date for the keys in the cache.
+    known: BTreeMap<Key, KnownItem>,
+    /// How many base entries are outside the cache.
+    base_outside: usize,
+    /// The highest revision in the store when the summary was read.
+    max_rev: Revision,
+    /// The keys whose entries are in the cache (loaded, or written since).
+    loaded: BTreeSet<Key>,
 }
 
 /// Where the last settled pass left off.
 struct Settled {
-    /// The replica's change token read before that pass: every local change since has a
-    /// later one.
-    token: u64,
+    /// The replica's change token read before that pass (every local change since has a later
+    /// one), when the replica has one.
+    token: Option<u64>,
+    /// The policy and the replica's rules of that pass ([`Engine::settled_tag`]).
+    tag: String,
     /// Keys to look at again although the replica has not changed them: the keys that pass
     /// reported, and the remote keys the change feed brought since.
     dirty: BTreeSet<Key>,
@@ -354,11 +371,43 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
     }
 
     /// Loads the state store into the cache on first use, and the clock with it.
+    ///
+    /// With the settled mark stored and keys bound by path, only the summary is read (the
+    /// base's fingerprints, no entries): a pass then loads the entries of the keys it looks
+    /// at. Otherwise everything is read.
     async fn load(&mut self) -> crate::Result<()> {
         if self.loaded.is_some() {
             return Ok(());
         }
-        let state = self.state.load().await?;
+        let by_path = self.config.policy.identity == Identity::Path;
+        let summary = if by_path {
+            Some(self.state.load_summary().await?)
+        } else {
+            None
+        };
+        let (state, partial, max_stamp) = match summary {
+            Some(sum) if sum.settled.is_some() && !sum.any_local_key => {
+                let state = ClientState {
+                    node: sum.node,
+                    cursor: sum.cursor,
+                    conflicts: sum.conflicts,
+                    settled: sum.settled,
+                    ..ClientState::default()
+                };
+                let partial = Partial {
+                    known: sum.known,
+                    base_outside: sum.base_len,
+                    max_rev: sum.max_rev,
+                    loaded: BTreeSet::new(),
+                };
+                (state, Some(partial), sum.max_stamp)
+            }
+            _ => {
+                let state = self.state.load().await?;
+                let max_stamp = crate::StateSummary::of(&state).max_stamp;
+                (state, None, max_stamp)
+            }
+        };
         let node = match (self.config.node, state.node) {
             (Some(n), _) | (None, Some(n)) => n,
             (None, None) => NodeId::random(),
@@ -372,22 +421,74 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
                 .await?;
         }
         let mut clock = Clock::new(node, self.config.time.clone());
-        for stamp in state
-            .remote
-            .values()
-            .map(|r| r.stamp)
-            .chain(state.base.values().map(|b| b.stamp))
-        {
+        if let Some(stamp) = max_stamp {
             clock.observe(stamp);
         }
         let mut state = state;
         state.node = Some(node);
+        // The stored mark stands for a settled pass whose reported keys the next scan finds
+        // again (see `Engine::persist_settled`).
+        let settled = state.settled.clone().map(|tag| Settled {
+            token: None,
+            tag,
+            dirty: BTreeSet::new(),
+        });
         self.loaded = Some(Loaded {
             state,
             clock,
-            settled: None,
+            settled,
+            partial,
         });
         Ok(())
+    }
+
+    /// Loads every entry the cache lacks (a full pass, a reset of the remote tree).
+    async fn load_all(&mut self) -> crate::Result<()> {
+        if self.loaded()?.partial.is_none() {
+            return Ok(());
+        }
+        let full = self.state.load().await?;
+        let loaded = self.loaded()?;
+        loaded.state.base = full.base;
+        loaded.state.remote = full.remote;
+        loaded.partial = None;
+        Ok(())
+    }
+
+    /// Loads the entries of `keys` the cache lacks.
+    async fn load_keys(&mut self, keys: &BTreeSet<Key>) -> crate::Result<()> {
+        let Some(partial) = self.loaded()?.partial.as_ref() else {
+            return Ok(());
+        };
+        let missing: BTreeSet<Key> = keys.difference(&partial.loaded).cloned().collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let entries = self.state.load_keys(&missing).await?;
+        let loaded = self.loaded()?;
+        let Some(partial) = loaded.partial.as_mut() else {
+            return Ok(());
+        };
+        partial.base_outside = partial.base_outside.saturating_sub(entries.base.len());
+        loaded.state.base.extend(entries.base);
+        // The store holds every committed remote entry, so what it gives equals what a pull
+        // put into the cache.
+        loaded.state.remote.extend(entries.remote);
+        partial.loaded.extend(missing);
+        Ok(())
+    }
+
+    /// The tag kept with the settled mark: what, besides the entries, decides a plan (the
+    /// delete policy, the identity, the size limit, the replica's ignore rules).
+    fn settled_tag(&self) -> String {
+        let p = &self.config.policy;
+        format!(
+            "v1 deletes={:?} identity={:?} max={} rules={}",
+            p.deletes,
+            p.identity,
+            p.max_item_bytes,
+            self.replica.rules_tag()
+        )
     }
 
     fn loaded(&mut self) -> crate::Result<&mut Loaded> {
@@ -436,6 +537,7 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
                     // Every base is marked unconfirmed in the same commit: the restored server
                     // may have lost it, so nothing unchanged here is overwritten unkept.
                     restarted = true;
+                    self.load_all().await?;
                     let base = self
                         .loaded()?
                         .state
@@ -480,9 +582,20 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
                 }
             }
             pulled = pulled.saturating_add(page.changes.len().max(1));
+            // Entries the remote tree already holds as they are (most often this device's own
+            // writes, which the feed brings back after an upload) change nothing: only the
+            // cursor moves, and the keys need no new look.
+            let keys: BTreeSet<Key> = page.changes.iter().map(|c| c.key.clone()).collect();
+            self.load_keys(&keys).await?;
+            let remote = &self.loaded()?.state.remote;
+            let fresh: Vec<ItemMeta> = page
+                .changes
+                .into_iter()
+                .filter(|c| remote.get(&c.key) != Some(c))
+                .collect();
             self.commit(StateBatch {
                 cursor: Some(page.cursor),
-                remote: page.changes,
+                remote: fresh,
                 ..StateBatch::default()
             })
             .await?;
@@ -522,13 +635,23 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
     }
 
     /// The highest revision this client has seen (for the Lamport rule).
-    fn seen(state: &ClientState) -> Revision {
+    fn seen(loaded: &Loaded) -> Revision {
+        let state = &loaded.state;
         let from_cursor = state.cursor.map(|c| c.rev()).unwrap_or_default();
+        let outside = loaded
+            .partial
+            .as_ref()
+            .map_or(Revision::ZERO, |p| p.max_rev);
         state
             .remote
             .values()
             .map(|r| r.rev)
-            .fold(from_cursor, Revision::max)
+            .fold(from_cursor.max(outside), Revision::max)
+    }
+
+    /// How many base entries there are, in the cache or not.
+    fn base_len(loaded: &Loaded) -> usize {
+        loaded.state.base.len() + loaded.partial.as_ref().map_or(0, |p| p.base_outside)
     }
 
     /// One scan-reconcile-apply pass. Returns true when the plan should be made again.
@@ -544,17 +667,31 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
         let token = self.replica.change_token().await?;
         let settled = self.loaded()?.settled.take();
         if let (Some(now_token), Some(s)) = (token, &settled) {
-            if s.token == now_token && s.dirty.is_empty() {
+            if s.token == Some(now_token) && s.dirty.is_empty() && s.tag == self.settled_tag() {
                 // Nothing changed on either side since every item was settled.
-                let unchanged = self.loaded()?.state.base.len() as u64;
+                let unchanged = Self::base_len(self.loaded()?) as u64;
                 report.start_pass(unchanged, 0);
                 self.loaded()?.settled = settled;
                 return Ok(false);
             }
         }
         let reported_before = reported.len();
-        let (mut scan, scope) = self.scan_for_pass(token.and(settled), max).await?;
-        self.skip_over_server_limit(&mut scan, max).await?;
+        let (mut scan, scope) = self.scan_for_pass(token, settled, max).await?;
+        match &scope {
+            Some(keys) => {
+                self.load_keys(keys).await?;
+                // Outside the scope every item is as the settled pass left it.
+                scan.items.retain(|k, _| keys.contains(k));
+            }
+            None => self.load_all().await?,
+        }
+        if scan
+            .items
+            .values()
+            .any(|i| i.kind() == crate::ItemKind::File)
+        {
+            self.skip_over_server_limit(&mut scan, max).await?;
+        }
         let mut untouchable = BTreeSet::new();
         let mut scan_skipped = 0;
         for s in &scan.skipped {
@@ -599,7 +736,7 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
                 node: loaded.clock.node(),
             };
             // Keys outside a partial pass's scope are as the settled pass left them.
-            let outside = (loaded.state.base.len() - base.len()) as u64;
+            let outside = Self::base_len(loaded).saturating_sub(base.len()) as u64;
             (reconcile(input, &self.config.policy), outside)
         };
         report.start_pass(plan.unchanged + outside, scan_skipped);
@@ -610,7 +747,7 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             replan: false,
             done: 0,
             total,
-            seen: Self::seen(&self.loaded()?.state),
+            seen: Self::seen(self.loaded()?),
             now,
             last_pass,
         };
@@ -655,40 +792,114 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
         self.handle
             .status
             .send_replace(SyncStatus::Syncing { done: total, total });
-        self.loaded()?.settled = match (token, reported_again) {
-            (Some(token), Some(dirty)) if !pass.replan => Some(Settled { token, dirty }),
+        if let Some(keys) = &scope {
+            self.refresh_known(keys)?;
+        }
+        let tag = self.settled_tag();
+        let settled = match reported_again {
+            Some(dirty) if !pass.replan => Some(Settled { token, tag, dirty }),
             _ => None,
         };
+        if let Some(s) = &settled {
+            self.persist_settled(s, &untouchable).await?;
+        }
+        self.loaded()?.settled = settled;
         Ok(pass.replan)
+    }
+
+    /// Stores the settled mark after a settled pass, when the next scan alone finds every key
+    /// that pass reported (each was skipped by the scan: it is skipped again, or changed).
+    /// A key reported for another reason (a failed download) must be looked at again, which
+    /// only this process remembers, so the mark is not stored then.
+    ///
+    /// The stored mark needs no clearing here: the store clears it with any change to the
+    /// entries, and a pass that changed none leaves them as the marked pass did.
+    async fn persist_settled(
+        &mut self,
+        settled: &Settled,
+        skipped: &BTreeSet<Key>,
+    ) -> crate::Result<()> {
+        let found_again = settled.dirty.iter().all(|k| skipped.contains(k));
+        let stored = self.cached()?.state.settled.as_deref() == Some(settled.tag.as_str());
+        if found_again && !stored {
+            self.commit(StateBatch {
+                settled: Some(settled.tag.clone()),
+                ..StateBatch::default()
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Brings the partial cache's fingerprint index up to date for `keys` after a pass.
+    fn refresh_known(&mut self, keys: &BTreeSet<Key>) -> crate::Result<()> {
+        let loaded = self.loaded()?;
+        let Some(partial) = loaded.partial.as_mut() else {
+            return Ok(());
+        };
+        for key in keys {
+            let entry = loaded.state.base.get(key).and_then(|b| {
+                b.fingerprint.map(|fingerprint| KnownItem {
+                    fingerprint,
+                    content: b.content(),
+                })
+            });
+            match entry {
+                Some(known) => partial.known.insert(key.clone(), known),
+                None => partial.known.remove(key),
+            };
+        }
+        Ok(())
     }
 
     /// The scan of one pass, and the keys it covers when it is partial (`None`: every key).
     ///
-    /// After a settled pass (`settled`), a replica that can list its changes
-    /// ([`Replica::scan_since`]) is asked for the keys changed since, plus the dirty ones:
-    /// the pass then reconciles only those. That needs keys bound by path (another identity
-    /// binds items across keys, which only a whole view can do); anything else scans in full.
+    /// After a settled pass (`settled`, kept from the last pass or made from the stored mark),
+    /// only keys that changed since need a plan: the dirty ones, and those the replica changed.
+    /// A replica that can list its changes ([`Replica::scan_since`], with a change `token`) is
+    /// asked for them; any other is scanned in full and its items compared with the base's
+    /// fingerprints. That needs keys bound by path (another identity binds items across keys,
+    /// which only a whole view can do), the same policy and rules as that pass, and at most
+    /// [`MAX_DIRTY`] keys; anything else is a full pass.
     async fn scan_for_pass(
         &mut self,
+        token: Option<u64>,
         settled: Option<Settled>,
         max: u64,
     ) -> crate::Result<(crate::Scan, Option<BTreeSet<Key>>)> {
-        if let Some(s) = settled {
-            let by_path = self.config.policy.identity == Identity::Path
-                && !self
-                    .cached()?
-                    .state
-                    .base
-                    .values()
-                    .any(|b| b.local_key.is_some());
-            if by_path {
-                if let Some(changed) = self.replica.scan_since(s.token, &s.dirty, max).await? {
-                    return Ok((changed.scan, Some(changed.keys)));
+        let by_path = self.config.policy.identity == Identity::Path && {
+            let loaded = self.cached()?;
+            loaded.partial.is_some() || !loaded.state.base.values().any(|b| b.local_key.is_some())
+        };
+        let settled = settled.filter(|_| by_path);
+        if let Some(s) = &settled {
+            if let (Some(since), Some(_)) = (s.token, token) {
+                if let Some(changed) = self.replica.scan_since(since, &s.dirty, max).await? {
+                    if s.tag == self.settled_tag() {
+                        return Ok((changed.scan, Some(changed.keys)));
+                    }
                 }
             }
         }
-        let known = known_items(&self.cached()?.state);
-        Ok((self.replica.scan(&known, max).await?, None))
+        if settled.is_none() {
+            self.load_all().await?;
+        }
+        let scan = {
+            let loaded = self.cached()?;
+            let known = match &loaded.partial {
+                Some(p) => Cow::Borrowed(&p.known),
+                None => Cow::Owned(crate::known_items(&loaded.state.base)),
+            };
+            let scan = self.replica.scan(&known, max).await?;
+            let scope = match &settled {
+                Some(s) if s.tag == self.settled_tag() => {
+                    changed_since(&scan, &known, s.dirty.clone())
+                }
+                _ => None,
+            };
+            (scan, scope)
+        };
+        Ok(scan)
     }
 
     /// Applies a batched phase, keeping three batches going: while one batch's results are
@@ -778,23 +989,58 @@ fn subset<V: Clone>(map: &BTreeMap<Key, V>, keys: &BTreeSet<Key>) -> BTreeMap<Ke
         .collect()
 }
 
-/// The fingerprints recorded at the last sync, by local key, for the scan's fast path.
-fn known_items(state: &ClientState) -> BTreeMap<crate::Key, KnownItem> {
-    state
-        .base
-        .iter()
-        .filter_map(|(key, b)| {
-            let fingerprint = b.fingerprint?;
-            let local_key = b.local_key.clone().unwrap_or_else(|| key.clone());
-            Some((
-                local_key,
-                KnownItem {
-                    fingerprint,
-                    content: b.content(),
-                },
-            ))
-        })
-        .collect()
+/// The keys a pass must look at after a settled one: `dirty`, every key whose scanned item
+/// differs from its fingerprint in `known` (or is new, or gone), and every key the scan
+/// skipped. `None` past [`MAX_DIRTY`] keys. Both maps are walked once, side by side.
+fn changed_since(
+    scan: &crate::Scan,
+    known: &BTreeMap<Key, KnownItem>,
+    mut dirty: BTreeSet<Key>,
+) -> Option<BTreeSet<Key>> {
+    use std::cmp::Ordering;
+    dirty.extend(scan.skipped.iter().filter_map(|s| s.key.clone()));
+    let (mut local, mut base) = (scan.items.iter().peekable(), known.iter().peekable());
+    loop {
+        if dirty.len() > MAX_DIRTY {
+            return None;
+        }
+        let changed = match (local.peek(), base.peek()) {
+            (None, None) => return Some(dirty),
+            (Some((key, _)), None) => {
+                let key = *key;
+                local.next();
+                key
+            }
+            (None, Some((key, _))) => {
+                let key = *key;
+                base.next();
+                key
+            }
+            (Some((lk, item)), Some((bk, was))) => match lk.cmp(bk) {
+                Ordering::Less => {
+                    let key = *lk;
+                    local.next();
+                    key
+                }
+                Ordering::Greater => {
+                    let key = *bk;
+                    base.next();
+                    key
+                }
+                Ordering::Equal => {
+                    let same = item.fingerprint == was.fingerprint && item.content == was.content;
+                    let key = *lk;
+                    local.next();
+                    base.next();
+                    if same {
+                        continue;
+                    }
+                    key
+                }
+            },
+        };
+        dirty.insert(changed.clone());
+    }
 }
 
 /// Downloads settled per round of concurrent fetches.

@@ -48,6 +48,8 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
                 });
             }
         }
+        self.load_keys(&std::collections::BTreeSet::from([key.clone()]))
+            .await?;
         let (local_key, known) = {
             let base = self.cached()?.state.base.get(key);
             (

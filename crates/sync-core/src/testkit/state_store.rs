@@ -30,6 +30,7 @@ where
     many_entries(c("many_entries"), make().await).await;
     random_batches(c("random_batches"), make().await).await;
     recent_conflicts(c("recent_conflicts"), make().await).await;
+    settled_mark(c("settled_mark"), make().await).await;
 }
 
 fn conflict(n: u64) -> crate::ConflictRecord {
@@ -132,6 +133,29 @@ async fn commit<S: StateStore>(c: Check, s: &S, model: &mut ClientState, batch: 
     if &loaded != model {
         c.fail(describe_difference(&loaded, model));
     }
+    let summary = c.ok(s.load_summary().await, "load_summary");
+    c.eq(
+        summary,
+        crate::StateSummary::of(model),
+        "load_summary after a commit",
+    );
+    // Every key of the model, plus one that has no entries.
+    let keys: std::collections::BTreeSet<Key> = model
+        .base
+        .keys()
+        .chain(model.remote.keys())
+        .cloned()
+        .chain(std::iter::once(key("no/such/key")))
+        .collect();
+    let some = c.ok(s.load_keys(&keys).await, "load_keys");
+    c.eq(
+        some,
+        crate::KeyEntries {
+            base: model.base.clone(),
+            remote: model.remote.clone(),
+        },
+        "load_keys of every key",
+    );
 }
 
 fn describe_difference(got: &ClientState, want: &ClientState) -> String {
@@ -140,6 +164,12 @@ fn describe_difference(got: &ClientState, want: &ClientState) -> String {
     }
     if got.cursor != want.cursor {
         return format!("cursor: expected {:?}, got {:?}", want.cursor, got.cursor);
+    }
+    if got.settled != want.settled {
+        return format!(
+            "settled mark: expected {:?}, got {:?}",
+            want.settled, got.settled
+        );
     }
     for (label, g, w) in [
         ("remote", keys_of(&got.remote), keys_of(&want.remote)),
@@ -205,6 +235,7 @@ async fn round_trip<S: StateStore>(c: Check, s: S) {
                 (key("a/dir"), Some(base("a/dir", 3, false))),
             ],
             conflicts: vec![conflict(7)],
+            settled: Some("round trip".into()),
         },
     )
     .await;
@@ -373,6 +404,7 @@ async fn many_entries<S: StateStore>(c: Check, s: S) {
             })
             .collect(),
         conflicts: Vec::new(),
+        settled: None,
     };
     commit(c, &s, &mut model, batch).await;
     let loaded = c.ok(s.load().await, "load");
@@ -421,6 +453,75 @@ async fn random_batches<S: StateStore>(c: Check, s: S) {
             let entry = (!rng.one_in(3)).then(|| base(name, rng.below(10_000), rng.one_in(5)));
             batch.base.push((key(name), entry));
         }
+        if rng.one_in(4) {
+            batch.settled = Some(format!("policy {}", rng.below(3)));
+        }
         commit(c, &s, &mut model, batch).await;
     }
+}
+
+/// The settled mark: kept by batches that change neither the base nor the remote tree,
+/// cleared by every other one unless it sets the mark again.
+async fn settled_mark<S: StateStore>(c: Check, s: S) {
+    let mut model = ClientState::default();
+    let set = |tag: &str| StateBatch {
+        settled: Some(tag.into()),
+        ..StateBatch::default()
+    };
+    commit(c, &s, &mut model, set("p1")).await;
+    c.eq(model.settled.as_deref(), Some("p1"), "the mark once set");
+    let keeps = [
+        StateBatch {
+            cursor: Some(Cursor::new(Epoch(1), Revision(4))),
+            ..StateBatch::default()
+        },
+        StateBatch {
+            node: Some(NodeId(9)),
+            conflicts: vec![conflict(1)],
+            ..StateBatch::default()
+        },
+    ];
+    for batch in keeps {
+        commit(c, &s, &mut model, batch).await;
+        c.eq(
+            model.settled.as_deref(),
+            Some("p1"),
+            "kept by a batch without entries",
+        );
+    }
+    let clears = [
+        StateBatch {
+            remote: vec![remote("a", 5, false)],
+            ..StateBatch::default()
+        },
+        StateBatch {
+            base: vec![(key("a"), Some(base("a", 5, false)))],
+            ..StateBatch::default()
+        },
+        StateBatch {
+            base: vec![(key("a"), None)],
+            ..StateBatch::default()
+        },
+        StateBatch {
+            reset_remote: true,
+            ..StateBatch::default()
+        },
+    ];
+    for batch in clears {
+        commit(c, &s, &mut model, set("p1")).await;
+        commit(c, &s, &mut model, batch).await;
+        c.eq(
+            model.settled.as_deref(),
+            None,
+            "cleared by a batch with entries",
+        );
+    }
+    let mut both = set("p2");
+    both.base = vec![(key("b"), Some(base("b", 6, false)))];
+    commit(c, &s, &mut model, both).await;
+    c.eq(
+        model.settled.as_deref(),
+        Some("p2"),
+        "set by a batch with entries that sets it",
+    );
 }
