@@ -37,13 +37,15 @@ mod in_flight;
 pub mod scan;
 pub mod watch;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use sync_core::{Backup, Expected, Key, KnownItem, LocalItem, Replica, Result, Scan, Stamp};
+use sync_core::{
+    Backup, ChangedItems, Expected, Key, KnownItem, LocalItem, Replica, Result, Scan, Stamp,
+};
 
 pub use backup::BACKUPS_DIR;
 pub use error::ReplicaError;
@@ -138,6 +140,18 @@ impl Replica for FolderReplica {
         let known = known.clone();
         let shared = Arc::clone(&self.shared);
         self.blocking(move |root| scan::scan(root, &known, max_item_bytes, &shared))
+            .await
+    }
+
+    async fn scan_changes(
+        &self,
+        known: Arc<BTreeMap<Key, KnownItem>>,
+        also: &BTreeSet<Key>,
+        max_item_bytes: u64,
+    ) -> Result<ChangedItems> {
+        let also = also.clone();
+        let shared = Arc::clone(&self.shared);
+        self.blocking(move |root| scan::scan_changes(root, &known, &also, max_item_bytes, &shared))
             .await
     }
 

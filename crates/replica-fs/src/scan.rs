@@ -17,7 +17,7 @@
 //! ([`Fingerprint::racy`]), so the base recorded from it makes the next scan read it again: a
 //! same-size rewrite in the same timestamp tick is found however late the next sync comes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
@@ -27,8 +27,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
 use sync_core::{
-    Content, ContentHash, Error, ErrorClass, Fingerprint, Key, KnownItem, LocalItem, Result, Scan,
-    Skipped,
+    ChangedItems, Content, ContentHash, Error, ErrorClass, Fingerprint, Key, KnownItem, LocalItem,
+    Result, Scan, Skipped,
 };
 use walkdir::WalkDir;
 
@@ -216,6 +216,41 @@ pub(crate) fn scan(
     max_item_bytes: u64,
     shared: &Shared,
 ) -> Result<Scan> {
+    Ok(walk_all(root, known, None, max_item_bytes, shared)?.0)
+}
+
+/// Lists what differs from `known`; see [`sync_core::Replica::scan_changes`]. Items that match
+/// their entry are counted, not kept; only when fewer of them were met than `known` holds are
+/// the gone keys looked for.
+pub(crate) fn scan_changes(
+    root: &Path,
+    known: &BTreeMap<Key, KnownItem>,
+    also: &BTreeSet<Key>,
+    max_item_bytes: u64,
+    shared: &Shared,
+) -> Result<ChangedItems> {
+    let (scan, matched) = walk_all(root, known, Some(also), max_item_bytes, shared)?;
+    let mut keys = also.clone();
+    keys.extend(scan.skipped.iter().filter_map(|s| s.key.clone()));
+    keys.extend(scan.items.keys().cloned());
+    let met = matched.len() + scan.items.keys().filter(|k| known.contains_key(*k)).count();
+    if met < known.len() {
+        let seen: HashSet<&Key> = matched.iter().copied().chain(scan.items.keys()).collect();
+        keys.extend(known.keys().filter(|k| !seen.contains(k)).cloned());
+    }
+    Ok(ChangedItems { scan, keys })
+}
+
+/// The walk of [`scan`] and [`scan_changes`]: with `changes_only`, items that match their
+/// entry in `known` (and are not in that set) are left out of the scan and returned as
+/// references to their keys in `known`.
+fn walk_all<'k>(
+    root: &Path,
+    known: &'k BTreeMap<Key, KnownItem>,
+    changes_only: Option<&'k BTreeSet<Key>>,
+    max_item_bytes: u64,
+    shared: &Shared,
+) -> Result<(Scan, Vec<&'k Key>)> {
     check_root(root)?;
     let start_ns = now_ns();
     let own = &shared.own;
@@ -237,21 +272,23 @@ pub(crate) fn scan(
     let walker = Walker {
         root,
         known,
+        changes_only,
         rules: &rules,
         shared,
         max_item_bytes,
         start_ns,
     };
     let mut top = walker.walk(root, true);
-    let parts: Vec<Part> = std::mem::take(&mut top.descend)
+    let parts: Vec<Part<'k>> = std::mem::take(&mut top.descend)
         .into_par_iter()
         .map(|dir| walker.walk(&dir, false))
         .collect();
-    let mut jobs = Vec::new();
+    let (mut jobs, mut items, mut matched) = (Vec::new(), Vec::new(), Vec::new());
     for part in std::iter::once(top).chain(parts) {
-        out.items.extend(part.items);
+        items.extend(part.items);
         out.skipped.extend(part.skipped);
         jobs.extend(part.jobs);
+        matched.extend(part.matched);
     }
 
     let results: Vec<(bool, Hashed)> = jobs
@@ -270,12 +307,14 @@ pub(crate) fn scan(
                     // trust it. Marked, the base makes the next scan read the file again.
                     item.fingerprint = item.fingerprint.racy();
                 }
-                out.items.insert(item.key.clone(), item);
+                walker.keep(item, &mut items, &mut matched);
             }
             Hashed::Skip(s) => out.skipped.push(s),
         }
     }
-    Ok(out)
+    // Built once from the collected items: compact nodes, no map per part.
+    out.items = items.into_iter().map(|i| (i.key.clone(), i)).collect();
+    Ok((out, matched))
 }
 
 /// What the walk does after an entry.
@@ -299,8 +338,10 @@ impl Next {
 
 /// What one walk (the root's entries, or one top-level folder's subtree) found.
 #[derive(Default)]
-struct Part {
-    items: BTreeMap<Key, LocalItem>,
+struct Part<'k> {
+    items: Vec<LocalItem>,
+    /// Keys of `Walker::known` whose items matched their entry (with `changes_only`).
+    matched: Vec<&'k Key>,
     skipped: Vec<Skipped>,
     jobs: Vec<Job>,
     /// Top-level folders to walk next (only the root's walk fills it).
@@ -308,19 +349,35 @@ struct Part {
 }
 
 /// The inputs every walk of one scan shares.
-struct Walker<'a> {
+struct Walker<'a, 'k> {
     root: &'a Path,
-    known: &'a BTreeMap<Key, KnownItem>,
+    known: &'k BTreeMap<Key, KnownItem>,
+    /// Set for [`scan_changes`]: the keys to list even when they match.
+    changes_only: Option<&'k BTreeSet<Key>>,
     rules: &'a IgnoreRules,
     shared: &'a Shared,
     max_item_bytes: u64,
     start_ns: i128,
 }
 
-impl Walker<'_> {
+impl<'k> Walker<'_, 'k> {
+    /// Keeps `item`, or with `changes_only` only counts it when it matches its entry.
+    fn keep(&self, item: LocalItem, items: &mut Vec<LocalItem>, matched: &mut Vec<&'k Key>) {
+        if let Some(also) = self.changes_only {
+            if let Some((key, was)) = self.known.get_key_value(&item.key) {
+                let same = was.fingerprint == item.fingerprint && was.content == item.content;
+                if same && !also.contains(key) {
+                    matched.push(key);
+                    return;
+                }
+            }
+        }
+        items.push(item);
+    }
+
     /// Walks `dir` in name order: only its own entries when `top` (the root, whose folders
     /// go to `Part::descend`), else its whole subtree.
-    fn walk(&self, dir: &Path, top: bool) -> Part {
+    fn walk(&self, dir: &Path, top: bool) -> Part<'k> {
         let mut part = Part::default();
         let mut walk = WalkDir::new(dir)
             .follow_links(false)
@@ -343,7 +400,12 @@ impl Walker<'_> {
 
     /// Classifies one entry of a walk: a skipped item, a folder, a file recognised by its
     /// fingerprint, or a file to hash (`out.jobs`). `top`: the entry is in the root itself.
-    fn visit(&self, entry: walkdir::Result<walkdir::DirEntry>, out: &mut Part, top: bool) -> Next {
+    fn visit(
+        &self,
+        entry: walkdir::Result<walkdir::DirEntry>,
+        out: &mut Part<'k>,
+        top: bool,
+    ) -> Next {
         let (root, known, shared) = (self.root, self.known, self.shared);
         let entry = match entry {
             Ok(e) => e,
@@ -406,7 +468,7 @@ impl Walker<'_> {
             }
         };
         if is_dir {
-            out.items.insert(key.clone(), folder_item(key, &meta));
+            self.keep(folder_item(key, &meta), &mut out.items, &mut out.matched);
             if top {
                 out.descend.push(path.to_path_buf());
             }
@@ -443,7 +505,7 @@ impl Walker<'_> {
             if fingerprint.settled() == fp && (!racy || shared.own.vouches(&key, fp)) {
                 let mut item = file_item(key.clone(), &meta, *hash);
                 item.fingerprint = *fingerprint;
-                out.items.insert(key, item);
+                self.keep(item, &mut out.items, &mut out.matched);
                 return Next::Continue;
             }
         }

@@ -141,6 +141,8 @@ fn load_summary(conn: &mut Connection) -> Result<StateSummary, StoreError> {
         ..StateSummary::default()
     };
     let mut max_stamp: Option<Stamp> = None;
+    // Rows come in key order; collected first, the map is built with full nodes.
+    let mut known = Vec::new();
     {
         let mut stmt = tx.prepare(&format!("SELECT {BASE_COLUMNS} FROM base"))?;
         let mut rows = stmt.query([])?;
@@ -152,16 +154,17 @@ fn load_summary(conn: &mut Connection) -> Result<StateSummary, StoreError> {
             summary.any_local_key |= b.local_key.is_some();
             if let Some(fingerprint) = b.fingerprint {
                 let content = b.content();
-                summary.known.insert(
+                known.push((
                     b.local_key.unwrap_or(key),
                     KnownItem {
                         fingerprint,
                         content,
                     },
-                );
+                ));
             }
         }
     }
+    summary.known = known.into_iter().collect();
     let (rev, millis): (Option<i64>, Option<i64>) =
         tx.query_row("SELECT max(rev), max(stamp_millis) FROM remote", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
@@ -181,6 +184,7 @@ fn load_summary(conn: &mut Connection) -> Result<StateSummary, StoreError> {
     }
     summary.max_stamp = max_stamp;
     drop(tx);
+    release_cache(conn)?;
     Ok(summary)
 }
 
@@ -230,7 +234,15 @@ fn load(conn: &mut Connection) -> Result<ClientState, StoreError> {
         }
     }
     tx.commit()?;
+    release_cache(conn)?;
     Ok(state)
+}
+
+/// Frees the page cache a read of every row filled: those pages are not read again soon, and
+/// on a large tree they would double the memory of a sync.
+fn release_cache(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("PRAGMA shrink_memory")?;
+    Ok(())
 }
 
 /// Applies one batch in one transaction, in the order of [`StateBatch::apply_to`].

@@ -85,7 +85,7 @@ pub use protocol::{
     PushRequest,
 };
 pub use replica::{
-    Backup, ChangedItems, Expected, KnownItem, LocalWrite, Replica, Scan, Skipped,
+    changes_of, Backup, ChangedItems, Expected, KnownItem, LocalWrite, Replica, Scan, Skipped,
     REPLICA_MANY_CONCURRENCY,
 };
 pub use revision::Revision;

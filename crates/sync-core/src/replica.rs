@@ -7,6 +7,7 @@
 //! [`crate::testkit::replica_suite`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -136,6 +137,26 @@ pub trait Replica: Send + Sync {
         Ok(None)
     }
 
+    /// Lists what differs from `known` (the fingerprints the last sync recorded): in
+    /// [`ChangedItems::keys`] every key whose item is new, or differs from its entry in
+    /// fingerprint or content, every key of `known` that is gone, every key the scan skipped,
+    /// and every key of `also`; in [`ChangedItems::scan`] the items of those keys, exactly as
+    /// [`Replica::scan`] lists them. Items that match their entry are left out, so a replica
+    /// that overrides this keeps no list of a large unchanged tree. The default scans in full
+    /// and compares ([`changes_of`]).
+    ///
+    /// The engine uses it after a settled pass when the replica cannot list its changes
+    /// ([`Replica::scan_since`]): the pass then plans only these keys.
+    async fn scan_changes(
+        &self,
+        known: Arc<BTreeMap<Key, KnownItem>>,
+        also: &BTreeSet<Key>,
+        max_item_bytes: u64,
+    ) -> Result<ChangedItems> {
+        let scan = self.scan(&known, max_item_bytes).await?;
+        Ok(changes_of(scan, &known, also))
+    }
+
     /// The content of a file.
     async fn read(&self, key: &Key) -> Result<Bytes>;
 
@@ -203,5 +224,45 @@ pub trait Replica: Send + Sync {
     /// before may not be any more. Must not do I/O; the default (no rules) is empty.
     fn rules_tag(&self) -> String {
         String::new()
+    }
+}
+
+/// What [`Replica::scan_changes`] answers, from a full `scan` made with `known`: both maps
+/// are walked once, side by side.
+pub fn changes_of(
+    scan: Scan,
+    known: &BTreeMap<Key, KnownItem>,
+    also: &BTreeSet<Key>,
+) -> ChangedItems {
+    let mut keys = also.clone();
+    keys.extend(scan.skipped.iter().filter_map(|s| s.key.clone()));
+    let Scan {
+        items,
+        skipped,
+        hashed,
+    } = scan;
+    let mut kept = BTreeMap::new();
+    let mut base = known.iter().peekable();
+    for (key, item) in items {
+        while let Some((gone, _)) = base.next_if(|(k, _)| **k < key) {
+            keys.insert(gone.clone());
+        }
+        let same = match base.next_if(|(k, _)| **k == key) {
+            Some((_, was)) => item.fingerprint == was.fingerprint && item.content == was.content,
+            None => false,
+        };
+        if !same || keys.contains(&key) {
+            keys.insert(key.clone());
+            kept.insert(key, item);
+        }
+    }
+    keys.extend(base.map(|(k, _)| k.clone()));
+    ChangedItems {
+        scan: Scan {
+            items: kept,
+            skipped,
+            hashed,
+        },
+        keys,
     }
 }

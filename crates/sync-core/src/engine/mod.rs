@@ -114,8 +114,9 @@ struct Loaded {
 
 /// What stands for the entries not in the cache (see [`StateStore::load_summary`]).
 struct Partial {
-    /// The fingerprints of every base entry, kept up to date for the keys in the cache.
-    known: BTreeMap<Key, KnownItem>,
+    /// The fingerprints of every base entry, kept up to date for the keys in the cache
+    /// (shared with the scan's blocking thread while it runs).
+    known: Arc<BTreeMap<Key, KnownItem>>,
     /// How many base entries are outside the cache.
     base_outside: usize,
     /// The highest revision in the store when the summary was read.
@@ -395,7 +396,7 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
                     ..ClientState::default()
                 };
                 let partial = Partial {
-                    known: sum.known,
+                    known: Arc::new(sum.known),
                     base_outside: sum.base_len,
                     max_rev: sum.max_rev,
                     loaded: BTreeSet::new(),
@@ -837,6 +838,8 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
         let Some(partial) = loaded.partial.as_mut() else {
             return Ok(());
         };
+        // The scan is over, so this is the only handle and nothing is copied.
+        let known = Arc::make_mut(&mut partial.known);
         for key in keys {
             let entry = loaded.state.base.get(key).and_then(|b| {
                 b.fingerprint.map(|fingerprint| KnownItem {
@@ -845,8 +848,8 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
                 })
             });
             match entry {
-                Some(known) => partial.known.insert(key.clone(), known),
-                None => partial.known.remove(key),
+                Some(entry) => known.insert(key.clone(), entry),
+                None => known.remove(key),
             };
         }
         Ok(())
@@ -857,10 +860,10 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
     /// After a settled pass (`settled`, kept from the last pass or made from the stored mark),
     /// only keys that changed since need a plan: the dirty ones, and those the replica changed.
     /// A replica that can list its changes ([`Replica::scan_since`], with a change `token`) is
-    /// asked for them; any other is scanned in full and its items compared with the base's
-    /// fingerprints. That needs keys bound by path (another identity binds items across keys,
-    /// which only a whole view can do), the same policy and rules as that pass, and at most
-    /// [`MAX_DIRTY`] keys; anything else is a full pass.
+    /// asked for them; any other lists what differs from the base's fingerprints
+    /// ([`Replica::scan_changes`]). That needs keys bound by path (another identity binds items
+    /// across keys, which only a whole view can do) and the same policy and rules as that
+    /// pass; anything else is a full pass.
     async fn scan_for_pass(
         &mut self,
         token: Option<u64>,
@@ -881,25 +884,21 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
                 }
             }
         }
-        if settled.is_none() {
-            self.load_all().await?;
+        if let Some(s) = settled.filter(|s| s.tag == self.settled_tag()) {
+            let known = match &self.cached()?.partial {
+                Some(p) => Arc::clone(&p.known),
+                None => Arc::new(crate::known_items(&self.cached()?.state.base)),
+            };
+            let changed = self.replica.scan_changes(known, &s.dirty, max).await?;
+            // The scan loads the replica's rules: if they changed, keys ignored before may
+            // not be any more, and only a full pass finds them.
+            if s.tag == self.settled_tag() {
+                return Ok((changed.scan, Some(changed.keys)));
+            }
         }
-        let scan = {
-            let loaded = self.cached()?;
-            let known = match &loaded.partial {
-                Some(p) => Cow::Borrowed(&p.known),
-                None => Cow::Owned(crate::known_items(&loaded.state.base)),
-            };
-            let scan = self.replica.scan(&known, max).await?;
-            let scope = match &settled {
-                Some(s) if s.tag == self.settled_tag() => {
-                    changed_since(&scan, &known, s.dirty.clone())
-                }
-                _ => None,
-            };
-            (scan, scope)
-        };
-        Ok(scan)
+        self.load_all().await?;
+        let known = crate::known_items(&self.cached()?.state.base);
+        Ok((self.replica.scan(&known, max).await?, None))
     }
 
     /// Applies a batched phase, keeping three batches going: while one batch's results are
@@ -987,60 +986,6 @@ fn subset<V: Clone>(map: &BTreeMap<Key, V>, keys: &BTreeSet<Key>) -> BTreeMap<Ke
     keys.iter()
         .filter_map(|k| map.get(k).map(|v| (k.clone(), v.clone())))
         .collect()
-}
-
-/// The keys a pass must look at after a settled one: `dirty`, every key whose scanned item
-/// differs from its fingerprint in `known` (or is new, or gone), and every key the scan
-/// skipped. `None` past [`MAX_DIRTY`] keys. Both maps are walked once, side by side.
-fn changed_since(
-    scan: &crate::Scan,
-    known: &BTreeMap<Key, KnownItem>,
-    mut dirty: BTreeSet<Key>,
-) -> Option<BTreeSet<Key>> {
-    use std::cmp::Ordering;
-    dirty.extend(scan.skipped.iter().filter_map(|s| s.key.clone()));
-    let (mut local, mut base) = (scan.items.iter().peekable(), known.iter().peekable());
-    loop {
-        if dirty.len() > MAX_DIRTY {
-            return None;
-        }
-        let changed = match (local.peek(), base.peek()) {
-            (None, None) => return Some(dirty),
-            (Some((key, _)), None) => {
-                let key = *key;
-                local.next();
-                key
-            }
-            (None, Some((key, _))) => {
-                let key = *key;
-                base.next();
-                key
-            }
-            (Some((lk, item)), Some((bk, was))) => match lk.cmp(bk) {
-                Ordering::Less => {
-                    let key = *lk;
-                    local.next();
-                    key
-                }
-                Ordering::Greater => {
-                    let key = *bk;
-                    base.next();
-                    key
-                }
-                Ordering::Equal => {
-                    let same = item.fingerprint == was.fingerprint && item.content == was.content;
-                    let key = *lk;
-                    local.next();
-                    base.next();
-                    if same {
-                        continue;
-                    }
-                    key
-                }
-            },
-        };
-        dirty.insert(changed.clone());
-    }
 }
 
 /// Downloads settled per round of concurrent fetches.

@@ -39,6 +39,7 @@ where
     too_large_is_skipped(c("too_large_is_skipped"), make().await).await;
     change_token_moves(c("change_token_moves"), make().await).await;
     scan_since_lists_every_change(c("scan_since_lists_every_change"), make().await).await;
+    scan_changes_lists_what_differs(c("scan_changes_lists_what_differs"), make().await).await;
     many_reads_and_writes(c("many_reads_and_writes"), make().await).await;
 }
 
@@ -229,6 +230,69 @@ async fn scan_since_lists_every_change<R: Replica>(c: Check, r: R) {
             format!("scan_since lists {k}")
         });
     }
+}
+
+/// `scan_changes` names every key that differs from the fingerprints it is given (edited, new,
+/// gone, asked for) with its item, leaves matching items out, and agrees with a full scan
+/// compared by [`crate::changes_of`].
+async fn scan_changes_lists_what_differs<R: Replica>(c: Check, r: R) {
+    let (edited, same, removed, asked) = (
+        key("a/1.txt"),
+        key("a/2.txt"),
+        key("b/3.txt"),
+        key("c/4.txt"),
+    );
+    for k in [&edited, &same, &removed, &asked] {
+        write(c, &r, k, b"first", Expected::Absent).await;
+    }
+    let mut known = known_from(&scan(c, &r, &BTreeMap::new()).await);
+    let never = key("never/there.txt");
+    known.insert(
+        never.clone(),
+        KnownItem {
+            fingerprint: known[&same].fingerprint,
+            content: Content::File(ContentHash::of(b"first")),
+        },
+    );
+    let was = known[&edited].fingerprint;
+    write(c, &r, &edited, b"second, longer", Expected::Present(was)).await;
+    let gone = known[&removed].fingerprint;
+    c.ok(r.remove(&removed, Expected::Present(gone)).await, "remove");
+    let new = key("d/5.txt");
+    write(c, &r, &new, b"new", Expected::Absent).await;
+    let also = BTreeSet::from([asked.clone()]);
+    let known = std::sync::Arc::new(known);
+    let changes = c.ok(
+        r.scan_changes(known.clone(), &also, LIMIT).await,
+        "scan_changes",
+    );
+    for k in [&edited, &removed, &never, &asked, &new, &key("d")] {
+        if !changes.keys.contains(k) {
+            c.fail(format!("scan_changes did not name {k}: {:?}", changes.keys));
+        }
+    }
+    c.eq(
+        changes.keys.contains(&same),
+        false,
+        "an unchanged key named",
+    );
+    let items: BTreeSet<&Key> = changes.scan.items.keys().collect();
+    c.eq(
+        items,
+        BTreeSet::from([&asked, &edited, &new, &key("d")]),
+        "items listed by scan_changes",
+    );
+    let full = crate::changes_of(scan(c, &r, &known).await, &known, &also);
+    c.eq(
+        changes.keys,
+        full.keys,
+        "keys of scan_changes and of a full scan",
+    );
+    c.eq(
+        changes.scan.items,
+        full.scan.items,
+        "items of scan_changes and of a full scan",
+    );
 }
 
 async fn token_moved<R: Replica>(c: Check, r: &R, last: &mut u64, what: &str) {
