@@ -18,7 +18,8 @@
 //! same-size rewrite in the same timestamp tick is found however late the next sync comes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::fs::{File, Metadata};
+use std::ffi::OsString;
+use std::fs::{File, FileType, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -30,7 +31,6 @@ use sync_core::{
     ChangedItems, Content, ContentHash, Error, ErrorClass, Fingerprint, Key, KnownItem, LocalItem,
     Result, Scan, Skipped,
 };
-use walkdir::WalkDir;
 
 use crate::ignore_rules::{IgnoreRules, IGNORE_FILE, TEMP_PREFIX};
 use crate::in_flight::InFlight;
@@ -317,6 +317,45 @@ fn walk_all<'k>(
     Ok((out, matched))
 }
 
+/// One entry of a folder listing: its name and type as the listing gave them, and its
+/// metadata read relative to the open folder (`statx` on the folder's descriptor), so the
+/// kernel does not walk the whole path again for every file.
+struct Entry {
+    path: PathBuf,
+    name: OsString,
+    file_type: FileType,
+    inner: std::fs::DirEntry,
+}
+
+impl Entry {
+    /// The entry's own metadata (a symlink's, not its target's).
+    fn metadata(&self) -> io::Result<Metadata> {
+        self.inner.metadata()
+    }
+}
+
+/// The entries of `dir` in name order (entries that could not be read last).
+fn list(dir: &Path) -> io::Result<Vec<io::Result<Entry>>> {
+    let mut entries: Vec<io::Result<Entry>> = std::fs::read_dir(dir)?
+        .map(|e| {
+            let e = e?;
+            Ok(Entry {
+                path: e.path(),
+                name: e.file_name(),
+                file_type: e.file_type()?,
+                inner: e,
+            })
+        })
+        .collect();
+    entries.sort_by(|a, b| match (a, b) {
+        (Ok(a), Ok(b)) => a.name.cmp(&b.name),
+        (Ok(_), Err(_)) => std::cmp::Ordering::Less,
+        (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
+        (Err(_), Err(_)) => std::cmp::Ordering::Equal,
+    });
+    Ok(entries)
+}
+
 /// What the walk does after an entry.
 enum Next {
     /// Go on (into the entry, if it is a folder the walk descends into).
@@ -379,18 +418,35 @@ impl<'k> Walker<'_, 'k> {
     /// go to `Part::descend`), else its whole subtree.
     fn walk(&self, dir: &Path, top: bool) -> Part<'k> {
         let mut part = Part::default();
-        let mut walk = WalkDir::new(dir)
-            .follow_links(false)
-            .min_depth(1)
-            .max_depth(if top { 1 } else { usize::MAX })
-            .sort_by_file_name()
-            .into_iter();
-        while let Some(entry) = walk.next() {
-            if let Next::SkipDir = self.visit(entry, &mut part, top) {
-                walk.skip_current_dir();
+        self.walk_into(dir, top, &mut part);
+        part
+    }
+
+    /// Visits the entries of `dir` in name order, and walks into each folder the visit keeps
+    /// (unless `top`).
+    fn walk_into(&self, dir: &Path, top: bool, part: &mut Part<'k>) {
+        let entries = match list(dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                walk_error(self.root, self.known, dir, &e, &mut part.skipped);
+                return;
+            }
+        };
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    walk_error(self.root, self.known, dir, &e, &mut part.skipped);
+                    continue;
+                }
+            };
+            let folder = entry.file_type.is_dir().then(|| entry.path.clone());
+            if let (Next::Continue, Some(folder)) = (self.visit(&entry, part, top), folder) {
+                if !top {
+                    self.walk_into(&folder, false, part);
+                }
             }
         }
-        part
     }
 
     /// True when `fp`'s mtime is within the racy window of this scan's start.
@@ -400,27 +456,15 @@ impl<'k> Walker<'_, 'k> {
 
     /// Classifies one entry of a walk: a skipped item, a folder, a file recognised by its
     /// fingerprint, or a file to hash (`out.jobs`). `top`: the entry is in the root itself.
-    fn visit(
-        &self,
-        entry: walkdir::Result<walkdir::DirEntry>,
-        out: &mut Part<'k>,
-        top: bool,
-    ) -> Next {
+    fn visit(&self, entry: &Entry, out: &mut Part<'k>, top: bool) -> Next {
         let (root, known, shared) = (self.root, self.known, self.shared);
-        let entry = match entry {
-            Ok(e) => e,
-            Err(e) => {
-                walk_error(root, known, &e, &mut out.skipped);
-                return Next::Continue;
-            }
-        };
-        let path = entry.path();
+        let path = entry.path.as_path();
         let Ok(rel) = path.strip_prefix(root) else {
             return Next::Continue;
         };
-        let ft = entry.file_type();
+        let ft = entry.file_type;
         let is_dir = ft.is_dir();
-        let name = entry.file_name().to_str().unwrap_or("");
+        let name = entry.name.to_str().unwrap_or("");
         if ft.is_file() && name.starts_with(TEMP_PREFIX) {
             sweep_temp_file(&shared.in_flight, path);
             return Next::Continue;
@@ -439,7 +483,7 @@ impl<'k> Walker<'_, 'k> {
             }
             return Next::skip_if(is_dir);
         }
-        let key = match key_of(root, rel, &entry) {
+        let key = match key_of(root, rel, entry) {
             Ok(k) => k,
             Err(skip) => {
                 out.skipped.push(skip);
@@ -458,10 +502,7 @@ impl<'k> Walker<'_, 'k> {
         let meta = match entry.metadata() {
             Ok(m) => m,
             Err(e) => {
-                let message = match e.io_error() {
-                    Some(io) => unreadable_message(io),
-                    None => format!("cannot be read: {e}"),
-                };
+                let message = unreadable_message(&e);
                 out.skipped
                     .push(skipped(Some(key), rel, ErrorClass::Item, message));
                 return Next::skip_if(is_dir);
@@ -551,15 +592,12 @@ fn known_under<'a>(
 fn walk_error(
     root: &Path,
     known: &BTreeMap<Key, KnownItem>,
-    e: &walkdir::Error,
+    path: &Path,
+    e: &io::Error,
     out: &mut Vec<Skipped>,
 ) {
-    let path = e.path().unwrap_or(root);
     let rel = path.strip_prefix(root).unwrap_or(path);
-    let message = match e.io_error() {
-        Some(io) => unreadable_message(io),
-        None => format!("cannot be read: {e}"),
-    };
+    let message = unreadable_message(e);
     match rel.to_str().and_then(|s| Key::new(s).ok()) {
         Some(key) => {
             let inside: Vec<Key> = known_under(known, &key, true)
@@ -594,7 +632,7 @@ fn unreadable_message(e: &io::Error) -> String {
 }
 
 /// The key of a walked entry, or why it cannot have one.
-fn key_of(root: &Path, rel: &Path, entry: &walkdir::DirEntry) -> std::result::Result<Key, Skipped> {
+fn key_of(root: &Path, rel: &Path, entry: &Entry) -> std::result::Result<Key, Skipped> {
     let Some(rel_str) = rel.to_str() else {
         return Err(skipped(
             None,

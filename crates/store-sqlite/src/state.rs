@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use sync_core::{
-    BaseEntry, ClientState, Cursor, Key, KeyEntries, KnownItem, NodeId, Revision, Stamp,
-    StateBatch, StateStore, StateSummary, RECENT_CONFLICTS,
+    BaseEntry, ClientState, Content, ContentHash, Cursor, Fingerprint, ItemKind, Key, KeyEntries,
+    KnownItem, NodeId, Revision, Stamp, StateBatch, StateStore, StateSummary, RECENT_CONFLICTS,
 };
 
 use crate::conn::{Db, StoreOptions};
@@ -140,52 +140,95 @@ fn load_summary(conn: &mut Connection) -> Result<StateSummary, StoreError> {
         settled: meta.settled,
         ..StateSummary::default()
     };
-    let mut max_stamp: Option<Stamp> = None;
-    // Rows come in key order; collected first, the map is built with full nodes.
+    // Rows come in key order; collected first, the map is built with full nodes. Only the
+    // columns of the fingerprint index are read, borrowed from the row where they can be.
     let mut known = Vec::new();
     {
-        let mut stmt = tx.prepare(&format!("SELECT {BASE_COLUMNS} FROM base"))?;
+        let mut stmt = tx.prepare(
+            "SELECT key, kind, hash, fp_size, fp_mtime_ns, fp_inode, local_key FROM base",
+        )?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
-            let (key, b) = base_from_row(row)?;
             summary.base_len += 1;
-            summary.max_rev = summary.max_rev.max(b.rev);
-            max_stamp = max_stamp.max(Some(b.stamp));
-            summary.any_local_key |= b.local_key.is_some();
-            if let Some(fingerprint) = b.fingerprint {
-                let content = b.content();
-                known.push((
-                    b.local_key.unwrap_or(key),
-                    KnownItem {
-                        fingerprint,
-                        content,
-                    },
-                ));
-            }
+            let local_key = row.get_ref(6)?.as_str_or_null().map_err(bad_column)?;
+            summary.any_local_key |= local_key.is_some();
+            let Some(size) = row.get_ref(3)?.as_i64_or_null().map_err(bad_column)? else {
+                continue;
+            };
+            let mtime = row.get_ref(4)?.as_blob_or_null().map_err(bad_column)?;
+            let inode = row.get_ref(5)?.as_i64_or_null().map_err(bad_column)?;
+            let (Some(mtime), Some(inode)) = (mtime, inode) else {
+                return Err(StoreError::bad("fingerprint", "partly NULL"));
+            };
+            let mtime_ns = mtime.try_into().map(i128::from_be_bytes).map_err(|_| {
+                StoreError::bad("modification time", format!("{} bytes", mtime.len()))
+            })?;
+            let fingerprint = Fingerprint {
+                size: u64_from_sql(size),
+                mtime_ns,
+                inode: u64_from_sql(inode),
+            };
+            let kind = kind_from_sql(row.get(1)?)?;
+            let hash = match row.get_ref(2)?.as_blob_or_null().map_err(bad_column)? {
+                None => None,
+                Some(bytes) => Some(ContentHash::from_bytes(bytes.try_into().map_err(|_| {
+                    StoreError::bad("content hash", format!("{} bytes", bytes.len()))
+                })?)),
+            };
+            let content = match (kind, hash) {
+                (ItemKind::Folder, _) => Content::Folder,
+                (ItemKind::File, Some(h)) => Content::File(h),
+                (ItemKind::File, None) => Content::File(ContentHash::of(b"")),
+            };
+            let key = match local_key {
+                Some(local) => Key::new(local).map_err(|e| StoreError::bad("key", e))?,
+                None => {
+                    let key = row.get_ref(0)?.as_str().map_err(bad_column)?;
+                    Key::new(key).map_err(|e| StoreError::bad("key", e))?
+                }
+            };
+            known.push((
+                key,
+                KnownItem {
+                    fingerprint,
+                    content,
+                },
+            ));
         }
     }
     summary.known = known.into_iter().collect();
-    let (rev, millis): (Option<i64>, Option<i64>) =
-        tx.query_row("SELECT max(rev), max(stamp_millis) FROM remote", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-    if let Some(rev) = rev {
-        summary.max_rev = summary.max_rev.max(Revision(u64_from_sql(rev)));
-    }
-    if let Some(millis) = millis {
-        // Several stamps may share the newest millisecond: the newest is decided here.
-        let mut stmt = tx.prepare(
-            "SELECT stamp_millis, stamp_counter, stamp_node FROM remote WHERE stamp_millis = ?1",
+    let mut max_stamp: Option<Stamp> = None;
+    for table in ["base", "remote"] {
+        let (rev, millis): (Option<i64>, Option<i64>) = tx.query_row(
+            &format!("SELECT max(rev), max(stamp_millis) FROM {table}"),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        let mut rows = stmt.query([millis])?;
-        while let Some(row) = rows.next()? {
-            max_stamp = max_stamp.max(Some(stamp_from_sql(row.get(0)?, row.get(1)?, row.get(2)?)?));
+        if let Some(rev) = rev {
+            summary.max_rev = summary.max_rev.max(Revision(u64_from_sql(rev)));
+        }
+        if let Some(millis) = millis {
+            // Several stamps may share the newest millisecond: the newest is decided here.
+            let mut stmt = tx.prepare(&format!(
+                "SELECT stamp_millis, stamp_counter, stamp_node FROM {table} \
+                 WHERE stamp_millis = ?1"
+            ))?;
+            let mut rows = stmt.query([millis])?;
+            while let Some(row) = rows.next()? {
+                let stamp = stamp_from_sql(row.get(0)?, row.get(1)?, row.get(2)?)?;
+                max_stamp = max_stamp.max(Some(stamp));
+            }
         }
     }
     summary.max_stamp = max_stamp;
     drop(tx);
     release_cache(conn)?;
     Ok(summary)
+}
+
+/// A column of an unexpected type.
+fn bad_column(e: rusqlite::types::FromSqlError) -> StoreError {
+    StoreError::bad("base column", e)
 }
 
 /// The base and remote entries of `keys`, one indexed lookup each.

@@ -356,8 +356,11 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
         report: &mut SyncReport,
         reported: &mut Vec<ErrorEntry>,
     ) -> crate::Result<()> {
+        let started = std::time::Instant::now();
         self.load().await?;
+        tracing::debug!(elapsed = ?started.elapsed(), "sync state loaded");
         self.pull().await?;
+        tracing::debug!(elapsed = ?started.elapsed(), "change feed pulled");
         let passes = self.config.max_passes.max(1);
         for pass in 0..passes {
             let replan = self
@@ -677,7 +680,14 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             }
         }
         let reported_before = reported.len();
+        let started = std::time::Instant::now();
         let (mut scan, scope) = self.scan_for_pass(token, settled, max).await?;
+        tracing::debug!(
+            elapsed = ?started.elapsed(),
+            items = scan.items.len(),
+            scope = scope.as_ref().map(BTreeSet::len),
+            "replica scanned"
+        );
         match &scope {
             Some(keys) => {
                 self.load_keys(keys).await?;
