@@ -3,7 +3,8 @@
 //! Every change first checks that the target is still what the plan saw ([`Expected`]); a
 //! write goes to a `.sync-tmp-*` file in the target's folder, is flushed with `fsync`, and is
 //! renamed over the target, so a crash leaves either the old or the new file, never a partial
-//! one. A temporary file is deleted on every error path (it is a `tempfile::NamedTempFile`,
+//! one. A batch of writes (`write_many`) flushes all its temporary files at once before any
+//! rename, and each folder once after them. A temporary file is deleted on every error path (it is a `tempfile::NamedTempFile`,
 //! removed on drop), and is registered as in flight while it exists, so a scan removes only
 //! the ones a killed process left behind (see `in_flight`). Nothing here follows a symlink: a symlinked folder on the way to a key is
 //! an error, not a detour. Runs on a blocking thread.
@@ -12,13 +13,14 @@
 //! replace the target; the file system offers no compare-and-swap rename, and the next scan sees
 //! whatever that program wrote, so nothing is lost except in that same-instant race.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File, Permissions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use sync_core::{ContentHash, Error, Expected, Key, LocalItem, Result};
+use sync_core::{ContentHash, Error, Expected, Key, LocalItem, LocalWrite, Result};
 
 use crate::error::io_to_sync;
 use crate::ignore_rules::reserved;
@@ -195,51 +197,170 @@ pub(crate) fn write(
     content: &Bytes,
     expected: Expected,
 ) -> Result<LocalItem> {
-    check_not_reserved(key)?;
-    check_root(root)?;
-    ensure_folders(root, key, &key.ancestors())?;
-    let path = path_of(root, key);
-    check_windows_name(key)?;
-    let parent = path.parent().unwrap_or(root).to_path_buf();
-    let fail = |action: &str, e: &io::Error| io_to_sync(key, action, e);
-
-    // New files get the usual 0666-minus-umask mode; an overwritten file keeps its mode.
-    let mode = match fs::symlink_metadata(&path) {
-        Ok(m) if m.is_file() => m.permissions().mode() & 0o7777,
-        _ => 0o666,
-    };
-    // Registered as in flight so a concurrent scan does not take it for a crash's leftover.
-    let (in_flight, mut tmp) = shared
-        .in_flight
-        .create_in(&parent, Permissions::from_mode(mode))
-        .map_err(|e| fail("write", &e))?;
-    tmp.write_all(content).map_err(|e| fail("write", &e))?;
-    tmp.as_file().sync_all().map_err(|e| fail("write", &e))?;
-    let tmp_inode = tmp
-        .as_file()
-        .metadata()
-        .map_err(|e| fail("write", &e))?
-        .ino();
-
-    // Dropping `tmp` on any error below deletes the temporary file.
-    check_expected(&path, key, expected).map_err(|e| case_clash_or(e, &path, key, expected))?;
-    tmp.persist(&path).map_err(|e| fail("replace", &e.error))?;
-    drop(in_flight);
+    let pending = Pending::prepare(root, shared, key, content, expected)?;
+    pending.sync()?;
+    let parent = pending.parent.clone();
+    let item = pending.commit(shared)?;
     sync_dir(&parent);
-
-    let meta = fs::symlink_metadata(&path).map_err(|e| fail("check the written file", &e))?;
-    if meta.ino() != tmp_inode || meta.len() != content.len() as u64 {
-        // Replaced again by someone else in the instant after the rename.
-        return Err(Error::Changed { key: key.clone() });
-    }
-    let mut item = file_item(key.clone(), &meta, ContentHash::of(content));
-    shared.own.record(key, item.fingerprint);
-    if whole_second(item.fingerprint) {
-        // Whole-second timestamps: someone may rewrite the file within this second without
-        // changing its fingerprint, so the next scan must read it again (see `scan`).
-        item.fingerprint = item.fingerprint.racy();
-    }
     Ok(item)
+}
+
+/// Writes several files, each as [`write`] does (its own `expected` check, its own result),
+/// made durable together: every temporary file is written first, then their contents are
+/// flushed at once (one `syncfs` of the file system on Linux, an fsync per file elsewhere),
+/// then each is checked and renamed into place, and every folder that received one is
+/// flushed once. Nothing is returned before all of it is durable, so the state the engine
+/// records after it never speaks of a file a crash could lose.
+pub(crate) fn write_many(
+    root: &Path,
+    shared: &Shared,
+    writes: Vec<LocalWrite>,
+) -> Vec<Result<LocalItem>> {
+    let pending: Vec<Result<Pending<'_>>> = writes
+        .iter()
+        .map(|w| Pending::prepare(root, shared, &w.key, &w.content, w.expected))
+        .collect();
+    let synced_all = sync_filesystem(root);
+    let mut folders = BTreeSet::new();
+    let results: Vec<Result<LocalItem>> = pending
+        .into_iter()
+        .map(|p| {
+            let p = p?;
+            if !synced_all {
+                p.sync()?;
+            }
+            folders.insert(p.parent.clone());
+            p.commit(shared)
+        })
+        .collect();
+    if !sync_filesystem(root) {
+        for folder in &folders {
+            sync_dir(folder);
+        }
+    }
+    results
+}
+
+/// Flushes every file system buffer of the file system holding `root` (Linux `syncfs`).
+/// False when that is not possible here; the caller then flushes file by file.
+fn sync_filesystem(root: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        match File::open(root).and_then(|f| rustix::fs::syncfs(&f).map_err(io::Error::from)) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(root = %root.display(), error = %e, "syncfs failed; fsync per file");
+                false
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = root;
+        false
+    }
+}
+
+/// A write whose temporary file holds the new content, not yet in place.
+struct Pending<'s> {
+    key: Key,
+    path: PathBuf,
+    parent: PathBuf,
+    expected: Expected,
+    hash: ContentHash,
+    len: u64,
+    tmp: tempfile::NamedTempFile,
+    tmp_inode: u64,
+    /// Registered as in flight so a concurrent scan does not take it for a crash's leftover.
+    in_flight: crate::in_flight::InFlightGuard<'s>,
+}
+
+impl<'s> Pending<'s> {
+    /// Checks the key, makes its folders, and writes the content to a temporary file beside it.
+    fn prepare(
+        root: &Path,
+        shared: &'s Shared,
+        key: &Key,
+        content: &Bytes,
+        expected: Expected,
+    ) -> Result<Pending<'s>> {
+        check_not_reserved(key)?;
+        check_root(root)?;
+        ensure_folders(root, key, &key.ancestors())?;
+        let path = path_of(root, key);
+        check_windows_name(key)?;
+        let parent = path.parent().unwrap_or(root).to_path_buf();
+        let fail = |action: &str, e: &io::Error| io_to_sync(key, action, e);
+
+        // New files get the usual 0666-minus-umask mode; an overwritten file keeps its mode.
+        let mode = match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => m.permissions().mode() & 0o7777,
+            _ => 0o666,
+        };
+        let (in_flight, mut tmp) = shared
+            .in_flight
+            .create_in(&parent, Permissions::from_mode(mode))
+            .map_err(|e| fail("write", &e))?;
+        tmp.write_all(content).map_err(|e| fail("write", &e))?;
+        let tmp_inode = tmp
+            .as_file()
+            .metadata()
+            .map_err(|e| fail("write", &e))?
+            .ino();
+        Ok(Pending {
+            key: key.clone(),
+            path,
+            parent,
+            expected,
+            hash: ContentHash::of(content),
+            len: content.len() as u64,
+            tmp,
+            tmp_inode,
+            in_flight,
+        })
+    }
+
+    /// Flushes the temporary file's content to disk.
+    fn sync(&self) -> Result<()> {
+        self.tmp
+            .as_file()
+            .sync_all()
+            .map_err(|e| io_to_sync(&self.key, "write", &e))
+    }
+
+    /// Renames the temporary file over the target if the target is still as expected (on any
+    /// error the temporary file is deleted), and returns the item as written.
+    fn commit(self, shared: &Shared) -> Result<LocalItem> {
+        let Pending {
+            key,
+            path,
+            expected,
+            hash,
+            len,
+            tmp,
+            tmp_inode,
+            in_flight,
+            ..
+        } = self;
+        let fail = |action: &str, e: &io::Error| io_to_sync(&key, action, e);
+        check_expected(&path, &key, expected)
+            .map_err(|e| case_clash_or(e, &path, &key, expected))?;
+        tmp.persist(&path).map_err(|e| fail("replace", &e.error))?;
+        drop(in_flight);
+        let meta = fs::symlink_metadata(&path).map_err(|e| fail("check the written file", &e))?;
+        if meta.ino() != tmp_inode || meta.len() != len {
+            // Replaced again by someone else in the instant after the rename.
+            return Err(Error::Changed { key });
+        }
+        let mut item = file_item(key.clone(), &meta, hash);
+        shared.own.record(&key, item.fingerprint);
+        if whole_second(item.fingerprint) {
+            // Whole-second timestamps: someone may rewrite the file within this second without
+            // changing its fingerprint, so the next scan must read it again (see `scan`).
+            item.fingerprint = item.fingerprint.racy();
+        }
+        Ok(item)
+    }
 }
 
 /// Creates the folder `key` and its parents; succeeds if it exists.

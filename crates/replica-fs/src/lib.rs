@@ -44,7 +44,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 use async_trait::async_trait;
 use bytes::Bytes;
 use sync_core::{
-    Backup, ChangedItems, Expected, Key, KnownItem, LocalItem, Replica, Result, Scan, Stamp,
+    Backup, ChangedItems, Expected, Key, KnownItem, LocalItem, LocalWrite, Replica, Result, Scan,
+    Stamp,
 };
 
 pub use backup::BACKUPS_DIR;
@@ -165,6 +166,18 @@ impl Replica for FolderReplica {
         let shared = Arc::clone(&self.shared);
         self.blocking(move |root| apply::write(root, &shared, &key, &content, expected))
             .await
+    }
+
+    async fn write_many(&self, writes: Vec<LocalWrite>) -> Vec<Result<LocalItem>> {
+        let n = writes.len();
+        let shared = Arc::clone(&self.shared);
+        match self
+            .blocking(move |root| Ok(apply::write_many(root, &shared, writes)))
+            .await
+        {
+            Ok(results) => results,
+            Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
+        }
     }
 
     async fn create_folder(&self, key: &Key) -> Result<LocalItem> {
