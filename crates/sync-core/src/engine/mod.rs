@@ -482,6 +482,32 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
         Ok(())
     }
 
+    /// The keys of `keys` whose entries the cache does not hold (none when it holds all).
+    fn not_loaded(&mut self, keys: &BTreeSet<Key>) -> crate::Result<BTreeSet<Key>> {
+        Ok(match &self.loaded()?.partial {
+            Some(p) => keys.difference(&p.loaded).cloned().collect(),
+            None => BTreeSet::new(),
+        })
+    }
+
+    /// Drops unchanged entries from a partial cache (the store holds them as they are), so a
+    /// pull of many entries that change nothing (a device's own uploads) keeps memory flat.
+    fn evict<'k>(&mut self, keys: impl Iterator<Item = &'k Key>) -> crate::Result<()> {
+        let loaded = self.loaded()?;
+        let Some(partial) = loaded.partial.as_mut() else {
+            return Ok(());
+        };
+        for key in keys {
+            if partial.loaded.remove(key) {
+                if loaded.state.base.remove(key).is_some() {
+                    partial.base_outside += 1;
+                }
+                loaded.state.remote.remove(key);
+            }
+        }
+        Ok(())
+    }
+
     /// The tag kept with the settled mark: what, besides the entries, decides a plan (the
     /// delete policy, the identity, the size limit, the replica's ignore rules).
     fn settled_tag(&self) -> String {
@@ -590,13 +616,15 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             // writes, which the feed brings back after an upload) change nothing: only the
             // cursor moves, and the keys need no new look.
             let keys: BTreeSet<Key> = page.changes.iter().map(|c| c.key.clone()).collect();
+            let newly = self.not_loaded(&keys)?;
             self.load_keys(&keys).await?;
             let remote = &self.loaded()?.state.remote;
-            let fresh: Vec<ItemMeta> = page
+            let (fresh, same): (Vec<ItemMeta>, Vec<ItemMeta>) = page
                 .changes
                 .into_iter()
-                .filter(|c| remote.get(&c.key) != Some(c))
-                .collect();
+                .partition(|c| remote.get(&c.key) != Some(c));
+            // Loaded only to be compared: the cache need not keep them.
+            self.evict(same.iter().map(|c| &c.key).filter(|k| newly.contains(*k)))?;
             self.commit(StateBatch {
                 cursor: Some(page.cursor),
                 remote: fresh,
