@@ -8,16 +8,18 @@
 # Usage:
 #   benches/compare.sh install     # apt-get the peers (unison rclone rsync time python3)
 #   benches/compare.sh all         # build ours (release), trees, tools, latency, idle; the table
-#   benches/compare.sh trees       # only the tree scenarios (A, B, C on SMALL, LARGE, BIG)
+#   benches/compare.sh trees       # only the tree scenarios (A, B, C on SMALL, LARGE, BIG, HUGE)
 #   benches/compare.sh latency     # edit-to-other-disk latency, two watching folder-syncs, HTTP
 #   benches/compare.sh idle        # N idle long-polls against one sync-server: memory, threads
 #   benches/compare.sh report      # print the table again from $ROOT/results.tsv
 #   TOOLS="ours-http" benches/compare.sh rerun   # run the trees again for TOOLS (on DATASETS)
 #                                  # only, replacing their rows in $ROOT/results.tsv
 #
-# Env knobs [defaults]: ROOT [/tmp/syncbench], RUNS [3], DATASETS ["small large big"],
+# Env knobs [defaults]: ROOT [/tmp/syncbench], RUNS [3], DATASETS ["small large big huge"],
 #   TOOLS ["ours-fs ours-http unison bisync rsync"], SMALL_N/SMALL_SIZE [10000/8192],
 #   LARGE_N/LARGE_SIZE [100000/1024], BIG_N/BIG_SIZE [200/5242880], FILES_PER_DIR [20],
+#   HUGE_N/HUGE_SIZE [1000000/100], HUGE_TOOLS ["ours-fs rsync"] (HUGE skips A↓ and the slow
+#   peers: it is there to show how B grows with the tree), HUGE_LIMIT_S [1800],
 #   SEED [42], LIMIT_S per run [300], PORT [18600], EDITS (latency) [20], IDLE_CLIENTS [1000].
 #
 # Tools and what "A", "B", "C" mean for each (A = first sync into an empty side; B = re-sync with
@@ -34,6 +36,10 @@
 # A does in one step. Before timing B and C, ours syncs device B too (untimed), and after C both
 # devices are synced again and compared byte for byte with `diff -r` (a mismatch is reported).
 # A missing peer is skipped with a note; a run over LIMIT_S is recorded as DNF.
+# The floor of B: beside every timed B of ours-fs, `find A -printf '%s %T@ %i\n'` stats every
+# file of the same synced tree (one statx per entry, nothing else), interleaved run by run with
+# ours, and is recorded as the tool "stat-walk"; the report prints ours-fs ÷ that floor and B's
+# cost per file on each tree.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -48,8 +54,8 @@ EDITS=${EDITS:-20}
 IDLE_CLIENTS=${IDLE_CLIENTS:-1000}
 TOOLS=${TOOLS:-"ours-fs ours-http unison bisync rsync"}
 RESULTS=$ROOT/results.tsv
-BIN=$REPO/target/release
-TOKEN=bench-token
+BIN=${CARGO_TARGET_DIR:-$REPO/target}/release
+TOKEN=bench-token-0123456789abcdef
 export RCLONE_CONFIG=$ROOT/rclone.conf
 export UNISON=$ROOT/unison-home
 unset RUST_BACKTRACE RUST_LOG
@@ -176,7 +182,7 @@ record() {   # record DS N SIZE SCEN TOOL "secs..." "rss..." NOTE
 }
 
 bench_tool() {   # bench_tool DS N SIZE TOOL
-  local ds=$1 n=$2 size=$3 tool=$4 scen r s k rc secs rss note dnf=""
+  local ds=$1 n=$2 size=$3 tool=$4 scen r s k rc secs rss note dnf="" fs fk floor_secs="" floor_rss=""
   case $tool in
     unison|rsync) have "$tool" || { record_skip "$ds" "$n" "$size" "$tool" "not installed"; return; } ;;
     bisync) have rclone || { record_skip "$ds" "$n" "$size" "$tool" "rclone not installed"; return; } ;;
@@ -187,6 +193,7 @@ bench_tool() {   # bench_tool DS N SIZE TOOL
   cp -a "$ROOT/$ds/src" "$WORK/A"
   sync
   local scens="A B C"; [[ $tool == ours-* ]] && scens="A A↓ B C"
+  [[ $ds == HUGE ]] && scens="A B C"
   for scen in $scens; do
     secs="" rss="" note=""
     for ((r = 1; r <= RUNS; r++)); do
@@ -200,6 +207,10 @@ bench_tool() {   # bench_tool DS N SIZE TOOL
       echo "--- $scen run $r: $(sync_cmd "$tool" "$scen" $side)" >>"$WORK/tool.log"
       read -r s k rc <<<"$(timed_run $(sync_cmd "$tool" "$scen" $side))"
       secs="$secs $s"; rss="$rss $k"
+      if [[ $scen == B && $tool == ours-fs ]]; then   # the floor, same tree, same minute
+        read -r fs fk _ <<<"$(timed_run find "$WORK/A" -printf '%s %T@ %i\n')"
+        floor_secs="$floor_secs $fs"; floor_rss="$floor_rss $fk"
+      fi
       if [[ $rc == 124 ]]; then note="DNF>${LIMIT_S}s"; dnf=1; break; fi
       [[ $rc != 0 ]] && note="${note:+$note,}rc=$rc"
       # one run is enough when a run is slow (as peers.sh's CHEAP_S)
@@ -207,6 +218,10 @@ bench_tool() {   # bench_tool DS N SIZE TOOL
     done
     [[ $tool == ours-http ]] && note="${note:+$note,}server peak $(server_hwm_mb) MB"
     record "$ds" "$n" "$size" "$scen" "$tool" "${secs# }" "${rss# }" "$note"
+    if [[ -n $floor_secs ]]; then
+      record "$ds" "$n" "$size" B stat-walk "${floor_secs# }" "${floor_rss# }" ""
+      floor_secs="" floor_rss=""
+    fi
     [[ -n $dnf ]] && break
   done
   # sanity: both sides hold the same files after the last scenario
@@ -231,15 +246,19 @@ bench_dataset() {   # bench_dataset LABEL N SIZE
   mkdir -p "$ROOT/$ds"
   gen_tree "$ROOT/$ds/src" "$n" "$size" "$SEED"
   printf '[dummy]\ntype = local\n' >"$RCLONE_CONFIG"
-  for tool in $TOOLS; do bench_tool "$ds" "$n" "$size" "$tool"; done
+  local tools=$TOOLS
+  [[ $ds == HUGE ]] && tools=${HUGE_TOOLS:-"ours-fs rsync"}
+  for tool in $tools; do bench_tool "$ds" "$n" "$size" "$tool"; done
 }
 
 trees() {
-  for ds in ${DATASETS:-small large big}; do
+  for ds in ${DATASETS:-small large big huge}; do
     case $ds in
       small) bench_dataset SMALL "${SMALL_N:-10000}" "${SMALL_SIZE:-8192}" ;;
       large) bench_dataset LARGE "${LARGE_N:-100000}" "${LARGE_SIZE:-1024}" ;;
       big)   bench_dataset BIG "${BIG_N:-200}" "${BIG_SIZE:-5242880}" ;;
+      huge)  LIMIT_S=${HUGE_LIMIT_S:-1800} bench_dataset HUGE "${HUGE_N:-1000000}" "${HUGE_SIZE:-100}"
+             rm -rf "$ROOT/HUGE/src" "$ROOT/HUGE/src.params" ;;   # 1,000,000 files: 4 GB of blocks
     esac
   done
 }
@@ -291,7 +310,7 @@ PY
 idle() {
   WORK=$ROOT/idle; rm -rf "$WORK"; mkdir -p "$WORK"
   local tokens=() i
-  for ((i = 0; i < 10; i++)); do tokens+=(--token "idle:t$i"); done   # rate limit is per token
+  for ((i = 0; i < 10; i++)); do tokens+=(--token "idle:idle-token-abcdef-$i"); done   # rate limit is per token
   "$BIN/sync-server" --listen "127.0.0.1:$PORT" --db "$WORK/server.db" "${tokens[@]}" >"$WORK/server.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 200); do grep -q "listening on" "$WORK/server.log" && break; sleep 0.05; done
@@ -316,14 +335,14 @@ async def read_all(r, w):
     status_line = data.split(b"\r\n", 1)[0]
     return int(status_line.split()[1]), data.split(b"\r\n\r\n", 1)[1]
 async def main():
-    r, w = await request("GET", "/sync/v1/changes", "t0")
+    r, w = await request("GET", "/sync/v1/changes", "idle-token-abcdef-0")
     code, body = await read_all(r, w)
     cursor = json.loads(body)["cursor"]
     await asyncio.sleep(0.5)
     rss0, th0 = status()
     conns = []
     for i in range(n):
-        conns.append(await request("GET", f"/sync/v1/changes?since={cursor}&wait=60", f"t{i % 10}"))
+        conns.append(await request("GET", f"/sync/v1/changes?since={cursor}&wait=60", f"idle-token-abcdef-{i % 10}"))
     await asyncio.sleep(2.0)
     rss1, th1 = status()
     pending = [asyncio.create_task(read_all(r, w)) for r, w in conns]
@@ -331,7 +350,7 @@ async def main():
     early = sum(t.done() for t in pending)
     # one write wakes every waiting request: a folder creation (it enters the change feed)
     t0 = time.monotonic()
-    r, w = await request("PUT", "/sync/v1/folders/wake", "t0")
+    r, w = await request("PUT", "/sync/v1/folders/wake", "idle-token-abcdef-0")
     code, _ = await read_all(r, w)
     results = await asyncio.gather(*pending)
     woke = time.monotonic() - t0
@@ -366,8 +385,9 @@ def fmt(v):
     s = f"{float(med):.2f} s, {float(rss):.0f} MB"
     if note and not note.startswith("server peak"): s += f" ({note})"
     return s
-print("| tree | scenario | " + " | ".join(ours + peers) + " | best peer | ours-fs ÷ best | ours-http ÷ best |")
-print("|---" * (len(ours) + len(peers) + 5) + "|")
+floor = "stat-walk"
+print("| tree | scenario | " + " | ".join(ours + peers) + " | best peer | ours-fs ÷ best | ours-http ÷ best | stat walk (floor) | ours-fs ÷ floor |")
+print("|---" * (len(ours) + len(peers) + 7) + "|")
 scen_rank = {"A": 0, "A↓": 1, "B": 2, "C": 3}
 ds_rank = {}
 for k in order: ds_rank.setdefault(k[0], len(ds_rank))
@@ -381,7 +401,20 @@ for key in order:
     best_s = f"{b[1]} {b[0]:.2f} s" if b else "–"
     if scen == "A↓": best_s, ratio = "(ours only)", (lambda t: "–")
     label = f"{ds} ({int(n):,} × {int(size):,} B)"
-    print(f"| {label} | {scen} | " + " | ".join(fmt(c.get(t)) for t in ours + peers) + f" | {best_s} | {ratio('ours-fs')} | {ratio('ours-http')} |")
+    f = c.get(floor)
+    floor_s = f"{float(f[0]):.2f} s" if f else "–"
+    over_floor = f"{float(c['ours-fs'][0]) / float(f[0]):.2f}×" if f and "ours-fs" in c and c["ours-fs"][0] != "NA" and float(f[0]) > 0 else "–"
+    print(f"| {label} | {scen} | " + " | ".join(fmt(c.get(t)) for t in ours + peers) + f" | {best_s} | {ratio('ours-fs')} | {ratio('ours-http')} | {floor_s} | {over_floor} |")
+per_file = [(int(k[1]), k[0], cell[k]) for k in order if k[3] == "B" and "ours-fs" in cell[k] and cell[k]["ours-fs"][0] != "NA"]
+if per_file:
+    print("\nB (no change) per file, ours-fs and the stat walk of the same tree:\n")
+    print("| files | ours-fs B | per file | peak RSS | per file | stat walk per file |")
+    print("|---|---|---|---|---|---|")
+    for n, ds, c in sorted(per_file):
+        med, rss, _ = c["ours-fs"]
+        fl = c.get(floor)
+        fl_s = f"{float(fl[0]) / n * 1e6:.2f} µs" if fl else "–"
+        print(f"| {n:,} ({ds}) | {float(med):.2f} s | {float(med) / n * 1e6:.2f} µs | {float(rss):.0f} MB | {float(rss) * 1024 * 1024 / n:.0f} B | {fl_s} |")
 servers = [f"{k[0]} {k[3]}: {v['ours-http'][2]}" for k, v in ((k, cell[k]) for k in order) if "ours-http" in v and v["ours-http"][2]]
 if notes: print("\nNotes: " + "; ".join(notes) + ".")
 if servers: print("\nsync-server (ours-http) peak RSS: " + "; ".join(servers) + ".")
@@ -398,7 +431,7 @@ main() {
     rerun)
       build_ours; touch "$RESULTS"
       for t in $TOOLS; do      # drop the rows of TOOLS on DATASETS only
-        awk -F'\t' -v t="$t" -v ds=" ${DATASETS:-small large big} " \
+        awk -F'\t' -v t="$t" -v ds=" ${DATASETS:-small large big huge} " \
           '!($5 == t && index(ds, " " tolower($1) " "))' "$RESULTS" >"$RESULTS.tmp"
         mv "$RESULTS.tmp" "$RESULTS"
       done
