@@ -49,8 +49,8 @@ use sync_core::server::{
 };
 use sync_core::{
     ArchiveRequest, ChangePage, ContentHash, Cursor, DeleteRequest, Epoch, Error, Fetched,
-    FolderRequest, ItemKind, ItemMeta, Key, PushOutcome, PushRequest, Result, Revision,
-    ServerConfig, ServerStore, TenantId, VersionMeta,
+    FolderRequest, HistoryPage, HistoryRange, ItemKind, ItemMeta, Key, PushOutcome, PushRequest,
+    Result, Revision, ServerConfig, ServerStore, TenantId, VersionMeta,
 };
 use tokio_postgres::config::SslMode;
 use tokio_postgres::types::ToSql;
@@ -974,27 +974,47 @@ impl ServerStore for PgServerStore {
         }
     }
 
-    async fn history(&self, tenant: &TenantId, key: &Key) -> Result<Vec<VersionMeta>> {
+    /// One statement (one snapshot): the page, read on the `versions_by_key` index, at most
+    /// one row more than the page size, and whether the key has any version at all (a second
+    /// index probe that matters only when the page is empty).
+    async fn history(
+        &self,
+        tenant: &TenantId,
+        key: &Key,
+        range: HistoryRange,
+    ) -> Result<HistoryPage> {
+        let before = range
+            .before
+            .map_or(i64::MAX, |r| i64::try_from(r.0).unwrap_or(i64::MAX));
+        let fetch = i64::try_from(range.page_size() + 1).unwrap_or(i64::MAX);
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(&format!(
-                "SELECT {VERSION_COLUMNS} FROM versions \
-                 WHERE tenant = $1 AND key = $2 ORDER BY rev"
+                "SELECT EXISTS (SELECT 1 FROM versions WHERE tenant = $1 AND key = $2), p.* \
+                 FROM (SELECT 1) AS one LEFT JOIN LATERAL ( \
+                     SELECT {VERSION_COLUMNS} FROM versions \
+                     WHERE tenant = $1 AND key = $2 AND rev < $3 \
+                     ORDER BY rev DESC LIMIT $4 \
+                 ) p ON true ORDER BY p.rev DESC"
             ))
             .await
             .map_err(pg)?;
         let rows = client
-            .query(&stmt, &[&tenant.as_str(), &key.as_str()])
+            .query(&stmt, &[&tenant.as_str(), &key.as_str(), &before, &fetch])
             .await
             .map_err(pg)?;
-        if rows.is_empty() {
+        let mut out = Vec::with_capacity(rows.len());
+        let mut known = false;
+        for row in &rows {
+            known = row.try_get(0).map_err(pg)?;
+            if row.try_get::<_, Option<i64>>(1).map_err(pg)?.is_some() {
+                out.push(version_from_row(row, 1)?);
+            }
+        }
+        if !known {
             return Err(Error::NotFound { key: key.clone() });
         }
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            out.push(version_from_row(row, 0)?);
-        }
-        Ok(out)
+        Ok(HistoryPage::from_rows(out, range))
     }
 
     async fn archive(&self, tenant: &TenantId, req: ArchiveRequest) -> Result<VersionMeta> {

@@ -592,7 +592,7 @@ async fn racing_writers_on_two_stores_lose_nothing() {
     let mut issued = Vec::new();
     let mut histories = std::collections::HashMap::new();
     for m in &page.changes {
-        let h = b.history(&tenant, &m.key).await.unwrap();
+        let h = sync_core::full_history(&b, &tenant, &m.key).await.unwrap();
         issued.extend(h.iter().map(|v| v.rev.0));
         histories.insert(m.key.as_str().to_owned(), h);
     }

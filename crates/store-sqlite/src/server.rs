@@ -20,8 +20,8 @@ use sync_core::server::{
 };
 use sync_core::{
     ArchiveRequest, ChangePage, ContentHash, Cursor, DeleteRequest, Epoch, Error, Fetched,
-    FolderRequest, ItemKind, ItemMeta, Key, PushOutcome, PushRequest, Result, Revision,
-    ServerConfig, ServerStore, TenantId, VersionMeta,
+    FolderRequest, HistoryPage, HistoryRange, ItemKind, ItemMeta, Key, PushOutcome, PushRequest,
+    Result, Revision, ServerConfig, ServerStore, TenantId, VersionMeta,
 };
 
 use crate::blobs::{self, BlobData};
@@ -604,36 +604,57 @@ impl ServerStore for SqliteServerStore {
         .await
     }
 
-    async fn history(&self, tenant: &TenantId, key: &Key) -> Result<Vec<VersionMeta>> {
+    /// One read transaction: the page (the primary key is (tenant, key, rev), so this is an
+    /// index range read of at most one row more than the page), and, only when the page is
+    /// empty, whether the key has any version at all.
+    async fn history(
+        &self,
+        tenant: &TenantId,
+        key: &Key,
+        range: HistoryRange,
+    ) -> Result<HistoryPage> {
         let name = tenant.as_str().to_owned();
         let k = key.clone();
-        let versions = self
+        let before = range
+            .before
+            .map_or(i64::MAX, |r| i64::try_from(r.0).unwrap_or(i64::MAX));
+        let fetch = i64::try_from(range.page_size() + 1).unwrap_or(i64::MAX);
+        let found = self
             .inner
             .db
-            .call(move |conn| -> Result<Vec<VersionMeta>, StoreError> {
-                let tx = conn.transaction()?;
-                let Some((id, _)) = tenant_id(&tx, &name)? else {
-                    return Ok(Vec::new());
-                };
-                let mut out = Vec::new();
-                {
-                    let mut stmt = tx.prepare_cached(
-                        "SELECT rev, hash, size, stamp_millis, stamp_counter, stamp_node, \
-                         deleted FROM versions WHERE tenant = ?1 AND key = ?2 ORDER BY rev",
-                    )?;
-                    let mut rows = stmt.query(params![id, k.as_str()])?;
-                    while let Some(row) = rows.next()? {
-                        out.push(version_from_row(row, 0)?);
+            .call(
+                move |conn| -> Result<Option<Vec<VersionMeta>>, StoreError> {
+                    let tx = conn.transaction()?;
+                    let Some((id, _)) = tenant_id(&tx, &name)? else {
+                        return Ok(None);
+                    };
+                    let mut out = Vec::new();
+                    {
+                        let mut stmt = tx.prepare_cached(
+                            "SELECT rev, hash, size, stamp_millis, stamp_counter, stamp_node, \
+                         deleted FROM versions WHERE tenant = ?1 AND key = ?2 AND rev < ?3 \
+                         ORDER BY rev DESC LIMIT ?4",
+                        )?;
+                        let mut rows = stmt.query(params![id, k.as_str(), before, fetch])?;
+                        while let Some(row) = rows.next()? {
+                            out.push(version_from_row(row, 0)?);
+                        }
                     }
-                }
-                tx.commit()?;
-                Ok(out)
-            })
+                    let known = !out.is_empty()
+                    || tx
+                        .prepare_cached(
+                            "SELECT EXISTS (SELECT 1 FROM versions WHERE tenant = ?1 AND key = ?2)",
+                        )?
+                        .query_row(params![id, k.as_str()], |r| r.get::<_, bool>(0))?;
+                    tx.commit()?;
+                    Ok(known.then_some(out))
+                },
+            )
             .await?;
-        if versions.is_empty() {
-            return Err(Error::NotFound { key: key.clone() });
+        match found {
+            Some(rows) => Ok(HistoryPage::from_rows(rows, range)),
+            None => Err(Error::NotFound { key: key.clone() }),
         }
-        Ok(versions)
     }
 
     async fn archive(&self, tenant: &TenantId, req: ArchiveRequest) -> Result<VersionMeta> {

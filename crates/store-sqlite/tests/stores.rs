@@ -306,7 +306,9 @@ async fn server_reopen_keeps_epoch_items_history_and_large_blobs() {
         .await
         .unwrap();
         page = s.changes(&t, None, 100).await.unwrap();
-        history = s.history(&t, &key("a/b/small.txt")).await.unwrap();
+        history = sync_core::full_history(&s, &t, &key("a/b/small.txt"))
+            .await
+            .unwrap();
         head = page.cursor.rev();
         assert_eq!(history.len(), 3);
         assert_eq!(
@@ -320,8 +322,15 @@ async fn server_reopen_keeps_epoch_items_history_and_large_blobs() {
         .unwrap();
     assert_eq!(s.epoch().await.unwrap(), epoch, "epoch persisted");
     assert_eq!(s.changes(&t, None, 100).await.unwrap(), page);
-    assert_eq!(s.history(&t, &key("a/b/small.txt")).await.unwrap(), history);
-    let big_versions = s.history(&t, &key("big.bin")).await.unwrap();
+    assert_eq!(
+        sync_core::full_history(&s, &t, &key("a/b/small.txt"))
+            .await
+            .unwrap(),
+        history
+    );
+    let big_versions = sync_core::full_history(&s, &t, &key("big.bin"))
+        .await
+        .unwrap();
     let old = s
         .fetch(&t, &key("big.bin"), Some(big_versions[0].rev))
         .await

@@ -15,8 +15,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::{
-    ArchiveRequest, ChangePage, Cursor, DeleteRequest, Epoch, Fetched, FolderRequest, ItemMeta,
-    Key, PushOutcome, PushRequest, Result, Revision, TenantId, VersionMeta,
+    ArchiveRequest, ChangePage, Cursor, DeleteRequest, Epoch, Error, Fetched, FolderRequest,
+    HistoryPage, HistoryRange, ItemMeta, Key, PushOutcome, PushRequest, Result, Revision, TenantId,
+    VersionMeta, MAX_HISTORY_PAGE,
 };
 
 /// Server-side storage of every tenant's items.
@@ -94,8 +95,18 @@ pub trait ServerStore: Send + Sync {
     /// Creates a folder path and its parents.
     async fn ensure_folder(&self, tenant: &TenantId, req: FolderRequest) -> Result<ItemMeta>;
 
-    /// Every version of `key`, oldest first. Unknown key: [`crate::Error::NotFound`].
-    async fn history(&self, tenant: &TenantId, key: &Key) -> Result<Vec<VersionMeta>>;
+    /// One page of `key`'s history: the versions below `range.before`, newest first, at most
+    /// [`HistoryRange::page_size`] of them, and where the next page starts
+    /// ([`HistoryPage::from_rows`] makes it from one more row than the page size). A store
+    /// reads it with an index on (tenant, key, revision), not by reading the whole history.
+    /// A key with no version at all: [`crate::Error::NotFound`]; a page past the oldest
+    /// version of a known key is empty.
+    async fn history(
+        &self,
+        tenant: &TenantId,
+        key: &Key,
+        range: HistoryRange,
+    ) -> Result<HistoryPage>;
 
     /// Keeps content in `key`'s history without making it current.
     async fn archive(&self, tenant: &TenantId, req: ArchiveRequest) -> Result<VersionMeta>;
@@ -116,6 +127,36 @@ pub trait ServerStore: Send + Sync {
     async fn check(&self) -> Result<()> {
         Ok(())
     }
+}
+
+/// Every version of `key` that `store` keeps, oldest first, read page by page (what
+/// [`crate::Transport::history`] answers for an in-process store). Fails with
+/// [`Error::Storage`] when a page does not move back (a store that breaks the contract),
+/// instead of looping.
+pub async fn full_history<S: ServerStore + ?Sized>(
+    store: &S,
+    tenant: &TenantId,
+    key: &Key,
+) -> Result<Vec<VersionMeta>> {
+    let mut range = HistoryRange::newest(MAX_HISTORY_PAGE);
+    let mut out = Vec::new();
+    loop {
+        let page = store.history(tenant, key, range).await?;
+        out.extend(page.versions);
+        match page.next_before {
+            None => break,
+            Some(next) if range.before.is_none_or(|b| next < b) => {
+                range = HistoryRange::before(next, MAX_HISTORY_PAGE);
+            }
+            Some(next) => {
+                return Err(Error::storage(format!(
+                    "{key}: a history page said to go on before revision {next}, which does                      not move back; the store is inconsistent"
+                )))
+            }
+        }
+    }
+    out.reverse();
+    Ok(out)
 }
 
 /// Settings every server store takes.

@@ -477,6 +477,36 @@ async fn every_error_code_of_the_protocol() {
             "invalid_request",
         ),
         case(
+            "history limit 0",
+            get("/sync/v1/history/docs/a.txt?limit=0", A),
+            S::BAD_REQUEST,
+            "invalid_request",
+        ),
+        case(
+            "history limit over a page",
+            get("/sync/v1/history/docs/a.txt?limit=1001", A),
+            S::BAD_REQUEST,
+            "invalid_request",
+        ),
+        case(
+            "history limit not a number",
+            get("/sync/v1/history/docs/a.txt?limit=-1", A),
+            S::BAD_REQUEST,
+            "invalid_request",
+        ),
+        case(
+            "history before not a revision",
+            get("/sync/v1/history/docs/a.txt?before=latest", A),
+            S::BAD_REQUEST,
+            "invalid_request",
+        ),
+        case(
+            "history before 0",
+            get("/sync/v1/history/docs/a.txt?before=0", A),
+            S::BAD_REQUEST,
+            "invalid_request",
+        ),
+        case(
             "wait too long",
             get("/sync/v1/changes?wait=61", A),
             S::BAD_REQUEST,
@@ -980,7 +1010,7 @@ async fn successful_answers_follow_the_protocol() {
         .iter()
         .map(|v| v["rev"].as_u64().unwrap())
         .collect();
-    assert_eq!(revs, vec![rev, 101]);
+    assert_eq!(revs, vec![101, rev], "newest first");
     // Folders: 200, idempotent.
     for _ in 0..2 {
         let a = call(
@@ -1103,5 +1133,74 @@ async fn mounted_under_an_app_prefix() {
     assert_eq!(
         (a.status, a.code().as_str()),
         (StatusCode::BAD_REQUEST, "invalid_key")
+    );
+}
+
+/// `GET /history` pages: `limit` versions newest first, `next_before` where the next page
+/// starts (`null` on the last), `before` continues there; no `limit` is a page of 1000.
+#[tokio::test]
+async fn history_is_answered_in_pages() {
+    let s = server(ServerOptions::default()).await;
+    let (t, k) = (TenantId::new("a"), Key::new("docs/a.txt").unwrap());
+    let mut rev = Revision(2);
+    for i in 0..4u8 {
+        let content = Bytes::from(vec![b'0' + i; 3]);
+        let outcome = s
+            .store
+            .push(
+                &t,
+                PushRequest {
+                    key: k.clone(),
+                    precondition: Precondition::Match(rev),
+                    hash: ContentHash::of(&content),
+                    content,
+                    stamp: Stamp::at(1_000_000, NodeId(7)),
+                    seen: Revision::ZERO,
+                },
+            )
+            .await
+            .unwrap();
+        let PushOutcome::Accepted(m) = outcome else {
+            panic!("push {i}: {outcome:?}");
+        };
+        rev = m.rev;
+    }
+    let revs = |v: &Value| -> Vec<u64> {
+        v["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["rev"].as_u64().unwrap())
+            .collect()
+    };
+    let page = |uri: String| {
+        let app = s.app.clone();
+        async move {
+            let request = req("GET", &uri)
+                .header(header::AUTHORIZATION, A)
+                .body(empty())
+                .unwrap();
+            let a = call(&app, request).await;
+            assert_eq!(a.status, StatusCode::OK, "{uri}: {:?}", a.body);
+            a.json()
+        }
+    };
+    let all = page("/sync/v1/history/docs/a.txt".into()).await;
+    assert_eq!(revs(&all), [6, 5, 4, 3, 2], "one page, newest first");
+    assert!(all["next_before"].is_null(), "{all}");
+    let first = page("/sync/v1/history/docs/a.txt?limit=2".into()).await;
+    assert_eq!(revs(&first), [6, 5]);
+    assert_eq!(first["next_before"], 5);
+    let second = page("/sync/v1/history/docs/a.txt?limit=2&before=5".into()).await;
+    assert_eq!(revs(&second), [4, 3]);
+    assert_eq!(second["next_before"], 3);
+    let last = page("/sync/v1/history/docs/a.txt?limit=2&before=3".into()).await;
+    assert_eq!(revs(&last), [2]);
+    assert!(last["next_before"].is_null(), "{last}");
+    let past = page("/sync/v1/history/docs/a.txt?before=2".into()).await;
+    assert_eq!(
+        revs(&past),
+        Vec::<u64>::new(),
+        "a page past the oldest is empty"
     );
 }

@@ -22,8 +22,8 @@ use crate::server::{
 };
 use crate::{
     ArchiveRequest, ChangePage, ContentHash, Cursor, DeleteRequest, Epoch, Error, Fetched,
-    FolderRequest, ItemMeta, Key, PushOutcome, PushRequest, Result, Revision, ServerConfig,
-    ServerStore, TenantId, VersionMeta,
+    FolderRequest, HistoryPage, HistoryRange, ItemMeta, Key, PushOutcome, PushRequest, Result,
+    Revision, ServerConfig, ServerStore, TenantId, VersionMeta,
 };
 
 /// One key's server state: its current version (`None` when only archived versions exist)
@@ -264,14 +264,31 @@ impl ServerStore for MemoryServerStore {
         Ok(write.value)
     }
 
-    async fn history(&self, tenant: &TenantId, key: &Key) -> Result<Vec<VersionMeta>> {
+    async fn history(
+        &self,
+        tenant: &TenantId,
+        key: &Key,
+        range: HistoryRange,
+    ) -> Result<HistoryPage> {
         let inner = self.lock();
         let entry = inner
             .tenants
             .get(tenant)
             .and_then(|t| t.items.get(key))
+            .filter(|e| !e.history.is_empty())
             .ok_or_else(|| Error::NotFound { key: key.clone() })?;
-        Ok(entry.history.iter().map(ItemMeta::version).collect())
+        // The history is in revision order: a binary search finds the end of the page.
+        let end = match range.before {
+            None => entry.history.len(),
+            Some(before) => entry.history.partition_point(|m| m.rev < before),
+        };
+        let rows = entry.history[..end]
+            .iter()
+            .rev()
+            .take(range.page_size() + 1)
+            .map(ItemMeta::version)
+            .collect();
+        Ok(HistoryPage::from_rows(rows, range))
     }
 
     async fn archive(&self, tenant: &TenantId, req: ArchiveRequest) -> Result<VersionMeta> {
@@ -492,7 +509,9 @@ mod tests {
             .unwrap();
         assert_eq!(v.rev, Revision(10));
         assert_eq!(
-            store.history(&t, &key("lost.txt")).await.unwrap(),
+            crate::full_history(&store, &t, &key("lost.txt"))
+                .await
+                .unwrap(),
             vec![v.clone()]
         );
         assert!(matches!(

@@ -24,6 +24,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod history;
 mod replica;
 mod server_store;
 mod state_store;

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
+use super::history::history_is_paged;
 use super::transport::protocol_checks;
 use super::{key, push_req, Check, NODE};
 use crate::memory::LocalTransport;
@@ -54,6 +55,7 @@ where
     folder_stamps_are_clamped(c("folder_stamps_are_clamped"), make(config()).await).await;
     unknown_tenant_is_empty(c("unknown_tenant_is_empty"), make(config()).await).await;
     fetch_many_keeps_to_its_budget(c("fetch_many_keeps_to_its_budget"), make(config()).await).await;
+    history_is_paged(c("history_is_paged"), make(config()).await, tenant()).await;
 
     protocol_checks(SUITE, || {
         make(config())
@@ -272,7 +274,10 @@ async fn stamps_are_clamped<S: ServerStore>(c: Check, s: S) {
         vec![far.clamped(NOW, skew), near],
         "stamps in the feed",
     );
-    let history = c.ok(s.history(&tenant(), &key("future.txt")).await, "history");
+    let history = c.ok(
+        crate::full_history(&s, &tenant(), &key("future.txt")).await,
+        "history",
+    );
     c.eq(history[0].stamp.millis, NOW, "clamped stamp in history");
 
     let archived = c.ok(
