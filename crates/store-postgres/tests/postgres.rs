@@ -388,7 +388,7 @@ async fn stores_connecting_at_once_migrate_once_and_share_one_epoch() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3], "each migration recorded once");
+    assert_eq!(versions, vec![1, 2, 3, 4], "each migration recorded once");
 
     // A database migrated by a newer version is refused, untouched.
     admin
@@ -631,6 +631,126 @@ async fn racing_writers_on_two_stores_lose_nothing() {
             (rev, hash),
             "{key}"
         );
+    }
+    drop((a, b));
+    schemas.drop_all().await;
+}
+
+/// Retention on PostgreSQL: a dropped version's blob row goes when nothing refers to it, one a
+/// kept version (of another tenant) refers to stays; and writers of shared content racing
+/// the prunes of two stores never leave a version whose blob is gone (the blob locks of
+/// `sync_apply` and `sync_prune`). Large contents, which a write does not send when it finds
+/// them stored, are the case a prune could otherwise break.
+#[tokio::test]
+async fn retention_drops_unreferenced_blobs_and_never_a_referenced_one() {
+    let Some(server) = common::server_url("retention_drops_unreferenced_blobs") else {
+        return;
+    };
+    let schemas = common::Schemas::new(&server);
+    let (name, url) = schemas.fresh().await;
+    let config = || ServerConfig {
+        retention: Some(sync_core::server::Retention::new(1, Duration::ZERO)),
+        ..ServerConfig::default()
+    };
+    let a = PgServerStore::connect(&url, config()).await.unwrap();
+    let b = PgServerStore::connect(&url, config()).await.unwrap();
+    let admin = common::admin(&server).await;
+    let blobs_sql = format!("SELECT hash FROM {name}.blobs ORDER BY hash");
+    let large = |seed: u8| vec![seed; 70 * 1024];
+    let (t, u) = (TenantId::new("t"), TenantId::new("u"));
+    let first = accepted(
+        a.push(&t, push_req("k", &large(1), Precondition::Create))
+            .await
+            .unwrap(),
+    );
+    accepted(
+        b.push(&u, push_req("k", &large(1), Precondition::Create))
+            .await
+            .unwrap(),
+    );
+    let second = accepted(
+        a.push(&t, push_req("k", b"small", Precondition::Match(first.rev)))
+            .await
+            .unwrap(),
+    );
+    accepted(
+        a.push(
+            &t,
+            push_req("k", &large(3), Precondition::Match(second.rev)),
+        )
+        .await
+        .unwrap(),
+    );
+    let mut expected = vec![
+        ContentHash::of(&large(1)).to_hex(),
+        ContentHash::of(&large(3)).to_hex(),
+    ];
+    expected.sort();
+    let stored: Vec<String> = admin
+        .query(&blobs_sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(stored, expected, "the small blob went, u's stayed");
+    assert!(matches!(
+        a.fetch(&t, &Key::new("k").unwrap(), Some(first.rev)).await,
+        Err(Error::NotFound { .. })
+    ));
+
+    // Races: in each round, tenant t overwrites "k2" with new content (which drops the
+    // version before and so its content), while tenant u, on the other store, at the same
+    // moment writes a new key with the content t is dropping: found stored by u's read, and
+    // gone by its apply unless the blob locks hold.
+    let rounds = 80u8;
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let content = |round: u8| vec![round; 70 * 1024];
+    let mut rev = accepted(
+        a.push(&t, push_req("k2", &content(0), Precondition::Create))
+            .await
+            .unwrap(),
+    )
+    .rev;
+    let overwriter = {
+        let (a, t, barrier) = (a.clone(), t.clone(), barrier.clone());
+        tokio::spawn(async move {
+            for round in 1..=rounds {
+                barrier.wait().await;
+                let req = push_req("k2", &content(round), Precondition::Match(rev));
+                rev = accepted(a.push(&t, req).await.unwrap()).rev;
+            }
+        })
+    };
+    let copier = {
+        let (b, u, barrier) = (b.clone(), u.clone(), barrier.clone());
+        tokio::spawn(async move {
+            for round in 1..=rounds {
+                barrier.wait().await;
+                let k = format!("copy-{round}");
+                let req = push_req(&k, &content(round - 1), Precondition::Create);
+                accepted(b.push(&u, req).await.unwrap());
+            }
+        })
+    };
+    overwriter.await.unwrap();
+    copier.await.unwrap();
+    let dangling: i64 = admin
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {name}.versions v WHERE v.hash IS NOT NULL \
+                 AND NOT EXISTS (SELECT 1 FROM {name}.blobs b WHERE b.hash = v.hash)"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(dangling, 0, "versions whose blob is gone");
+    for round in 1..=rounds {
+        let k = Key::new(format!("copy-{round}")).unwrap();
+        let f = b.fetch(&u, &k, None).await.unwrap();
+        assert_eq!(f.content, content(round - 1), "{k}");
     }
     drop((a, b));
     schemas.drop_all().await;

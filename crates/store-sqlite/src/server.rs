@@ -16,7 +16,7 @@ use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sync_core::server::{
     change_page, check_content_off_thread, feed_after, keys_to_read, rows_to_read, Decision,
-    Watchers, Write, WriteRules,
+    Watchers, Write, WriteRules, PRUNE_PER_WRITE,
 };
 use sync_core::{
     ArchiveRequest, ChangePage, ContentHash, Cursor, DeleteRequest, Epoch, Error, Fetched,
@@ -159,8 +159,10 @@ impl SqliteServerStore {
                     .map_err(StoreError::from)?;
                 let mut w = Writer::load(&tx, &name)?;
                 let value = f(&tx, &inner, &mut w)?;
+                let dropped = prune(&tx, &inner, &w)?;
                 w.save(&tx)?;
                 tx.commit().map_err(StoreError::from)?;
+                blobs::remove_files(&dropped);
                 if w.feed_moved {
                     inner.watchers.notify(&name);
                 }
@@ -192,6 +194,8 @@ struct Writer {
     loaded: Revision,
     /// True once this transaction put something into the change feed.
     feed_moved: bool,
+    /// Every key this transaction wrote a version of (for retention).
+    written: Vec<Key>,
 }
 
 impl Writer {
@@ -210,6 +214,7 @@ impl Writer {
             counter,
             loaded: counter,
             feed_moved: false,
+            written: Vec::new(),
         })
     }
 
@@ -239,11 +244,74 @@ impl Writer {
     fn store<T>(&mut self, conn: &Connection, write: &Write<T>) -> Result<(), StoreError> {
         for row in &write.rows {
             put_row(conn, self.tenant, &row.item, row.current)?;
+            if !self.written.contains(&row.item.key) {
+                self.written.push(row.item.key.clone());
+            }
         }
         self.feed_moved |= write.feed_head().is_some();
         self.counter = write.counter;
         Ok(())
     }
+}
+
+/// Retention, inside the write's transaction: drops the versions of the keys `w` wrote that
+/// the store's [`Retention`](sync_core::server::Retention) lets go (beyond the newest
+/// `keep_versions`, stamped before the cutoff, not current; at most [`PRUNE_PER_WRITE`] in
+/// all, oldest first), then the blobs nothing refers to any more. Returns the blob files to
+/// remove once the transaction has committed. The rule is `Retention::prunable`'s, as SQL
+/// (the conformance suite checks that every store drops the same versions).
+fn prune(
+    conn: &Connection,
+    inner: &Inner,
+    w: &Writer,
+) -> Result<Vec<std::path::PathBuf>, StoreError> {
+    let Some(retention) = inner.rules.config().retention else {
+        return Ok(Vec::new());
+    };
+    let cutoff = u64_to_sql(retention.cutoff_millis(inner.rules.config().time.now_millis()));
+    let keep = i64::try_from(retention.keep_versions()).unwrap_or(i64::MAX);
+    let mut budget = PRUNE_PER_WRITE;
+    let mut hashes: Vec<ContentHash> = Vec::new();
+    for key in &w.written {
+        // The newest revision beyond the kept count: only it and older ones may go.
+        let threshold: Option<i64> = conn
+            .prepare_cached(
+                "SELECT rev FROM versions WHERE tenant = ?1 AND key = ?2 \
+                 ORDER BY rev DESC LIMIT 1 OFFSET ?3",
+            )?
+            .query_row(params![w.tenant, key.as_str(), keep], |r| r.get(0))
+            .optional()?;
+        let Some(threshold) = threshold else {
+            continue;
+        };
+        let current: Option<i64> = conn
+            .prepare_cached("SELECT rev FROM items WHERE tenant = ?1 AND key = ?2")?
+            .query_row(params![w.tenant, key.as_str()], |r| r.get(0))
+            .optional()?;
+        let limit = i64::try_from(budget).unwrap_or(i64::MAX);
+        let gone: Vec<Option<Vec<u8>>> = conn
+            .prepare_cached(
+                "DELETE FROM versions WHERE tenant = ?1 AND key = ?2 AND rev IN ( \
+                     SELECT rev FROM versions WHERE tenant = ?1 AND key = ?2 AND rev <= ?3 \
+                     AND stamp_millis < ?4 AND rev IS NOT ?5 ORDER BY rev LIMIT ?6 \
+                 ) RETURNING hash",
+            )?
+            .query_map(
+                params![w.tenant, key.as_str(), threshold, cutoff, current, limit],
+                |r| r.get(0),
+            )?
+            .collect::<Result<_, _>>()?;
+        budget = budget.saturating_sub(gone.len());
+        for hash in gone {
+            hashes.extend(hash_from_sql(hash)?);
+        }
+        if budget == 0 {
+            break;
+        }
+    }
+    hashes.sort();
+    hashes.dedup();
+    blobs::drop_unreferenced(conn, inner.blob_dir.as_deref(), &hashes)
 }
 
 /// Writes one version: made current (the feed) unless it is an archive, and recorded in the
@@ -572,8 +640,10 @@ impl ServerStore for SqliteServerStore {
                         Err(e) => results.push(Err(e)),
                     }
                 }
+                let dropped = prune(&tx, &inner, &w)?;
                 w.save(&tx)?;
                 tx.commit().map_err(StoreError::from)?;
+                blobs::remove_files(&dropped);
                 if w.feed_moved {
                     inner.watchers.notify(&name);
                 }

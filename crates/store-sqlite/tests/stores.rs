@@ -743,3 +743,75 @@ async fn the_rollback_journal_option_leaves_wal_and_keeps_working() {
         .unwrap();
     assert_eq!(fetched.content.as_ref(), b"two");
 }
+
+/// Retention drops the rows and files of blobs no version refers to any more, after the
+/// write's commit, and keeps those a kept version (of any tenant) still refers to.
+#[tokio::test]
+async fn retention_removes_unreferenced_blob_rows_and_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.db");
+    let config = ServerConfig {
+        retention: Some(sync_core::server::Retention::new(1, Duration::ZERO)),
+        ..ServerConfig::default()
+    };
+    let s = SqliteServerStore::open(&path, config).await.unwrap();
+    let blob_dir = s.blob_dir().unwrap().to_path_buf();
+    let (t, other) = (tenant(), TenantId::new("bob"));
+    let large = |seed| pseudo_random(INLINE_MAX + 10, seed);
+    let first = accepted(
+        s.push(&t, push("k.bin", Precondition::Create, &large(1)))
+            .await
+            .unwrap(),
+    );
+    accepted(
+        s.push(&other, push("k.bin", Precondition::Create, &large(1)))
+            .await
+            .unwrap(),
+    );
+    let second = accepted(
+        s.push(&t, push("k.bin", Precondition::Match(first.rev), &large(2)))
+            .await
+            .unwrap(),
+    );
+    let third = accepted(
+        s.push(&t, push("k.bin", Precondition::Match(second.rev), b"small"))
+            .await
+            .unwrap(),
+    );
+    accepted(
+        s.push(&t, push("k.bin", Precondition::Match(third.rev), &large(3)))
+            .await
+            .unwrap(),
+    );
+    let file = |seed| {
+        let hex = ContentHash::of(&large(seed)).to_hex();
+        blob_dir.join(&hex[..2]).join(hex)
+    };
+    assert!(file(1).exists(), "bob's current version refers to it");
+    assert!(!file(2).exists(), "no version refers to it");
+    assert!(file(3).exists());
+    assert_eq!(
+        files_under(&blob_dir).len(),
+        2,
+        "{:?}",
+        files_under(&blob_dir)
+    );
+    drop(s);
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let rows: Vec<Vec<u8>> = db
+        .prepare("SELECT hash FROM blobs ORDER BY hash")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut expected: Vec<Vec<u8>> = [large(1), large(3)]
+        .iter()
+        .map(|c| ContentHash::of(c).as_bytes().to_vec())
+        .collect();
+    expected.sort();
+    assert_eq!(
+        rows, expected,
+        "the small and the second large blob rows are gone"
+    );
+}

@@ -6,7 +6,10 @@
 //! pass [`crate::testkit::server_store_suite`] (feature `testkit`).
 //!
 //! Contract (checked by the suite): revisions follow the Lamport rule and never repeat; every
-//! overwritten or deleted version stays readable by revision; pushed content is verified against
+//! overwritten or deleted version stays readable by revision (with
+//! [`ServerConfig::retention`] set: until the retention rule drops it, and the current version
+//! always; a dropped version's content goes when no version refers to it); history is read
+//! in pages; pushed content is verified against
 //! its hash and the size limit; writing `a/b/c` creates the folders `a` and `a/b` if missing;
 //! tenants never see each other's items.
 
@@ -168,6 +171,9 @@ pub struct ServerConfig {
     pub max_skew: Duration,
     /// The server's clock.
     pub time: std::sync::Arc<dyn crate::TimeSource>,
+    /// Which old versions the store drops as it writes (default `None`: every version is kept
+    /// forever). See [`crate::server::Retention`].
+    pub retention: Option<crate::server::Retention>,
 }
 
 impl Default for ServerConfig {
@@ -176,6 +182,7 @@ impl Default for ServerConfig {
             max_item_bytes: crate::DEFAULT_MAX_ITEM_BYTES,
             max_skew: Duration::from_secs(60),
             time: std::sync::Arc::new(crate::SystemTimeSource),
+            retention: None,
         }
     }
 }

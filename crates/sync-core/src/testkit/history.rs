@@ -1,16 +1,19 @@
 //! The history checks of the [`ServerStore`] conformance suite: paging
-//! ([`ServerStore::history`] with a [`HistoryRange`]). Run from
+//! ([`ServerStore::history`] with a [`HistoryRange`]) and retention
+//! ([`crate::server::Retention`]). Run from
 //! [`super::server_store_suite`]. Test code: it panics on failure and must not be used by the
 //! engine.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::time::Duration;
+
 use bytes::Bytes;
 
 use super::{key, push_req, Check, NODE};
 use crate::{
-    ArchiveRequest, ContentHash, Error, HistoryRange, Key, Precondition, PushOutcome, Revision,
-    ServerStore, Stamp, TenantId, VersionMeta,
+    ArchiveRequest, ContentHash, Error, HistoryRange, Key, ManualTime, Precondition, PushOutcome,
+    Revision, ServerStore, Stamp, TenantId, VersionMeta,
 };
 
 /// Pushes `contents` to `k` one after another, the first over the current revision `after`
@@ -192,4 +195,157 @@ pub(crate) async fn history_is_paged<S: ServerStore>(c: Check, s: S, t: TenantId
             )),
         }
     }
+}
+
+/// How a store made for the retention checks is set up: keep the newest 2 versions and
+/// everything younger than an hour.
+pub(crate) const KEEP: usize = 2;
+/// See [`KEEP`].
+pub(crate) const KEEP_FOR: Duration = Duration::from_secs(3600);
+
+/// The contents the retention check writes, by name, for a store's own checks of where its
+/// bytes went (a large one goes to a file where a store keeps large content in files).
+pub fn retention_contents() -> Vec<(&'static str, Bytes)> {
+    vec![
+        ("pruned-large", Bytes::from(vec![b'L'; 100 * 1024])),
+        ("pruned-small", Bytes::from_static(b"pruned small")),
+        ("kept-large", Bytes::from(vec![b'K'; 100 * 1024])),
+        ("shared", Bytes::from_static(b"shared by two keys")),
+    ]
+}
+
+/// Retention: versions beyond the newest [`KEEP`] and older than [`KEEP_FOR`] go as the key is
+/// written (archived ones counted like any other); younger ones stay until they are old; the
+/// current version stays however old; a dropped version cannot be fetched, and content that
+/// another version (of any key or tenant) still refers to still reads.
+///
+/// `s` was made with `ServerConfig { retention: Some(Retention::new(KEEP, KEEP_FOR)), time }`
+/// and `time` at `now`.
+pub(crate) async fn retention_drops_old_versions<S: ServerStore>(
+    c: Check,
+    s: S,
+    time: &ManualTime,
+    now: u64,
+) {
+    let t = TenantId::new("tenant-a");
+    let old = Stamp::at(now - 2 * 3_600_000, NODE);
+    let young = Stamp::at(now, NODE);
+    let contents: Vec<(&str, Bytes)> = retention_contents();
+    let bytes = |name: &str| contents.iter().find(|(n, _)| *n == name).unwrap().1.clone();
+
+    // Old versions beyond the newest two go.
+    let k = key("old.txt");
+    let shared = bytes("shared");
+    let pruned = push_versions(
+        &c,
+        &s,
+        &t,
+        &k,
+        None,
+        &[&bytes("pruned-large"), &bytes("pruned-small"), &shared],
+        old,
+    )
+    .await;
+    let kept = push_versions(
+        &c,
+        &s,
+        &t,
+        &k,
+        pruned.last().map(|v| v.rev),
+        &[&bytes("kept-large"), b"old 5"],
+        old,
+    )
+    .await;
+    // Another key and another tenant hold the content of a version that goes.
+    push_versions(&c, &s, &t, &key("holder.txt"), None, &[&shared], old).await;
+    let other = TenantId::new("tenant-b");
+    push_versions(&c, &s, &other, &key("holder.txt"), None, &[&shared], old).await;
+    let history = read_pages(&c, &s, &t, &k, 10).await;
+    let revs = |vs: &[VersionMeta]| vs.iter().map(|v| v.rev).collect::<Vec<_>>();
+    c.eq(
+        revs(&history),
+        revs(&kept).into_iter().rev().collect(),
+        "only the newest two old versions stay",
+    );
+    for v in &pruned {
+        match s.fetch(&t, &k, Some(v.rev)).await {
+            Err(Error::NotFound { .. }) => {}
+            r => c.fail(format!(
+                "fetch of dropped revision {}: expected NotFound, got {:?}",
+                v.rev,
+                r.map(|f| f.version)
+            )),
+        }
+    }
+    let f = c.ok(
+        s.fetch(&t, &k, Some(kept[0].rev)).await,
+        "fetch a kept version",
+    );
+    c.eq(f.content, bytes("kept-large"), "a kept version's content");
+    for who in [&t, &other] {
+        let f = c.ok(
+            s.fetch(who, &key("holder.txt"), None).await,
+            "fetch content a dropped version shared",
+        );
+        c.eq(
+            f.content,
+            shared.clone(),
+            "content another version refers to",
+        );
+    }
+
+    // Young versions stay beyond the count, until they are old and the key is written again.
+    let y = key("young.txt");
+    let young_versions =
+        push_versions(&c, &s, &t, &y, None, &[b"y1", b"y2", b"y3", b"y4"], young).await;
+    c.eq(
+        read_pages(&c, &s, &t, &y, 10).await.len(),
+        4,
+        "versions younger than keep_for stay",
+    );
+    time.advance(2 * 3_600_000);
+    let last = push_versions(
+        &c,
+        &s,
+        &t,
+        &y,
+        young_versions.last().map(|v| v.rev),
+        &[b"y5"],
+        Stamp::at(now + 2 * 3_600_000, NODE),
+    )
+    .await;
+    let expected = vec![last[0].rev, young_versions[3].rev];
+    c.eq(
+        revs(&read_pages(&c, &s, &t, &y, 10).await),
+        expected,
+        "once old, the versions beyond the newest two go at the next write",
+    );
+
+    // The current version stays however old, archived losers above it or not.
+    let a = key("archived.txt");
+    let current = push_versions(&c, &s, &t, &a, None, &[b"current, old"], old).await;
+    let mut losers = Vec::new();
+    for loser in [b"loser 1", b"loser 2", b"loser 3"] {
+        losers.push(archive(&c, &s, &t, &a, loser, old).await);
+    }
+    c.eq(
+        revs(&read_pages(&c, &s, &t, &a, 10).await),
+        vec![losers[2].rev, losers[1].rev, current[0].rev],
+        "the newest two and the current version stay; the oldest loser goes",
+    );
+    let f = c.ok(s.fetch(&t, &a, None).await, "fetch the current version");
+    c.eq(
+        f.content,
+        Bytes::from_static(b"current, old"),
+        "the current version's content",
+    );
+    let f = c.ok(
+        s.fetch(&t, &a, Some(losers[1].rev)).await,
+        "fetch a kept loser",
+    );
+    c.eq(
+        f.content,
+        Bytes::from_static(b"loser 2"),
+        "a kept loser's content",
+    );
 }

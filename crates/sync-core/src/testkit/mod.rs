@@ -31,6 +31,7 @@ mod state_store;
 mod token_store;
 mod transport;
 
+pub use history::retention_contents;
 pub use replica::replica_suite;
 pub use server_store::server_store_suite;
 pub use state_store::state_store_suite;
