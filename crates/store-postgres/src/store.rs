@@ -19,6 +19,14 @@
 //!    the counter, and calls `pg_notify('sync_changes', tenant)` when the feed moved. If a key
 //!    changed, it writes nothing and returns NULL, and the write starts again from step 1
 //!    (up to [`MAX_RACES`] times; a lost race on the same key usually ends as a conflict).
+//! 4. **retention** (only with [`ServerConfig::retention`]): `SELECT sync_prune(...)`
+//!    (migration 4), sent right behind step 3 on the same connection (pipelined, so no extra
+//!    round trip) and run after it in its own transaction: it drops the old versions of the
+//!    keys written and then the blobs nothing refers to, under `FOR UPDATE` on their rows in
+//!    hash order. `sync_apply` takes `FOR KEY SHARE` on every blob its rows refer to and then
+//!    checks that they exist (a serialization failure, run again from step 1, if a prune
+//!    dropped one since the read), so a write never refers to a dropped blob, even one it
+//!    found stored and did not send. A failed prune is logged; the write stands.
 //!
 //! Why this is correct: whatever the rules' answer depends on (the keys' state) is checked
 //! under the lock; the counter only places the revisions, and moving all of a write's new

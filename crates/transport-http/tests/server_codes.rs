@@ -1204,3 +1204,52 @@ async fn history_is_answered_in_pages() {
         "a page past the oldest is empty"
     );
 }
+
+/// One answer of `GET /history` is bounded however long the history: 30,000 versions come as
+/// 30 pages of 1,000, each a bounded body. Prints the sizes (`-- --nocapture`).
+#[tokio::test]
+async fn a_long_history_is_answered_in_bounded_pages() {
+    let s = server(ServerOptions::default()).await;
+    let (t, k) = (TenantId::new("a"), Key::new("docs/a.txt").unwrap());
+    let mut rev = Revision(2);
+    for i in 0..30_000u32 {
+        let content = Bytes::from(i.to_string());
+        let req = PushRequest {
+            key: k.clone(),
+            precondition: Precondition::Match(rev),
+            hash: ContentHash::of(&content),
+            content,
+            stamp: Stamp::at(1_000_000, NodeId(7)),
+            seen: Revision::ZERO,
+        };
+        match s.store.push(&t, req).await.unwrap() {
+            PushOutcome::Accepted(m) => rev = m.rev,
+            other => panic!("push {i}: {other:?}"),
+        }
+    }
+    let (mut uri, mut pages, mut versions, mut bytes, mut largest) =
+        ("/sync/v1/history/docs/a.txt".to_owned(), 0, 0, 0, 0);
+    loop {
+        let request = req("GET", &uri)
+            .header(header::AUTHORIZATION, A)
+            .body(empty())
+            .unwrap();
+        let a = call(&s.app, request).await;
+        assert_eq!(a.status, StatusCode::OK);
+        let page = a.json();
+        pages += 1;
+        versions += page["versions"].as_array().unwrap().len();
+        bytes += a.body.len();
+        largest = largest.max(a.body.len());
+        match page["next_before"].as_u64() {
+            Some(next) => uri = format!("/sync/v1/history/docs/a.txt?before={next}"),
+            None => break,
+        }
+    }
+    println!("{versions} versions: {pages} pages, largest {largest} bytes, {bytes} bytes in all");
+    assert_eq!((versions, pages), (30_001, 31));
+    assert!(
+        largest < 200_000,
+        "a page of 1,000 versions is {largest} bytes"
+    );
+}
