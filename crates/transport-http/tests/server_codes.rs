@@ -1136,35 +1136,34 @@ async fn mounted_under_an_app_prefix() {
     );
 }
 
+/// Overwrites `docs/a.txt` of tenant `a` (revision 2 in [`server`]) `n` times with small
+/// distinct contents, straight in the store.
+async fn overwrite_a_txt(s: &Server, n: u32) {
+    let (t, k) = (TenantId::new("a"), Key::new("docs/a.txt").unwrap());
+    let mut rev = Revision(2);
+    for i in 0..n {
+        let content = Bytes::from(format!("version {i}"));
+        let req = PushRequest {
+            key: k.clone(),
+            precondition: Precondition::Match(rev),
+            hash: ContentHash::of(&content),
+            content,
+            stamp: Stamp::at(1_000_000, NodeId(7)),
+            seen: Revision::ZERO,
+        };
+        match s.store.push(&t, req).await.unwrap() {
+            PushOutcome::Accepted(m) => rev = m.rev,
+            other => panic!("push {i}: {other:?}"),
+        }
+    }
+}
+
 /// `GET /history` pages: `limit` versions newest first, `next_before` where the next page
 /// starts (`null` on the last), `before` continues there; no `limit` is a page of 1000.
 #[tokio::test]
 async fn history_is_answered_in_pages() {
     let s = server(ServerOptions::default()).await;
-    let (t, k) = (TenantId::new("a"), Key::new("docs/a.txt").unwrap());
-    let mut rev = Revision(2);
-    for i in 0..4u8 {
-        let content = Bytes::from(vec![b'0' + i; 3]);
-        let outcome = s
-            .store
-            .push(
-                &t,
-                PushRequest {
-                    key: k.clone(),
-                    precondition: Precondition::Match(rev),
-                    hash: ContentHash::of(&content),
-                    content,
-                    stamp: Stamp::at(1_000_000, NodeId(7)),
-                    seen: Revision::ZERO,
-                },
-            )
-            .await
-            .unwrap();
-        let PushOutcome::Accepted(m) = outcome else {
-            panic!("push {i}: {outcome:?}");
-        };
-        rev = m.rev;
-    }
+    overwrite_a_txt(&s, 4).await;
     let revs = |v: &Value| -> Vec<u64> {
         v["versions"]
             .as_array()
@@ -1210,23 +1209,7 @@ async fn history_is_answered_in_pages() {
 #[tokio::test]
 async fn a_long_history_is_answered_in_bounded_pages() {
     let s = server(ServerOptions::default()).await;
-    let (t, k) = (TenantId::new("a"), Key::new("docs/a.txt").unwrap());
-    let mut rev = Revision(2);
-    for i in 0..30_000u32 {
-        let content = Bytes::from(i.to_string());
-        let req = PushRequest {
-            key: k.clone(),
-            precondition: Precondition::Match(rev),
-            hash: ContentHash::of(&content),
-            content,
-            stamp: Stamp::at(1_000_000, NodeId(7)),
-            seen: Revision::ZERO,
-        };
-        match s.store.push(&t, req).await.unwrap() {
-            PushOutcome::Accepted(m) => rev = m.rev,
-            other => panic!("push {i}: {other:?}"),
-        }
-    }
+    overwrite_a_txt(&s, 30_000).await;
     let (mut uri, mut pages, mut versions, mut bytes, mut largest) =
         ("/sync/v1/history/docs/a.txt".to_owned(), 0, 0, 0, 0);
     loop {
