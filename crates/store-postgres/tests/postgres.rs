@@ -755,3 +755,56 @@ async fn retention_drops_unreferenced_blobs_and_never_a_referenced_one() {
     drop((a, b));
     schemas.drop_all().await;
 }
+
+/// What retention costs a write on PostgreSQL (a measurement, not a check: `cargo test
+/// --release -p store-postgres --test postgres retention_write_cost -- --ignored
+/// --nocapture`): 1,000 overwrites of one key with new content each, without retention and
+/// with `Retention::new(10, 0)` (from the 11th write on, each write drops one version and its
+/// blob in `sync_prune`), three rounds alternating, each on a fresh schema; prints each round
+/// and the medians.
+#[tokio::test]
+#[ignore = "a measurement; run it by name with --ignored --nocapture"]
+async fn retention_write_cost() {
+    let Some(server) = common::server_url("retention_write_cost") else {
+        return;
+    };
+    let schemas = common::Schemas::new(&server);
+    let round = |retention: Option<sync_core::server::Retention>| {
+        let schemas = schemas.clone();
+        async move {
+            let (_, url) = schemas.fresh().await;
+            let config = ServerConfig {
+                retention,
+                ..ServerConfig::default()
+            };
+            let s = PgServerStore::connect(&url, config).await.unwrap();
+            let t = TenantId::new("t");
+            let mut rev = None;
+            let started = Instant::now();
+            for i in 0..1_000u32 {
+                let pre = rev.map_or(Precondition::Create, Precondition::Match);
+                let req = push_req("k.txt", format!("content {i}").as_bytes(), pre);
+                rev = Some(accepted(s.push(&t, req).await.unwrap()).rev);
+            }
+            started.elapsed() / 1_000
+        }
+    };
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for r in 0..3 {
+        off.push(round(None).await);
+        on.push(round(Some(sync_core::server::Retention::new(10, Duration::ZERO))).await);
+        println!(
+            "round {r}: per write {:?} without retention, {:?} with",
+            off[r], on[r]
+        );
+    }
+    off.sort();
+    on.sort();
+    println!(
+        "median per write: {:?} without, {:?} with retention (x{:.2})",
+        off[1],
+        on[1],
+        on[1].as_secs_f64() / off[1].as_secs_f64()
+    );
+    schemas.drop_all().await;
+}

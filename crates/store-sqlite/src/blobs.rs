@@ -96,8 +96,8 @@ pub(crate) fn put(
     Ok(())
 }
 
-/// Deletes the blob rows of `hashes` that no version refers to any more (an index probe each,
-/// on `versions_by_hash`), inside the caller's transaction. Returns the files of those that
+/// Deletes the blob rows of `hashes` that no version refers to any more (one statement each,
+/// an index probe on `versions_by_hash`), inside the caller's transaction. Returns the files of those that
 /// lived in `dir`: remove them with [`remove_files`] once the transaction has committed.
 pub(crate) fn drop_unreferenced(
     conn: &Connection,
@@ -106,16 +106,13 @@ pub(crate) fn drop_unreferenced(
 ) -> Result<Vec<PathBuf>, StoreError> {
     let mut files = Vec::new();
     for hash in hashes {
-        let raw = hash.as_bytes().as_slice();
-        let used: bool = conn
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM versions WHERE hash = ?1)")?
-            .query_row([raw], |r| r.get(0))?;
-        if used {
-            continue;
-        }
         let inline: Option<bool> = conn
-            .prepare_cached("DELETE FROM blobs WHERE hash = ?1 RETURNING data IS NOT NULL")?
-            .query_row([raw], |r| r.get(0))
+            .prepare_cached(
+                "DELETE FROM blobs WHERE hash = ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM versions WHERE hash = ?1) \
+                 RETURNING data IS NOT NULL",
+            )?
+            .query_row([hash.as_bytes().as_slice()], |r| r.get(0))
             .optional()?;
         if let (Some(false), Some(dir)) = (inline, dir) {
             files.push(blob_path(dir, hash));

@@ -273,33 +273,23 @@ fn prune(
     let mut budget = PRUNE_PER_WRITE;
     let mut hashes: Vec<ContentHash> = Vec::new();
     for key in &w.written {
-        // The newest revision beyond the kept count: only it and older ones may go.
-        let threshold: Option<i64> = conn
-            .prepare_cached(
-                "SELECT rev FROM versions WHERE tenant = ?1 AND key = ?2 \
-                 ORDER BY rev DESC LIMIT 1 OFFSET ?3",
-            )?
-            .query_row(params![w.tenant, key.as_str(), keep], |r| r.get(0))
-            .optional()?;
-        let Some(threshold) = threshold else {
-            continue;
-        };
-        let current: Option<i64> = conn
-            .prepare_cached("SELECT rev FROM items WHERE tenant = ?1 AND key = ?2")?
-            .query_row(params![w.tenant, key.as_str()], |r| r.get(0))
-            .optional()?;
+        // One statement: the versions at or below the newest one beyond the kept count,
+        // stamped before the cutoff, not the current one, oldest first.
         let limit = i64::try_from(budget).unwrap_or(i64::MAX);
         let gone: Vec<Option<Vec<u8>>> = conn
             .prepare_cached(
                 "DELETE FROM versions WHERE tenant = ?1 AND key = ?2 AND rev IN ( \
-                     SELECT rev FROM versions WHERE tenant = ?1 AND key = ?2 AND rev <= ?3 \
-                     AND stamp_millis < ?4 AND rev IS NOT ?5 ORDER BY rev LIMIT ?6 \
+                     SELECT rev FROM versions WHERE tenant = ?1 AND key = ?2 \
+                     AND rev <= (SELECT rev FROM versions WHERE tenant = ?1 AND key = ?2 \
+                                 ORDER BY rev DESC LIMIT 1 OFFSET ?3) \
+                     AND stamp_millis < ?4 \
+                     AND rev IS NOT (SELECT rev FROM items WHERE tenant = ?1 AND key = ?2) \
+                     ORDER BY rev LIMIT ?5 \
                  ) RETURNING hash",
             )?
-            .query_map(
-                params![w.tenant, key.as_str(), threshold, cutoff, current, limit],
-                |r| r.get(0),
-            )?
+            .query_map(params![w.tenant, key.as_str(), keep, cutoff, limit], |r| {
+                r.get(0)
+            })?
             .collect::<Result<_, _>>()?;
         budget = budget.saturating_sub(gone.len());
         for hash in gone {

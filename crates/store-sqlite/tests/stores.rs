@@ -815,3 +815,54 @@ async fn retention_removes_unreferenced_blob_rows_and_files() {
         "the small and the second large blob rows are gone"
     );
 }
+
+/// What retention costs a write (a measurement, not a check: `cargo test --release -p
+/// store-sqlite --test stores retention_write_cost -- --ignored --nocapture`): 2,000
+/// overwrites of one key with new content each, on a file database, without retention and
+/// with `Retention::new(10, 0)` (from the 11th write on, each write drops one version and its
+/// blob), three rounds alternating; prints each round and the medians.
+#[tokio::test]
+#[ignore = "a measurement; run it by name with --ignored --nocapture"]
+async fn retention_write_cost() {
+    async fn round(retention: Option<sync_core::server::Retention>) -> Duration {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ServerConfig {
+            retention,
+            ..ServerConfig::default()
+        };
+        let s = SqliteServerStore::open(dir.path().join("server.db"), config)
+            .await
+            .unwrap();
+        let t = tenant();
+        let mut rev = None;
+        let started = Instant::now();
+        for i in 0..2_000u32 {
+            let pre = rev.map_or(Precondition::Create, Precondition::Match);
+            let req = push("k.txt", pre, format!("content {i}").as_bytes());
+            rev = Some(accepted(s.push(&t, req).await.unwrap()).rev);
+        }
+        let took = started.elapsed() / 2_000;
+        let kept = sync_core::full_history(&s, &t, &key("k.txt"))
+            .await
+            .unwrap();
+        assert_eq!(kept.len(), if retention.is_some() { 10 } else { 2_000 });
+        took
+    }
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for r in 0..3 {
+        off.push(round(None).await);
+        on.push(round(Some(sync_core::server::Retention::new(10, Duration::ZERO))).await);
+        println!(
+            "round {r}: per write {:?} without retention, {:?} with",
+            off[r], on[r]
+        );
+    }
+    off.sort();
+    on.sort();
+    println!(
+        "median per write: {:?} without, {:?} with retention (x{:.2})",
+        off[1],
+        on[1],
+        on[1].as_secs_f64() / off[1].as_secs_f64()
+    );
+}
