@@ -756,9 +756,9 @@ async fn retention_drops_unreferenced_blobs_and_never_a_referenced_one() {
     schemas.drop_all().await;
 }
 
-/// What retention costs a write on PostgreSQL (a measurement, not a check: `cargo test
-/// --release -p store-postgres --test postgres retention_write_cost -- --ignored
-/// --nocapture`): 1,000 overwrites of one key with new content each, without retention and
+/// What retention costs a write on PostgreSQL (a measurement, not a check: `cargo test -p
+/// store-postgres --test postgres retention_write_cost -- --ignored --nocapture`, the
+/// command of docs/BENCHMARKS.md; add `--release` for optimised code): 1,000 overwrites of one key with new content each, without retention and
 /// with `Retention::new(10, 0)` (from the 11th write on, each write drops one version and its
 /// blob in `sync_prune`), three rounds alternating, each on a fresh schema; prints each round
 /// and the medians.

@@ -816,8 +816,9 @@ async fn retention_removes_unreferenced_blob_rows_and_files() {
     );
 }
 
-/// What retention costs a write (a measurement, not a check: `cargo test --release -p
-/// store-sqlite --test stores retention_write_cost -- --ignored --nocapture`): 2,000
+/// What retention costs a write (a measurement, not a check: `cargo test -p store-sqlite
+/// --test stores retention_write_cost -- --ignored --nocapture`, the command of
+/// docs/BENCHMARKS.md; add `--release` for optimised code): 2,000
 /// overwrites of one key with new content each, on a file database, without retention and
 /// with `Retention::new(10, 0)` (from the 11th write on, each write drops one version and its
 /// blob), three rounds alternating; prints each round and the medians.
