@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use sync_core::memory::{LocalTransport, MemoryReplica, MemoryServerStore, MemoryStateStore};
-use sync_core::{Engine, EngineConfig, Key, ServerConfig, ServerStore, TenantId};
+use sync_core::{Engine, EngineConfig, Key, ServerConfig, TenantId};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -38,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
     let text = |b: Option<Vec<u8>>| String::from_utf8_lossy(&b.unwrap_or_default()).into_owned();
     println!("laptop has {:?}", text(laptop.replica().get(&note)));
     println!("phone has  {:?}", text(phone.replica().get(&note)));
-    for v in server.history(&tenant, &note).await? {
+    for v in sync_core::full_history(&*server, &tenant, &note).await? {
         println!(
             "server history: rev {} hash {:?}",
             v.rev,

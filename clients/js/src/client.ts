@@ -196,6 +196,9 @@ interface Sent {
  * The protocol v1 client for one tenant (one token). Tracks the highest revision seen and
  * sends it as `X-Sync-Seen` (the Lamport rule of docs/SPEC.md §2).
  */
+/** The most versions one page of `GET /history` holds (the server's maximum `limit`). */
+export const MAX_HISTORY_PAGE = 1000;
+
 export class SyncClient {
   readonly api: string;
   /** The highest revision this client has seen. */
@@ -578,11 +581,31 @@ export class SyncClient {
     return item;
   }
 
-  /** `GET /history/<key>`: every version, oldest first. */
+  /**
+   * `GET /history/<key>?limit=&before=`: every version, oldest first. The server answers in
+   * pages of at most {@link MAX_HISTORY_PAGE} versions, newest first, each saying where the next
+   * one starts (`next_before`); this follows them all. A page that does not move back is refused
+   * (offline: the server misbehaves) instead of looping. An older server's single answer (every
+   * version, no `next_before`) works the same.
+   */
   async history(key: string): Promise<Version[]> {
-    const { res } = await this.request({ method: "GET", path: `/history/${encodeKey(key)}` });
-    if (!res.ok) throw await this.fail(res, { key });
-    return (await this.json<{ versions: Version[] }>(res, "history")).versions;
+    const out: Version[] = [];
+    let before: number | null = null;
+    for (;;) {
+      const q = new URLSearchParams({ limit: String(MAX_HISTORY_PAGE) });
+      if (before !== null) q.set("before", String(before));
+      const { res } = await this.request({ method: "GET", path: `/history/${encodeKey(key)}?${q}` });
+      if (!res.ok) throw await this.fail(res, { key });
+      const page = await this.json<{ versions: Version[]; next_before?: number | null }>(res, "history");
+      out.push(...page.versions);
+      const next = page.next_before ?? null;
+      if (next === null) break;
+      if (before !== null && !(next < before)) {
+        throw new SyncError("offline", "unreadable", `server unreachable: its history of ${key} said to go on before revision ${next}, which does not move back from ${before}. Sync retries by itself`);
+      }
+      before = next;
+    }
+    return out.sort((a, b) => a.rev - b.rev);
   }
 
   /** `POST /history/<key>`: keeps a version (a conflict's loser) in history, not current. */

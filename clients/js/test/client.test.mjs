@@ -129,3 +129,20 @@ test("keys follow docs/SPEC.md §1 and stamps order as the Rust ones", () => {
   assert.equal(formatStamp(stampForEdit(2000, "00000000000000aa", base)), "2000.0.00000000000000aa");
   assert.ok(compareStamps(parseStamp("2.0.0000000000000000"), parseStamp("1.9.ffffffffffffffff")) > 0);
 });
+
+test("history follows every page of the server, oldest first; a page that does not move back is refused", async () => {
+  const server = fakeServer();
+  const versions = [];
+  for (let rev = 1; rev <= 2345; rev++) {
+    versions.push({ version: { rev, hash: null, size: 0, stamp: `${rev}.0.0000000000000007`, deleted: false }, content: new Uint8Array() });
+  }
+  server.history.set("long", versions);
+  const got = await client(server).history("long");
+  assert.deepEqual(got.map((v) => v.rev), versions.map((v) => v.version.rev));
+  const pages = server.log.filter((l) => l === "GET /sync/v1/history/long").length;
+  assert.equal(pages, 3, "1000 + 1000 + 345");
+  const stuck = { versions: [{ rev: 7, hash: null, size: 0, stamp: "7.0.0000000000000007", deleted: true }], next_before: 7 };
+  const c = client(server);
+  server.failNext.push(answer(200, stuck), answer(200, stuck));
+  await assert.rejects(c.history("x"), (e) => e instanceof SyncError && e.errorClass === "offline");
+});

@@ -93,7 +93,15 @@ export function fakeServer({ batches = true, token = "t" } = {}) {
       }
       if (path.startsWith("/history/")) {
         const k = key("/history/");
-        if (method === "GET") return json(200, { versions: (history.get(k) ?? []).map((x) => x.version) });
+        if (method === "GET") {
+          // Pages, newest first, as the real server answers.
+          const limit = Number(u.searchParams.get("limit") ?? 1000);
+          const before = u.searchParams.has("before") ? Number(u.searchParams.get("before")) : Infinity;
+          const older = (history.get(k) ?? []).map((x) => x.version).filter((v) => v.rev < before).sort((a, b) => b.rev - a.rev);
+          const versions = older.slice(0, limit);
+          const next_before = older.length > limit ? versions[versions.length - 1].rev : null;
+          return json(200, { versions, next_before });
+        }
         rev++;
         const v = { rev, hash: headers.get("x-sync-hash"), size: body.length, stamp: headers.get("x-sync-stamp") ?? stamp(), deleted: false };
         const h = history.get(k) ?? [];

@@ -170,6 +170,135 @@ END
 $fn$;
 "#,
     },
+    // Retention (`sync_core::server::Retention`): versions by content hash (is a blob still
+    // referred to?), `sync_apply` locking the blobs it refers to, and `sync_prune`, which a
+    // write runs after its apply when retention is on: it drops the versions of the keys just
+    // written that are beyond the newest `p_keep`, stamped before `p_cutoff` and not current
+    // (at most `p_limit`, oldest first), then the blobs no version refers to any more, under
+    // FOR UPDATE in hash order. One statement, so one transaction: all or nothing.
+    Migration {
+        version: 4,
+        sql: r#"
+CREATE INDEX versions_by_hash ON versions (hash);
+CREATE OR REPLACE FUNCTION sync_apply(
+    p_tenant text, p_read bigint, p_counter bigint,
+    p_check_keys text[], p_check_revs bigint[],
+    p_keys text[], p_kinds text[], p_revs bigint[], p_hashes text[], p_sizes bigint[],
+    p_stamp_millis bigint[], p_stamp_counters bigint[], p_stamp_nodes bigint[],
+    p_deleted boolean[], p_current boolean[],
+    p_blob_hashes text[], p_blobs bytea[],
+    p_channel text, p_payload text
+) RETURNS bigint LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_counter bigint;
+    v_shift bigint;
+BEGIN
+    SELECT counter INTO v_counter FROM tenants WHERE tenant = p_tenant FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO tenants (tenant, counter) VALUES (p_tenant, 0)
+            ON CONFLICT (tenant) DO NOTHING;
+        SELECT counter INTO v_counter FROM tenants WHERE tenant = p_tenant FOR UPDATE;
+    END IF;
+    IF EXISTS (
+        SELECT 1 FROM unnest(p_check_keys, p_check_revs) AS r(key, rev)
+        LEFT JOIN items i ON i.tenant = p_tenant AND i.key = r.key
+        WHERE i.rev IS DISTINCT FROM r.rev
+    ) THEN
+        RETURN NULL;
+    END IF;
+    v_shift := v_counter - p_read;
+    IF v_shift < 0 THEN
+        RAISE EXCEPTION 'the counter of tenant % went back from % to %', p_tenant, p_read, v_counter;
+    END IF;
+    INSERT INTO blobs (hash, content)
+        SELECT b.hash, b.content FROM unnest(p_blob_hashes, p_blobs) AS b(hash, content)
+        ON CONFLICT (hash) DO NOTHING;
+    -- Retention may be dropping blobs (sync_prune): lock every blob this write refers to
+    -- (KEY SHARE conflicts with the FOR UPDATE sync_prune takes), in hash order, so none goes
+    -- until this commits, then check that they are all there (a new statement: it sees what a
+    -- prune committed). One gone means a prune dropped it after the read, or between the
+    -- insert above and the lock: abort as a serialization failure, which the store runs
+    -- again from the read (then the content is sent).
+    PERFORM 1 FROM blobs
+        WHERE hash IN (SELECT DISTINCT h FROM unnest(p_hashes) AS h WHERE h IS NOT NULL)
+        ORDER BY hash FOR KEY SHARE;
+    IF EXISTS (
+        SELECT 1 FROM unnest(p_hashes) AS r(h)
+        WHERE r.h IS NOT NULL AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = r.h)
+    ) THEN
+        RAISE EXCEPTION 'a blob this write refers to was just dropped by retention'
+            USING ERRCODE = 'serialization_failure';
+    END IF;
+    INSERT INTO versions (tenant, rev, key, kind, hash, size, stamp_millis, stamp_counter,
+                          stamp_node, deleted, archived)
+        SELECT p_tenant, r.rev + v_shift, r.key, r.kind, r.hash, r.size, r.millis, r.counter,
+               r.node, r.deleted, NOT r.current
+        FROM unnest(p_keys, p_kinds, p_revs, p_hashes, p_sizes, p_stamp_millis,
+                    p_stamp_counters, p_stamp_nodes, p_deleted, p_current)
+             AS r(key, kind, rev, hash, size, millis, counter, node, deleted, current);
+    INSERT INTO items AS it (tenant, key, kind, rev, hash, size, stamp_millis, stamp_counter,
+                             stamp_node, deleted)
+        SELECT DISTINCT ON (r.key) p_tenant, r.key, r.kind, r.rev + v_shift, r.hash, r.size,
+               r.millis, r.counter, r.node, r.deleted
+        FROM unnest(p_keys, p_kinds, p_revs, p_hashes, p_sizes, p_stamp_millis,
+                    p_stamp_counters, p_stamp_nodes, p_deleted, p_current)
+             AS r(key, kind, rev, hash, size, millis, counter, node, deleted, current)
+        WHERE r.current
+        ORDER BY r.key, r.rev DESC
+        ON CONFLICT (tenant, key) DO UPDATE SET kind = excluded.kind, rev = excluded.rev,
+            hash = excluded.hash, size = excluded.size, stamp_millis = excluded.stamp_millis,
+            stamp_counter = excluded.stamp_counter, stamp_node = excluded.stamp_node,
+            deleted = excluded.deleted;
+    UPDATE tenants SET counter = p_counter + v_shift WHERE tenant = p_tenant;
+    IF p_payload IS NOT NULL THEN
+        PERFORM pg_notify(p_channel, p_payload);
+    END IF;
+    RETURN v_shift;
+END
+$fn$;
+CREATE FUNCTION sync_prune(
+    p_tenant text, p_keys text[], p_keep bigint, p_cutoff bigint, p_limit bigint
+) RETURNS bigint LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_key text;
+    v_threshold bigint;
+    v_current bigint;
+    v_left bigint := p_limit;
+    v_hashes text[] := '{}';
+    v_gone text[];
+    v_n bigint;
+BEGIN
+    FOREACH v_key IN ARRAY p_keys LOOP
+        EXIT WHEN v_left <= 0;
+        -- The newest revision beyond the kept count: only it and older ones may go.
+        SELECT rev INTO v_threshold FROM versions
+            WHERE tenant = p_tenant AND key = v_key ORDER BY rev DESC OFFSET p_keep LIMIT 1;
+        CONTINUE WHEN v_threshold IS NULL;
+        SELECT rev INTO v_current FROM items WHERE tenant = p_tenant AND key = v_key;
+        WITH gone AS (
+            DELETE FROM versions WHERE tenant = p_tenant AND rev IN (
+                SELECT rev FROM versions
+                WHERE tenant = p_tenant AND key = v_key AND rev <= v_threshold
+                  AND stamp_millis < p_cutoff AND rev IS DISTINCT FROM v_current
+                ORDER BY rev LIMIT v_left
+            ) RETURNING hash
+        )
+        SELECT coalesce(array_agg(hash) FILTER (WHERE hash IS NOT NULL), '{}'), count(*)
+            INTO v_gone, v_n FROM gone;
+        v_hashes := v_hashes || v_gone;
+        v_left := v_left - v_n;
+    END LOOP;
+    IF cardinality(v_hashes) > 0 THEN
+        PERFORM 1 FROM blobs WHERE hash = ANY (v_hashes) ORDER BY hash FOR UPDATE;
+        -- A new statement: it sees every write that held one of these blobs and committed.
+        DELETE FROM blobs b WHERE b.hash = ANY (v_hashes)
+            AND NOT EXISTS (SELECT 1 FROM versions v WHERE v.hash = b.hash);
+    END IF;
+    RETURN p_limit - v_left;
+END
+$fn$;
+"#,
+    },
 ];
 
 /// The newest schema version this code knows.

@@ -19,6 +19,14 @@
 //!    the counter, and calls `pg_notify('sync_changes', tenant)` when the feed moved. If a key
 //!    changed, it writes nothing and returns NULL, and the write starts again from step 1
 //!    (up to [`MAX_RACES`] times; a lost race on the same key usually ends as a conflict).
+//! 4. **retention** (only with [`ServerConfig::retention`]): `SELECT sync_prune(...)`
+//!    (migration 4), sent right behind step 3 on the same connection (pipelined, so no extra
+//!    round trip) and run after it in its own transaction: it drops the old versions of the
+//!    keys written and then the blobs nothing refers to, under `FOR UPDATE` on their rows in
+//!    hash order. `sync_apply` takes `FOR KEY SHARE` on every blob its rows refer to and then
+//!    checks that they exist (a serialization failure, run again from step 1, if a prune
+//!    dropped one since the read), so a write never refers to a dropped blob, even one it
+//!    found stored and did not send. A failed prune is logged; the write stands.
 //!
 //! Why this is correct: whatever the rules' answer depends on (the keys' state) is checked
 //! under the lock; the counter only places the revisions, and moving all of a write's new
@@ -45,12 +53,12 @@ use bytes::Bytes;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use sync_core::server::{
     change_page, check_content_off_thread, feed_after, keys_to_read, rebase, rows_to_read,
-    Decision, Row, WriteRules,
+    Decision, Row, WriteRules, PRUNE_PER_WRITE,
 };
 use sync_core::{
     ArchiveRequest, ChangePage, ContentHash, Cursor, DeleteRequest, Epoch, Error, Fetched,
-    FolderRequest, ItemKind, ItemMeta, Key, PushOutcome, PushRequest, Result, Revision,
-    ServerConfig, ServerStore, TenantId, VersionMeta,
+    FolderRequest, HistoryPage, HistoryRange, ItemKind, ItemMeta, Key, PushOutcome, PushRequest,
+    Result, Revision, ServerConfig, ServerStore, TenantId, VersionMeta,
 };
 use tokio_postgres::config::SslMode;
 use tokio_postgres::types::ToSql;
@@ -632,13 +640,54 @@ impl Inner {
         if plan.rows.is_empty() {
             return Ok(Some(plan.done));
         }
-        match self
-            .apply(client, tenant, &snapshot, &plan, &present)
-            .await?
-        {
+        // With retention on, the prune goes out right behind the apply (pipelined: still two
+        // round trips) and runs after it on the same connection, in its own transaction.
+        let (applied, pruned) = futures::join!(
+            self.apply(client, tenant, &snapshot, &plan, &present),
+            self.prune(client, tenant, &plan.rows)
+        );
+        if let Err(e) = pruned {
+            // The write stands; the versions go at the key's next write.
+            tracing::warn!(error = %Error::from(e), "retention could not drop old versions");
+        }
+        match applied? {
             Some(by) => Ok(Some(plan.done.rebased(snapshot.counter, by)?)),
             None => Ok(None),
         }
+    }
+
+    /// Retention after a write (`sync_prune`, migration 4, [`schema`](crate::schema)): drops
+    /// the versions of the keys of `rows` that the store's
+    /// [`Retention`](sync_core::server::Retention) lets go (at most
+    /// [`PRUNE_PER_WRITE`] in all), and the blobs nothing refers to any more, in one statement.
+    /// The rule is `Retention::prunable`'s, as SQL (the conformance suite checks that every
+    /// store drops the same versions). Nothing to do without retention or rows.
+    async fn prune(
+        &self,
+        client: &deadpool_postgres::Client,
+        tenant: &TenantId,
+        rows: &[Row],
+    ) -> Result<u64, TxError> {
+        let Some(retention) = self.rules.config().retention else {
+            return Ok(0);
+        };
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut keys: Vec<&str> = rows.iter().map(|r| r.item.key.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let keep = i64::try_from(retention.keep_versions()).unwrap_or(i64::MAX);
+        let cutoff = bits_to_sql(retention.cutoff_millis(self.rules.config().time.now_millis()));
+        let limit = i64::try_from(PRUNE_PER_WRITE).unwrap_or(i64::MAX);
+        let stmt = client
+            .prepare_cached("SELECT sync_prune($1, $2, $3, $4, $5)")
+            .await?;
+        let dropped: i64 = client
+            .query_one(&stmt, &[&tenant.as_str(), &keys, &keep, &cutoff, &limit])
+            .await?
+            .try_get(0)?;
+        Ok(count_from_sql("versions dropped", dropped)?)
     }
 
     /// Asks the rules what `op` does on `snapshot`. A batch is decided request by request,
@@ -974,27 +1023,47 @@ impl ServerStore for PgServerStore {
         }
     }
 
-    async fn history(&self, tenant: &TenantId, key: &Key) -> Result<Vec<VersionMeta>> {
+    /// One statement (one snapshot): the page, read on the `versions_by_key` index, at most
+    /// one row more than the page size, and whether the key has any version at all (a second
+    /// index probe that matters only when the page is empty).
+    async fn history(
+        &self,
+        tenant: &TenantId,
+        key: &Key,
+        range: HistoryRange,
+    ) -> Result<HistoryPage> {
+        let before = range
+            .before
+            .map_or(i64::MAX, |r| i64::try_from(r.0).unwrap_or(i64::MAX));
+        let fetch = i64::try_from(range.page_size() + 1).unwrap_or(i64::MAX);
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(&format!(
-                "SELECT {VERSION_COLUMNS} FROM versions \
-                 WHERE tenant = $1 AND key = $2 ORDER BY rev"
+                "SELECT EXISTS (SELECT 1 FROM versions WHERE tenant = $1 AND key = $2), p.* \
+                 FROM (SELECT 1) AS one LEFT JOIN LATERAL ( \
+                     SELECT {VERSION_COLUMNS} FROM versions \
+                     WHERE tenant = $1 AND key = $2 AND rev < $3 \
+                     ORDER BY rev DESC LIMIT $4 \
+                 ) p ON true ORDER BY p.rev DESC"
             ))
             .await
             .map_err(pg)?;
         let rows = client
-            .query(&stmt, &[&tenant.as_str(), &key.as_str()])
+            .query(&stmt, &[&tenant.as_str(), &key.as_str(), &before, &fetch])
             .await
             .map_err(pg)?;
-        if rows.is_empty() {
+        let mut out = Vec::with_capacity(rows.len());
+        let mut known = false;
+        for row in &rows {
+            known = row.try_get(0).map_err(pg)?;
+            if row.try_get::<_, Option<i64>>(1).map_err(pg)?.is_some() {
+                out.push(version_from_row(row, 1)?);
+            }
+        }
+        if !known {
             return Err(Error::NotFound { key: key.clone() });
         }
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            out.push(version_from_row(row, 0)?);
-        }
-        Ok(out)
+        Ok(HistoryPage::from_rows(out, range))
     }
 
     async fn archive(&self, tenant: &TenantId, req: ArchiveRequest) -> Result<VersionMeta> {

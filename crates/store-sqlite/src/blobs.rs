@@ -8,8 +8,16 @@
 //! folder, fsynced and renamed into place (and the folder fsynced) *before* the transaction
 //! that adds its row commits, so a committed row never points at a missing or partial file.
 //! A crash in between leaves at most an unreferenced file, which the next write of the same
-//! content reuses. Files are never changed or removed once in place, so they can be read
-//! without holding the database lock.
+//! content reuses. Files are never changed once in place, so they can be read without holding
+//! the database lock.
+//!
+//! With retention on, a write that drops versions also drops the blobs no version (of any
+//! tenant: blobs are shared) refers to any more ([`drop_unreferenced`]): their rows go in the
+//! write's transaction, their files only after it commits ([`remove_files`], still inside the
+//! same connection call, so no other write of this store runs in between). A crash between
+//! the commit and the removal leaves an unreferenced file, as above. A read of a version being
+//! dropped at that moment may find its file gone and fail as a damaged blob; a version that
+//! stays is never affected.
 //!
 //! Everything here is blocking I/O: call it only from [`crate::conn::Db::call`] or another
 //! blocking thread. This module does not verify request hashes; the server does that before
@@ -86,6 +94,47 @@ pub(crate) fn put(
     conn.prepare_cached("INSERT INTO blobs (hash, size, data) VALUES (?1, ?2, NULL)")?
         .execute(params![hash_to_sql(Some(hash)), size])?;
     Ok(())
+}
+
+/// Deletes the blob rows of `hashes` that no version refers to any more (one statement each,
+/// an index probe on `versions_by_hash`), inside the caller's transaction. Returns the files of those that
+/// lived in `dir`: remove them with [`remove_files`] once the transaction has committed.
+pub(crate) fn drop_unreferenced(
+    conn: &Connection,
+    dir: Option<&Path>,
+    hashes: &[ContentHash],
+) -> Result<Vec<PathBuf>, StoreError> {
+    let mut files = Vec::new();
+    for hash in hashes {
+        let inline: Option<bool> = conn
+            .prepare_cached(
+                "DELETE FROM blobs WHERE hash = ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM versions WHERE hash = ?1) \
+                 RETURNING data IS NOT NULL",
+            )?
+            .query_row([hash.as_bytes().as_slice()], |r| r.get(0))
+            .optional()?;
+        if let (Some(false), Some(dir)) = (inline, dir) {
+            files.push(blob_path(dir, hash));
+        }
+    }
+    Ok(files)
+}
+
+/// Removes the files of blobs whose rows are gone (committed). A file that is not there is
+/// fine; one that cannot be removed is logged and left (it is only unreferenced space).
+pub(crate) fn remove_files(files: &[PathBuf]) {
+    for path in files {
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "cannot remove the file of a dropped blob; it stays as unreferenced space"
+            ),
+        }
+    }
 }
 
 /// Where the bytes of `hash` are; a missing row is [`StoreError::BlobDamaged`].

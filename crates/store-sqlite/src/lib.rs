@@ -6,8 +6,9 @@
 //!   remote tree, base entries with fingerprints and detached flags). Each
 //!   [`sync_core::StateBatch`] commits in one transaction.
 //! - [`SqliteServerStore`]: a server's [`sync_core::ServerStore`] (tenants with their
-//!   Lamport revision counters, current items and the change feed, the full version history,
-//!   content blobs deduplicated by hash, the store's epoch).
+//!   Lamport revision counters, current items and the change feed, the version history (all
+//!   of it, or what [`sync_core::ServerConfig::retention`] keeps), content blobs deduplicated
+//!   by hash, the store's epoch).
 //!
 //! ```
 //! use sync_core::{ContentHash, Key, Precondition, PushOutcome, PushRequest, Revision,

@@ -44,7 +44,7 @@ pub(crate) static STATE: Schema = Schema {
 pub(crate) static SERVER: Schema = Schema {
     kind: "sync server",
     application_id: 0x5359_4e53, // "SYNS"
-    steps: &[SERVER_V1, SERVER_V2],
+    steps: &[SERVER_V1, SERVER_V2, SERVER_V3],
 };
 
 const STATE_V1: &str = "
@@ -155,6 +155,12 @@ CREATE TABLE tokens (
     last_used_millis  INTEGER,
     revoked_millis    INTEGER
 ) STRICT;
+";
+
+/// Version 3: versions by content hash, so that retention finds in one index probe whether a
+/// blob is still referred to before it drops it.
+const SERVER_V3: &str = "
+CREATE INDEX versions_by_hash ON versions (hash);
 ";
 
 /// A `u64` as stored (bit for bit).

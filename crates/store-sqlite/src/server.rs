@@ -16,12 +16,12 @@ use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sync_core::server::{
     change_page, check_content_off_thread, feed_after, keys_to_read, rows_to_read, Decision,
-    Watchers, Write, WriteRules,
+    Watchers, Write, WriteRules, PRUNE_PER_WRITE,
 };
 use sync_core::{
     ArchiveRequest, ChangePage, ContentHash, Cursor, DeleteRequest, Epoch, Error, Fetched,
-    FolderRequest, ItemKind, ItemMeta, Key, PushOutcome, PushRequest, Result, Revision,
-    ServerConfig, ServerStore, TenantId, VersionMeta,
+    FolderRequest, HistoryPage, HistoryRange, ItemKind, ItemMeta, Key, PushOutcome, PushRequest,
+    Result, Revision, ServerConfig, ServerStore, TenantId, VersionMeta,
 };
 
 use crate::blobs::{self, BlobData};
@@ -159,8 +159,10 @@ impl SqliteServerStore {
                     .map_err(StoreError::from)?;
                 let mut w = Writer::load(&tx, &name)?;
                 let value = f(&tx, &inner, &mut w)?;
+                let dropped = prune(&tx, &inner, &w)?;
                 w.save(&tx)?;
                 tx.commit().map_err(StoreError::from)?;
+                blobs::remove_files(&dropped);
                 if w.feed_moved {
                     inner.watchers.notify(&name);
                 }
@@ -192,6 +194,8 @@ struct Writer {
     loaded: Revision,
     /// True once this transaction put something into the change feed.
     feed_moved: bool,
+    /// Every key this transaction wrote a version of (for retention).
+    written: Vec<Key>,
 }
 
 impl Writer {
@@ -210,6 +214,7 @@ impl Writer {
             counter,
             loaded: counter,
             feed_moved: false,
+            written: Vec::new(),
         })
     }
 
@@ -239,11 +244,64 @@ impl Writer {
     fn store<T>(&mut self, conn: &Connection, write: &Write<T>) -> Result<(), StoreError> {
         for row in &write.rows {
             put_row(conn, self.tenant, &row.item, row.current)?;
+            if !self.written.contains(&row.item.key) {
+                self.written.push(row.item.key.clone());
+            }
         }
         self.feed_moved |= write.feed_head().is_some();
         self.counter = write.counter;
         Ok(())
     }
+}
+
+/// Retention, inside the write's transaction: drops the versions of the keys `w` wrote that
+/// the store's [`Retention`](sync_core::server::Retention) lets go (beyond the newest
+/// `keep_versions`, stamped before the cutoff, not current; at most [`PRUNE_PER_WRITE`] in
+/// all, oldest first), then the blobs nothing refers to any more. Returns the blob files to
+/// remove once the transaction has committed. The rule is `Retention::prunable`'s, as SQL
+/// (the conformance suite checks that every store drops the same versions).
+fn prune(
+    conn: &Connection,
+    inner: &Inner,
+    w: &Writer,
+) -> Result<Vec<std::path::PathBuf>, StoreError> {
+    let Some(retention) = inner.rules.config().retention else {
+        return Ok(Vec::new());
+    };
+    let cutoff = u64_to_sql(retention.cutoff_millis(inner.rules.config().time.now_millis()));
+    let keep = i64::try_from(retention.keep_versions()).unwrap_or(i64::MAX);
+    let mut budget = PRUNE_PER_WRITE;
+    let mut hashes: Vec<ContentHash> = Vec::new();
+    for key in &w.written {
+        // One statement: the versions at or below the newest one beyond the kept count,
+        // stamped before the cutoff, not the current one, oldest first.
+        let limit = i64::try_from(budget).unwrap_or(i64::MAX);
+        let gone: Vec<Option<Vec<u8>>> = conn
+            .prepare_cached(
+                "DELETE FROM versions WHERE tenant = ?1 AND key = ?2 AND rev IN ( \
+                     SELECT rev FROM versions WHERE tenant = ?1 AND key = ?2 \
+                     AND rev <= (SELECT rev FROM versions WHERE tenant = ?1 AND key = ?2 \
+                                 ORDER BY rev DESC LIMIT 1 OFFSET ?3) \
+                     AND stamp_millis < ?4 \
+                     AND rev IS NOT (SELECT rev FROM items WHERE tenant = ?1 AND key = ?2) \
+                     ORDER BY rev LIMIT ?5 \
+                 ) RETURNING hash",
+            )?
+            .query_map(params![w.tenant, key.as_str(), keep, cutoff, limit], |r| {
+                r.get(0)
+            })?
+            .collect::<Result<_, _>>()?;
+        budget = budget.saturating_sub(gone.len());
+        for hash in gone {
+            hashes.extend(hash_from_sql(hash)?);
+        }
+        if budget == 0 {
+            break;
+        }
+    }
+    hashes.sort();
+    hashes.dedup();
+    blobs::drop_unreferenced(conn, inner.blob_dir.as_deref(), &hashes)
 }
 
 /// Writes one version: made current (the feed) unless it is an archive, and recorded in the
@@ -572,8 +630,10 @@ impl ServerStore for SqliteServerStore {
                         Err(e) => results.push(Err(e)),
                     }
                 }
+                let dropped = prune(&tx, &inner, &w)?;
                 w.save(&tx)?;
                 tx.commit().map_err(StoreError::from)?;
+                blobs::remove_files(&dropped);
                 if w.feed_moved {
                     inner.watchers.notify(&name);
                 }
@@ -604,36 +664,57 @@ impl ServerStore for SqliteServerStore {
         .await
     }
 
-    async fn history(&self, tenant: &TenantId, key: &Key) -> Result<Vec<VersionMeta>> {
+    /// One read transaction: the page (the primary key is (tenant, key, rev), so this is an
+    /// index range read of at most one row more than the page), and, only when the page is
+    /// empty, whether the key has any version at all.
+    async fn history(
+        &self,
+        tenant: &TenantId,
+        key: &Key,
+        range: HistoryRange,
+    ) -> Result<HistoryPage> {
         let name = tenant.as_str().to_owned();
         let k = key.clone();
-        let versions = self
+        let before = range
+            .before
+            .map_or(i64::MAX, |r| i64::try_from(r.0).unwrap_or(i64::MAX));
+        let fetch = i64::try_from(range.page_size() + 1).unwrap_or(i64::MAX);
+        let found = self
             .inner
             .db
-            .call(move |conn| -> Result<Vec<VersionMeta>, StoreError> {
-                let tx = conn.transaction()?;
-                let Some((id, _)) = tenant_id(&tx, &name)? else {
-                    return Ok(Vec::new());
-                };
-                let mut out = Vec::new();
-                {
-                    let mut stmt = tx.prepare_cached(
-                        "SELECT rev, hash, size, stamp_millis, stamp_counter, stamp_node, \
-                         deleted FROM versions WHERE tenant = ?1 AND key = ?2 ORDER BY rev",
-                    )?;
-                    let mut rows = stmt.query(params![id, k.as_str()])?;
-                    while let Some(row) = rows.next()? {
-                        out.push(version_from_row(row, 0)?);
+            .call(
+                move |conn| -> Result<Option<Vec<VersionMeta>>, StoreError> {
+                    let tx = conn.transaction()?;
+                    let Some((id, _)) = tenant_id(&tx, &name)? else {
+                        return Ok(None);
+                    };
+                    let mut out = Vec::new();
+                    {
+                        let mut stmt = tx.prepare_cached(
+                            "SELECT rev, hash, size, stamp_millis, stamp_counter, stamp_node, \
+                         deleted FROM versions WHERE tenant = ?1 AND key = ?2 AND rev < ?3 \
+                         ORDER BY rev DESC LIMIT ?4",
+                        )?;
+                        let mut rows = stmt.query(params![id, k.as_str(), before, fetch])?;
+                        while let Some(row) = rows.next()? {
+                            out.push(version_from_row(row, 0)?);
+                        }
                     }
-                }
-                tx.commit()?;
-                Ok(out)
-            })
+                    let known = !out.is_empty()
+                    || tx
+                        .prepare_cached(
+                            "SELECT EXISTS (SELECT 1 FROM versions WHERE tenant = ?1 AND key = ?2)",
+                        )?
+                        .query_row(params![id, k.as_str()], |r| r.get::<_, bool>(0))?;
+                    tx.commit()?;
+                    Ok(known.then_some(out))
+                },
+            )
             .await?;
-        if versions.is_empty() {
-            return Err(Error::NotFound { key: key.clone() });
+        match found {
+            Some(rows) => Ok(HistoryPage::from_rows(rows, range)),
+            None => Err(Error::NotFound { key: key.clone() }),
         }
-        Ok(versions)
     }
 
     async fn archive(&self, tenant: &TenantId, req: ArchiveRequest) -> Result<VersionMeta> {

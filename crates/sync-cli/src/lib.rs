@@ -12,8 +12,9 @@
 //! This library holds only what the three programs share: running an async `main` with the
 //! failure report and exit codes of docs/SPEC.md §7 ([`run`]), the stop signal
 //! ([`shutdown_signal`]), logging ([`init_tracing`]), the load test's clients and checks, and
-//! the `sync-server tokens` commands ([`tokens`]), and [`printable`], which every line meant
-//! for a person goes through so that text from a server cannot drive the terminal.
+//! the `sync-server tokens` commands ([`tokens`]), [`parse_duration`] for flags such as
+//! `--keep-versions-for 30d`, and [`printable`], which every line meant for a person goes
+//! through so that text from a server cannot drive the terminal.
 //! It is not an API for apps (those use `sync-engine` and its crates) and must not grow sync
 //! logic: what an app also needs belongs in the libraries.
 
@@ -160,8 +161,61 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// A duration flag: a whole number and a unit, `s`, `m`, `h`, `d` (24 h) or `w` (7 d), e.g.
+/// `90s`, `12h`, `30d`. The error says what is expected.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || {
+        format!("expected a whole number and a unit (s, m, h, d or w), e.g. 30d or 12h; got {s:?}")
+    };
+    let t = s.trim();
+    let unit = t.chars().last().ok_or_else(bad)?;
+    let seconds: u64 = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    let digits = &t[..t.len() - unit.len_utf8()];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    n.checked_mul(seconds)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is too long a duration"))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn durations_take_a_number_and_a_unit() {
+        use std::time::Duration;
+        assert_eq!(
+            super::parse_duration("30d"),
+            Ok(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(super::parse_duration(" 90s "), Ok(Duration::from_secs(90)));
+        assert_eq!(
+            super::parse_duration("2w"),
+            Ok(Duration::from_secs(14 * 86_400))
+        );
+        assert_eq!(super::parse_duration("0h"), Ok(Duration::ZERO));
+        for bad in [
+            "",
+            "30",
+            "d",
+            "-1d",
+            "1.5d",
+            "30 days",
+            "3y",
+            "99999999999999999999w",
+        ] {
+            assert!(super::parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
     use super::printable;
     use std::borrow::Cow;
 

@@ -1,5 +1,6 @@
 //! `folder-sync history` and `folder-sync restore`, run as real processes over a shared remote
-//! folder: listing versions, bringing one back as a normal edit, and the errors a person sees.
+//! folder: listing versions, bringing one back as a normal edit, and the errors a person sees;
+//! and `sync-server --keep-versions/--keep-versions-for` (retention) with its flag errors.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -123,4 +124,69 @@ fn bad_paths_and_revisions_say_what_to_do() {
         "{err}"
     );
     assert_eq!(std::fs::read(a.join("x.txt")).unwrap(), b"x");
+}
+
+/// `sync-server --keep-versions 2 --keep-versions-for 0s` keeps the newest two versions of a
+/// key written through it; a bad retention flag is a usage error (exit 2) that says why.
+#[tokio::test]
+async fn sync_server_keeps_the_versions_its_retention_flags_say() {
+    use sync_core::{ContentHash, Key, NodeId, Precondition, PushOutcome, PushRequest};
+    use sync_core::{Revision, Stamp, Transport};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let server = common::Server::start(
+        &tmp.path().join("server.db"),
+        &["--keep-versions", "2", "--keep-versions-for", "0s"],
+    );
+    let http = transport_http::client::HttpTransport::new(
+        &server.url,
+        "alice-token-0123456789".to_owned(),
+    )
+    .unwrap();
+    let k = Key::new("notes/plan.txt").unwrap();
+    let mut revs = Vec::new();
+    for i in 0..5 {
+        let content = bytes::Bytes::from(format!("version {i}"));
+        let req = PushRequest {
+            key: k.clone(),
+            precondition: revs
+                .last()
+                .map_or(Precondition::Create, |&r| Precondition::Match(r)),
+            hash: ContentHash::of(&content),
+            content,
+            stamp: Stamp::at(1_000_000 + i, NodeId(9)),
+            seen: Revision::ZERO,
+        };
+        match http.push(req).await.unwrap() {
+            PushOutcome::Accepted(m) => revs.push(m.rev),
+            other => panic!("push {i}: {other:?}"),
+        }
+    }
+    let kept: Vec<Revision> = http
+        .history(&k)
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| v.rev)
+        .collect();
+    assert_eq!(kept, revs[3..].to_vec(), "the newest two versions");
+    assert_eq!(server.stop().code(), Some(0));
+
+    for (flags, says) in [
+        (
+            ["--keep-versions-for", "30 days"],
+            "a whole number and a unit",
+        ),
+        (["--keep-versions", "0"], "0"),
+    ] {
+        let out = Command::new(common::SYNC_SERVER)
+            .args(["--listen", "127.0.0.1:0", "--db"])
+            .arg(tmp.path().join("other.db"))
+            .args(flags)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.contains(says), "{flags:?}: {stderr}");
+    }
 }

@@ -81,8 +81,8 @@ pub use policy::{
     ConflictPolicy, DeletePolicy, Identity, Merge, MergeInput, SyncPolicy, DEFAULT_MAX_ITEM_BYTES,
 };
 pub use protocol::{
-    ArchiveRequest, ChangePage, DeleteRequest, Fetched, FolderRequest, Precondition, PushOutcome,
-    PushRequest,
+    ArchiveRequest, ChangePage, DeleteRequest, Fetched, FolderRequest, HistoryPage, HistoryRange,
+    Precondition, PushOutcome, PushRequest, MAX_HISTORY_PAGE,
 };
 pub use replica::{
     changes_of, Backup, ChangedItems, Expected, KnownItem, LocalWrite, Replica, Scan, Skipped,
@@ -90,7 +90,7 @@ pub use replica::{
 };
 pub use revision::Revision;
 pub use scope::ScopedTransport;
-pub use server_store::{ServerConfig, ServerStore};
+pub use server_store::{full_history, ServerConfig, ServerStore};
 pub use stamp::{Clock, ManualTime, NodeId, Stamp, StampParseError, SystemTimeSource, TimeSource};
 pub use state_store::{
     known_items, ClientState, KeyEntries, StateBatch, StateStore, StateSummary, RECENT_CONFLICTS,

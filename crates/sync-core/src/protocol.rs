@@ -109,3 +109,83 @@ pub struct Fetched {
     /// Its bytes.
     pub content: Bytes,
 }
+
+/// The most versions one page of a key's history holds (and the page size when none is asked
+/// for): a history of any length is read in pages of at most this many.
+pub const MAX_HISTORY_PAGE: usize = 1000;
+
+/// Which page of a key's history to read: the versions with a revision below `before` (from
+/// the newest, when `None`), newest first, at most `limit` of them (1 to
+/// [`MAX_HISTORY_PAGE`]; a store reads `limit` as [`HistoryRange::page_size`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryRange {
+    /// Only versions older than this revision (exclusive); `None` starts at the newest.
+    pub before: Option<Revision>,
+    /// The most versions to return.
+    pub limit: usize,
+}
+
+impl HistoryRange {
+    /// The first page: the newest `limit` versions.
+    pub fn newest(limit: usize) -> HistoryRange {
+        HistoryRange {
+            before: None,
+            limit,
+        }
+    }
+
+    /// The page after one whose [`HistoryPage::next_before`] was `before`.
+    pub fn before(before: Revision, limit: usize) -> HistoryRange {
+        HistoryRange {
+            before: Some(before),
+            limit,
+        }
+    }
+
+    /// `limit` brought into 1 ..= [`MAX_HISTORY_PAGE`]: what a store returns at most.
+    pub fn page_size(&self) -> usize {
+        self.limit.clamp(1, MAX_HISTORY_PAGE)
+    }
+}
+
+impl Default for HistoryRange {
+    /// The newest [`MAX_HISTORY_PAGE`] versions.
+    fn default() -> Self {
+        HistoryRange::newest(MAX_HISTORY_PAGE)
+    }
+}
+
+/// One page of a key's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryPage {
+    /// Versions, newest first.
+    pub versions: Vec<VersionMeta>,
+    /// When older versions follow: the revision to pass as [`HistoryRange::before`] for the
+    /// next page (the oldest revision of this page). `None` on the last page.
+    pub next_before: Option<Revision>,
+}
+
+impl HistoryPage {
+    /// The page of at most `range.page_size()` versions made from `rows`: the versions
+    /// below `range.before`, newest first, at most one more than the page size (the extra one
+    /// only says that more follow, and is dropped).
+    ///
+    /// ```
+    /// use sync_core::{HistoryPage, HistoryRange, Revision, Stamp, VersionMeta};
+    /// let v = |rev| VersionMeta { rev: Revision(rev), hash: None, size: 0,
+    ///     stamp: Stamp::ZERO, deleted: false };
+    /// let page = HistoryPage::from_rows(vec![v(9), v(7), v(4)], HistoryRange::newest(2));
+    /// assert_eq!(page.versions.len(), 2);
+    /// assert_eq!(page.next_before, Some(Revision(7)));
+    /// ```
+    pub fn from_rows(mut rows: Vec<VersionMeta>, range: HistoryRange) -> HistoryPage {
+        let size = range.page_size();
+        let more = rows.len() > size;
+        rows.truncate(size);
+        let next_before = rows.last().filter(|_| more).map(|v| v.rev);
+        HistoryPage {
+            versions: rows,
+            next_before,
+        }
+    }
+}

@@ -6,7 +6,10 @@
 //! pass [`crate::testkit::server_store_suite`] (feature `testkit`).
 //!
 //! Contract (checked by the suite): revisions follow the Lamport rule and never repeat; every
-//! overwritten or deleted version stays readable by revision; pushed content is verified against
+//! overwritten or deleted version stays readable by revision (with
+//! [`ServerConfig::retention`] set: until the retention rule drops it, and the current version
+//! always; a dropped version's content goes when no version refers to it); history is read
+//! in pages; pushed content is verified against
 //! its hash and the size limit; writing `a/b/c` creates the folders `a` and `a/b` if missing;
 //! tenants never see each other's items.
 
@@ -15,8 +18,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::{
-    ArchiveRequest, ChangePage, Cursor, DeleteRequest, Epoch, Fetched, FolderRequest, ItemMeta,
-    Key, PushOutcome, PushRequest, Result, Revision, TenantId, VersionMeta,
+    ArchiveRequest, ChangePage, Cursor, DeleteRequest, Epoch, Error, Fetched, FolderRequest,
+    HistoryPage, HistoryRange, ItemMeta, Key, PushOutcome, PushRequest, Result, Revision, TenantId,
+    VersionMeta, MAX_HISTORY_PAGE,
 };
 
 /// Server-side storage of every tenant's items.
@@ -94,8 +98,18 @@ pub trait ServerStore: Send + Sync {
     /// Creates a folder path and its parents.
     async fn ensure_folder(&self, tenant: &TenantId, req: FolderRequest) -> Result<ItemMeta>;
 
-    /// Every version of `key`, oldest first. Unknown key: [`crate::Error::NotFound`].
-    async fn history(&self, tenant: &TenantId, key: &Key) -> Result<Vec<VersionMeta>>;
+    /// One page of `key`'s history: the versions below `range.before`, newest first, at most
+    /// [`HistoryRange::page_size`] of them, and where the next page starts
+    /// ([`HistoryPage::from_rows`] makes it from one more row than the page size). A store
+    /// reads it with an index on (tenant, key, revision), not by reading the whole history.
+    /// A key with no version at all: [`crate::Error::NotFound`]; a page past the oldest
+    /// version of a known key is empty.
+    async fn history(
+        &self,
+        tenant: &TenantId,
+        key: &Key,
+        range: HistoryRange,
+    ) -> Result<HistoryPage>;
 
     /// Keeps content in `key`'s history without making it current.
     async fn archive(&self, tenant: &TenantId, req: ArchiveRequest) -> Result<VersionMeta>;
@@ -118,6 +132,36 @@ pub trait ServerStore: Send + Sync {
     }
 }
 
+/// Every version of `key` that `store` keeps, oldest first, read page by page (what
+/// [`crate::Transport::history`] answers for an in-process store). Fails with
+/// [`Error::Storage`] when a page does not move back (a store that breaks the contract),
+/// instead of looping.
+pub async fn full_history<S: ServerStore + ?Sized>(
+    store: &S,
+    tenant: &TenantId,
+    key: &Key,
+) -> Result<Vec<VersionMeta>> {
+    let mut range = HistoryRange::newest(MAX_HISTORY_PAGE);
+    let mut out = Vec::new();
+    loop {
+        let page = store.history(tenant, key, range).await?;
+        out.extend(page.versions);
+        match page.next_before {
+            None => break,
+            Some(next) if range.before.is_none_or(|b| next < b) => {
+                range = HistoryRange::before(next, MAX_HISTORY_PAGE);
+            }
+            Some(next) => {
+                return Err(Error::storage(format!(
+                    "{key}: a history page said to go on before revision {next}, which does                      not move back; the store is inconsistent"
+                )))
+            }
+        }
+    }
+    out.reverse();
+    Ok(out)
+}
+
 /// Settings every server store takes.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -127,6 +171,9 @@ pub struct ServerConfig {
     pub max_skew: Duration,
     /// The server's clock.
     pub time: std::sync::Arc<dyn crate::TimeSource>,
+    /// Which old versions the store drops as it writes (default `None`: every version is kept
+    /// forever). See [`crate::server::Retention`].
+    pub retention: Option<crate::server::Retention>,
 }
 
 impl Default for ServerConfig {
@@ -135,6 +182,7 @@ impl Default for ServerConfig {
             max_item_bytes: crate::DEFAULT_MAX_ITEM_BYTES,
             max_skew: Duration::from_secs(60),
             time: std::sync::Arc::new(crate::SystemTimeSource),
+            retention: None,
         }
     }
 }

@@ -44,7 +44,7 @@ fn json_of(bytes: &[u8]) -> Value {
 async fn everything_stored(server: &MemoryServerStore, k: &Key) -> Vec<String> {
     let tenant = TenantId::new("t");
     let mut out = Vec::new();
-    for v in server.history(&tenant, k).await.unwrap() {
+    for v in sync_core::full_history(server, &tenant, k).await.unwrap() {
         if v.deleted {
             continue;
         }
@@ -72,8 +72,7 @@ async fn private_fields_and_keys_never_reach_the_server() {
     assert_eq!(stored, vec![r#"{"host":"example.org"}"#.to_owned()]);
     for never in ["device/token", "device"] {
         assert!(
-            server
-                .history(&TenantId::new("t"), &key(never))
+            sync_core::full_history(&*server, &TenantId::new("t"), &key(never))
                 .await
                 .is_err(),
             "{never} reached the server"
@@ -163,7 +162,9 @@ async fn a_value_that_cannot_be_stripped_is_reported_and_not_uploaded() {
     let problem = &report.errors[0];
     assert_eq!(problem.class, ErrorClass::Item);
     assert!(problem.message.contains("not JSON"), "{}", problem.message);
-    assert!(server.history(&TenantId::new("t"), &ssh).await.is_err());
+    assert!(sync_core::full_history(&*server, &TenantId::new("t"), &ssh)
+        .await
+        .is_err());
 }
 
 #[tokio::test]

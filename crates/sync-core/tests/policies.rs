@@ -242,7 +242,9 @@ impl Fleet {
     async fn server_contents(&self) -> BTreeSet<ContentHash> {
         let mut out = BTreeSet::new();
         for key in [SETTINGS, HISTORY, TODOS] {
-            if let Ok(versions) = self.server.history(&self.tenant, &k(key)).await {
+            if let Ok(versions) =
+                sync_core::full_history(&*self.server, &self.tenant, &k(key)).await
+            {
                 out.extend(versions.into_iter().filter_map(|v| v.hash));
             }
         }

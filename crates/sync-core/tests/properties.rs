@@ -191,7 +191,10 @@ impl Fleet {
     async fn server_contents(&self) -> BTreeSet<ContentHash> {
         let mut out = BTreeSet::new();
         for item in self.server_items().await {
-            for v in self.server.history(&self.tenant, &item.key).await.unwrap() {
+            for v in sync_core::full_history(&*self.server, &self.tenant, &item.key)
+                .await
+                .unwrap()
+            {
                 out.extend(v.hash);
             }
         }

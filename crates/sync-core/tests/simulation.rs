@@ -894,7 +894,7 @@ async fn server_contents(server: &MemoryServerStore, tenant: &TenantId) -> BTree
     keys.extend(KEYS.iter().chain(FOLDERS.iter()).map(|s| k(s)));
     let mut out = BTreeSet::new();
     for key in keys {
-        if let Ok(versions) = server.history(tenant, &key).await {
+        if let Ok(versions) = sync_core::full_history(server, tenant, &key).await {
             out.extend(versions.into_iter().filter_map(|v| v.hash));
         }
     }

@@ -201,7 +201,7 @@ impl Transport for FsTransport {
     }
 
     async fn history(&self, key: &Key) -> Result<Vec<VersionMeta>> {
-        self.store.history(&self.tenant, key).await
+        sync_core::full_history(&self.store, &self.tenant, key).await
     }
 
     async fn archive(&self, req: ArchiveRequest) -> Result<VersionMeta> {

@@ -148,10 +148,15 @@ impl From<WirePage> for ChangePage {
     }
 }
 
-/// `GET /history` response.
+/// `GET /history` response: one page, newest first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct WireHistory {
     pub versions: Vec<WireVersion>,
+    /// When older versions follow: the `before` of the next page (the oldest revision of this
+    /// one); `null` on the last page. An older server, which sent the whole history oldest
+    /// first, sends no such field (read as `null`: one page).
+    #[serde(default)]
+    pub next_before: Option<u64>,
 }
 
 /// The inner object of every error body.

@@ -464,3 +464,68 @@ async fn a_url_without_sync_routes_is_no_server_and_not_retried() {
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1, "asked once, not retried");
 }
+
+/// `history` follows the server's pages (1000 versions each) and answers every version,
+/// oldest first, once.
+#[tokio::test]
+async fn history_follows_every_page() {
+    let store = Arc::new(MemoryServerStore::new(ServerConfig::default()));
+    let tenant = sync_core::TenantId::new("a");
+    let k = key("long.txt");
+    let mut revs = Vec::new();
+    for i in 0..2_345u32 {
+        let content = Bytes::from(i.to_string());
+        let mut req = push_req("long.txt", b"");
+        req.precondition = match revs.last() {
+            None => Precondition::Create,
+            Some(&rev) => Precondition::Match(rev),
+        };
+        req.hash = ContentHash::of(&content);
+        req.content = content;
+        match sync_core::ServerStore::push(&*store, &tenant, req)
+            .await
+            .unwrap()
+        {
+            PushOutcome::Accepted(m) => revs.push(m.rev),
+            other => panic!("push {i}: {other:?}"),
+        }
+    }
+    let tokens = Arc::new(StaticTokens::new([("a", "token-a")]));
+    let base = serve(router(store, tokens, ServerOptions::default())).await;
+    let got: Vec<Revision> = client(&base, 1)
+        .history(&k)
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| v.rev)
+        .collect();
+    assert_eq!(got, revs);
+}
+
+/// A server whose `next_before` does not move back is refused (no endless loop).
+#[tokio::test]
+async fn history_pages_that_do_not_move_back_are_refused() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let app = Router::new().route(
+        "/sync/v1/history/{*key}",
+        get(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                json(
+                    StatusCode::OK,
+                    r#"{"versions":[{"rev":7,"hash":null,"size":0,"stamp":"1000000.0.0000000000000007","deleted":true}],"next_before":7}"#,
+                )
+            }
+        }),
+    );
+    let base = serve(app).await;
+    let err = client(&base, 1).history(&key("a.txt")).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Offline, "{err}");
+    assert!(err.to_string().contains("history"), "{err}");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "stops at the page that repeats"
+    );
+}

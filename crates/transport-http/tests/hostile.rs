@@ -118,7 +118,9 @@ async fn tenant_state(store: &MemoryServerStore, tenant: &str) -> TenantState {
     keys.dedup();
     let mut history = Vec::new();
     for k in keys {
-        let h = store.history(&t, &Key::new(&k).unwrap()).await.ok();
+        let h = sync_core::full_history(store, &t, &Key::new(&k).unwrap())
+            .await
+            .ok();
         history.push((k, h));
     }
     TenantState { feed, history }
@@ -508,11 +510,13 @@ async fn non_nfc_spellings_address_the_same_key() {
         .unwrap();
     let keys: Vec<&str> = feed.changes.iter().map(|m| m.key.as_str()).collect();
     assert_eq!(keys, ["docs", "docs/a.txt", "caf\u{e9}"]);
-    let history = s
-        .store
-        .history(&TenantId::new("a"), &Key::new("caf\u{e9}").unwrap())
-        .await
-        .unwrap();
+    let history = sync_core::full_history(
+        &*s.store,
+        &TenantId::new("a"),
+        &Key::new("caf\u{e9}").unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(history.len(), 2);
     // A folder made with one spelling is the parent of an item pushed with the other.
     let a = call(

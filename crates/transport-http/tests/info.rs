@@ -95,8 +95,9 @@ impl sync_core::ServerStore for Down {
         &self,
         t: &sync_core::TenantId,
         k: &sync_core::Key,
-    ) -> sync_core::Result<Vec<sync_core::VersionMeta>> {
-        self.0.history(t, k).await
+        range: sync_core::HistoryRange,
+    ) -> sync_core::Result<sync_core::HistoryPage> {
+        self.0.history(t, k, range).await
     }
     async fn archive(
         &self,

@@ -477,6 +477,36 @@ async fn every_error_code_of_the_protocol() {
             "invalid_request",
         ),
         case(
+            "history limit 0",
+            get("/sync/v1/history/docs/a.txt?limit=0", A),
+            S::BAD_REQUEST,
+            "invalid_request",
+        ),
+        case(
+            "history limit over a page",
+            get("/sync/v1/history/docs/a.txt?limit=1001", A),
+            S::BAD_REQUEST,
+            "invalid_request",
+        ),
+        case(
+            "history limit not a number",
+            get("/sync/v1/history/docs/a.txt?limit=-1", A),
+            S::BAD_REQUEST,
+            "invalid_request",
+        ),
+        case(
+            "history before not a revision",
+            get("/sync/v1/history/docs/a.txt?before=latest", A),
+            S::BAD_REQUEST,
+            "invalid_request",
+        ),
+        case(
+            "history before 0",
+            get("/sync/v1/history/docs/a.txt?before=0", A),
+            S::BAD_REQUEST,
+            "invalid_request",
+        ),
+        case(
             "wait too long",
             get("/sync/v1/changes?wait=61", A),
             S::BAD_REQUEST,
@@ -980,7 +1010,7 @@ async fn successful_answers_follow_the_protocol() {
         .iter()
         .map(|v| v["rev"].as_u64().unwrap())
         .collect();
-    assert_eq!(revs, vec![rev, 101]);
+    assert_eq!(revs, vec![101, rev], "newest first");
     // Folders: 200, idempotent.
     for _ in 0..2 {
         let a = call(
@@ -1103,5 +1133,106 @@ async fn mounted_under_an_app_prefix() {
     assert_eq!(
         (a.status, a.code().as_str()),
         (StatusCode::BAD_REQUEST, "invalid_key")
+    );
+}
+
+/// Overwrites `docs/a.txt` of tenant `a` (revision 2 in [`server`]) `n` times with small
+/// distinct contents, straight in the store.
+async fn overwrite_a_txt(s: &Server, n: u32) {
+    let (t, k) = (TenantId::new("a"), Key::new("docs/a.txt").unwrap());
+    let mut rev = Revision(2);
+    for i in 0..n {
+        let content = Bytes::from(format!("version {i}"));
+        let req = PushRequest {
+            key: k.clone(),
+            precondition: Precondition::Match(rev),
+            hash: ContentHash::of(&content),
+            content,
+            stamp: Stamp::at(1_000_000, NodeId(7)),
+            seen: Revision::ZERO,
+        };
+        match s.store.push(&t, req).await.unwrap() {
+            PushOutcome::Accepted(m) => rev = m.rev,
+            other => panic!("push {i}: {other:?}"),
+        }
+    }
+}
+
+/// `GET /history` pages: `limit` versions newest first, `next_before` where the next page
+/// starts (`null` on the last), `before` continues there; no `limit` is a page of 1000.
+#[tokio::test]
+async fn history_is_answered_in_pages() {
+    let s = server(ServerOptions::default()).await;
+    overwrite_a_txt(&s, 4).await;
+    let revs = |v: &Value| -> Vec<u64> {
+        v["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["rev"].as_u64().unwrap())
+            .collect()
+    };
+    let page = |uri: String| {
+        let app = s.app.clone();
+        async move {
+            let request = req("GET", &uri)
+                .header(header::AUTHORIZATION, A)
+                .body(empty())
+                .unwrap();
+            let a = call(&app, request).await;
+            assert_eq!(a.status, StatusCode::OK, "{uri}: {:?}", a.body);
+            a.json()
+        }
+    };
+    let all = page("/sync/v1/history/docs/a.txt".into()).await;
+    assert_eq!(revs(&all), [6, 5, 4, 3, 2], "one page, newest first");
+    assert!(all["next_before"].is_null(), "{all}");
+    let first = page("/sync/v1/history/docs/a.txt?limit=2".into()).await;
+    assert_eq!(revs(&first), [6, 5]);
+    assert_eq!(first["next_before"], 5);
+    let second = page("/sync/v1/history/docs/a.txt?limit=2&before=5".into()).await;
+    assert_eq!(revs(&second), [4, 3]);
+    assert_eq!(second["next_before"], 3);
+    let last = page("/sync/v1/history/docs/a.txt?limit=2&before=3".into()).await;
+    assert_eq!(revs(&last), [2]);
+    assert!(last["next_before"].is_null(), "{last}");
+    let past = page("/sync/v1/history/docs/a.txt?before=2".into()).await;
+    assert_eq!(
+        revs(&past),
+        Vec::<u64>::new(),
+        "a page past the oldest is empty"
+    );
+}
+
+/// One answer of `GET /history` is bounded however long the history: 30,000 versions come as
+/// 30 pages of 1,000, each a bounded body. Prints the sizes (`-- --nocapture`).
+#[tokio::test]
+async fn a_long_history_is_answered_in_bounded_pages() {
+    let s = server(ServerOptions::default()).await;
+    overwrite_a_txt(&s, 30_000).await;
+    let (mut uri, mut pages, mut versions, mut bytes, mut largest) =
+        ("/sync/v1/history/docs/a.txt".to_owned(), 0, 0, 0, 0);
+    loop {
+        let request = req("GET", &uri)
+            .header(header::AUTHORIZATION, A)
+            .body(empty())
+            .unwrap();
+        let a = call(&s.app, request).await;
+        assert_eq!(a.status, StatusCode::OK);
+        let page = a.json();
+        pages += 1;
+        versions += page["versions"].as_array().unwrap().len();
+        bytes += a.body.len();
+        largest = largest.max(a.body.len());
+        match page["next_before"].as_u64() {
+            Some(next) => uri = format!("/sync/v1/history/docs/a.txt?before={next}"),
+            None => break,
+        }
+    }
+    println!("{versions} versions: {pages} pages, largest {largest} bytes, {bytes} bytes in all");
+    assert_eq!((versions, pages), (30_001, 31));
+    assert!(
+        largest < 200_000,
+        "a page of 1,000 versions is {largest} bytes"
     );
 }

@@ -6,6 +6,7 @@
 //!             [--max-failed-sign-ins N]
 //!             [--tls-cert PEM --tls-key PEM] [--max-connections N]
 //!             [--header-timeout-secs S] [--idle-timeout-secs S] [--cors-origin ORIGIN ...]
+//!             [--keep-versions N] [--keep-versions-for DURATION]
 //! sync-server --listen 127.0.0.1:8081 --postgres postgres://USER:PASS@HOST:PORT/DB
 //!             [--postgres-pool-size N] ...
 //! sync-server tokens add (--db DB | --postgres URL) --tenant T --device NAME [--json]
@@ -25,6 +26,9 @@
 //! request head within `--header-timeout-secs`, or sit idle between requests longer than
 //! `--idle-timeout-secs`, are closed; at most `--max-connections` are open at once (more wait
 //! to be accepted).
+//!
+//! With `--keep-versions N` and/or `--keep-versions-for DURATION` old versions are dropped as
+//! keys are written (docs/SPEC.md §4 "Retention"); without them every version is kept.
 //!
 //! With `--cors-origin ORIGIN` (repeatable) pages of that origin may call the API from a
 //! browser (CORS preflights answered, the protocol's headers allowed and exposed).
@@ -46,7 +50,7 @@ use clap::{Args as ClapArgs, Parser, Subcommand};
 use store_postgres::{PgOptions, PgServerStore};
 use store_sqlite::SqliteServerStore;
 use sync_cli::printable;
-use sync_core::server::TokenStore;
+use sync_core::server::{Retention, TokenStore};
 use sync_core::{ServerConfig, ServerStore, DEFAULT_MAX_ITEM_BYTES};
 use transport_http::server::{
     router, serve_with, AnyOf, Authenticator, JwtAuthenticator, ServeOptions, ServerOptions,
@@ -113,6 +117,20 @@ struct Args {
     /// The largest item accepted, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_ITEM_BYTES)]
     max_item_bytes: u64,
+    /// Retention: keep the newest N versions of every key; an older version is dropped (with
+    /// its content, once nothing refers to it) when it is also older than
+    /// --keep-versions-for. The current version always stays. Default: keep every version.
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    keep_versions: Option<usize>,
+    /// Retention: keep every version younger than this (30d, 12h, 90m, 2w; by the version's
+    /// stamp). With --keep-versions only, 0; with this flag only, the newest version of a
+    /// key and its current one stay.
+    #[arg(long, value_name = "DURATION", value_parser = sync_cli::parse_duration)]
+    keep_versions_for: Option<Duration>,
     /// Requests per second one token may send on average (bursts up to twice as many); over
     /// it the server answers 429 with Retry-After. Counted per server process, in memory:
     /// behind n servers on one database a token may send up to n times as much.
@@ -278,8 +296,13 @@ async fn server(args: Args) -> anyhow::Result<ExitCode> {
         tokens(command).await?;
         return Ok(ExitCode::SUCCESS);
     }
+    let retention = match (args.keep_versions, args.keep_versions_for) {
+        (None, None) => None,
+        (n, d) => Some(Retention::new(n.unwrap_or(1), d.unwrap_or(Duration::ZERO))),
+    };
     let config = ServerConfig {
         max_item_bytes: args.max_item_bytes,
+        retention,
         ..ServerConfig::default()
     };
     let mut auth = AnyOf::new();

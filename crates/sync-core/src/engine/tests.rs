@@ -115,7 +115,9 @@ async fn conflict_newest_stamp_wins_on_both_and_the_loser_is_kept() {
     assert_eq!(a.replica().get(&k("f.txt")).unwrap(), b"from b (newer)");
     assert_eq!(b.replica().get(&k("f.txt")).unwrap(), b"from b (newer)");
     // A's losing content stays in the server's history.
-    let history = w.server.history(&w.tenant, &k("f.txt")).await.unwrap();
+    let history = crate::full_history(&*w.server, &w.tenant, &k("f.txt"))
+        .await
+        .unwrap();
     let loser = crate::ContentHash::of(b"from a (older)");
     assert!(history.iter().any(|v| v.hash == Some(loser)), "{history:?}");
 
@@ -132,7 +134,9 @@ async fn conflict_newest_stamp_wins_on_both_and_the_loser_is_kept() {
         .replica()
         .backup_contents()
         .contains(&b"b again (older)".to_vec()));
-    let history = w.server.history(&w.tenant, &k("f.txt")).await.unwrap();
+    let history = crate::full_history(&*w.server, &w.tenant, &k("f.txt"))
+        .await
+        .unwrap();
     let loser = crate::ContentHash::of(b"b again (older)");
     assert!(history.iter().any(|v| v.hash == Some(loser)), "{history:?}");
 }
@@ -184,7 +188,9 @@ async fn a_remote_tombstone_keeps_the_local_file_and_does_not_reupload_it() {
     let r = sync(&mut a).await;
     assert_eq!(r.uploaded, 0, "{r:?}");
     // The deleted content stays in history.
-    let history = w.server.history(&w.tenant, &k("t.txt")).await.unwrap();
+    let history = crate::full_history(&*w.server, &w.tenant, &k("t.txt"))
+        .await
+        .unwrap();
     assert!(history
         .iter()
         .any(|v| v.hash == Some(crate::ContentHash::of(b"v1"))));
@@ -477,7 +483,9 @@ async fn policies_per_prefix_merge_settings_by_field_and_leave_other_keys_to_the
         assert_eq!(d.replica().get(&k("notes.txt")).unwrap(), b"from b, newer");
     }
     // The losing edit stays recoverable from the server's history.
-    let history = w.server.history(&w.tenant, &k("notes.txt")).await.unwrap();
+    let history = crate::full_history(&*w.server, &w.tenant, &k("notes.txt"))
+        .await
+        .unwrap();
     let from_a = crate::ContentHash::of(b"from a");
     assert!(
         history.iter().any(|v| v.hash == Some(from_a)),
@@ -523,7 +531,9 @@ async fn a_failed_merge_falls_back_to_the_newest_stamp_and_keeps_the_loser() {
         sync(&mut a).await;
         assert_eq!(a.replica().get(&k("list")).unwrap(), b"newer");
         assert_eq!(b.replica().get(&k("list")).unwrap(), b"newer");
-        let history = w.server.history(&w.tenant, &k("list")).await.unwrap();
+        let history = crate::full_history(&*w.server, &w.tenant, &k("list"))
+            .await
+            .unwrap();
         assert!(
             history
                 .iter()
@@ -869,7 +879,9 @@ async fn files_over_the_servers_limit_are_skipped_before_upload_with_a_warning()
     // It stays skipped, not retried as an upload every sync.
     let again = sync(&mut a).await;
     assert_eq!((again.uploaded, again.skipped), (0, 1), "{again:?}");
-    assert!(server.history(&w_tenant(), &k("big.bin")).await.is_err());
+    assert!(crate::full_history(&*server, &w_tenant(), &k("big.bin"))
+        .await
+        .is_err());
 }
 
 fn w_tenant() -> TenantId {

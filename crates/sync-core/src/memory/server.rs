@@ -18,12 +18,13 @@ use bytes::Bytes;
 use crate::server::tokens::LAST_USED_EVERY_MILLIS;
 use crate::server::{
     change_page, check_content, feed_after, keys_to_read, new_token, rows_to_read, token_hash,
-    Decision, NewToken, TokenInfo, TokenStore, Watchers, Write, WriteRules,
+    Decision, NewToken, Retention, TokenInfo, TokenStore, Watchers, Write, WriteRules,
+    PRUNE_PER_WRITE,
 };
 use crate::{
     ArchiveRequest, ChangePage, ContentHash, Cursor, DeleteRequest, Epoch, Error, Fetched,
-    FolderRequest, ItemMeta, Key, PushOutcome, PushRequest, Result, Revision, ServerConfig,
-    ServerStore, TenantId, VersionMeta,
+    FolderRequest, HistoryPage, HistoryRange, ItemMeta, Key, PushOutcome, PushRequest, Result,
+    Revision, ServerConfig, ServerStore, TenantId, VersionMeta,
 };
 
 /// One key's server state: its current version (`None` when only archived versions exist)
@@ -103,6 +104,48 @@ impl Inner {
     fn tenant_mut(&mut self, tenant: &TenantId) -> &mut Tenant {
         self.tenants.entry(tenant.clone()).or_default()
     }
+
+    /// Drops the versions of `keys` that `retention` lets go (at most
+    /// [`PRUNE_PER_WRITE`] in all), then every blob no version of any tenant refers to any
+    /// more (blobs are shared across tenants).
+    fn prune(&mut self, tenant: &TenantId, keys: &[&Key], retention: &Retention, now: u64) {
+        let Some(t) = self.tenants.get_mut(tenant) else {
+            return;
+        };
+        let mut budget = PRUNE_PER_WRITE;
+        let mut dropped: Vec<ContentHash> = Vec::new();
+        for key in keys {
+            let Some(entry) = t.items.get_mut(*key) else {
+                continue;
+            };
+            let versions: Vec<VersionMeta> = entry.history.iter().map(ItemMeta::version).collect();
+            let current = entry.current.as_ref().map(|m| m.rev);
+            let gone = retention.to_prune(&versions, current, now, budget);
+            budget -= gone.len();
+            entry.history.retain(|m| {
+                let go = gone.contains(&m.rev);
+                if go {
+                    dropped.extend(m.hash);
+                }
+                !go
+            });
+            if budget == 0 {
+                break;
+            }
+        }
+        dropped.sort();
+        dropped.dedup();
+        dropped.retain(|h| {
+            !self.tenants.values().any(|t| {
+                t.items
+                    .values()
+                    .any(|e| e.history.iter().any(|m| m.hash.as_ref() == Some(h)))
+            })
+        });
+        for h in dropped {
+            self.blobs.remove(&h);
+        }
+    }
 }
 
 /// An in-memory [`ServerStore`] with version history, deduplicated blobs, a per-tenant Lamport
@@ -172,6 +215,13 @@ impl MemoryServerStore {
         inner.tenant_mut(tenant).store(write);
         if let Some((hash, content)) = blob {
             inner.blobs.entry(hash).or_insert(content);
+        }
+        if let Some(retention) = self.config().retention {
+            let now = self.config().time.now_millis();
+            let mut keys: Vec<&Key> = write.rows.iter().map(|r| &r.item.key).collect();
+            keys.sort();
+            keys.dedup();
+            inner.prune(tenant, &keys, &retention, now);
         }
         if write.feed_head().is_some() {
             self.watchers.notify(tenant.as_str());
@@ -264,14 +314,31 @@ impl ServerStore for MemoryServerStore {
         Ok(write.value)
     }
 
-    async fn history(&self, tenant: &TenantId, key: &Key) -> Result<Vec<VersionMeta>> {
+    async fn history(
+        &self,
+        tenant: &TenantId,
+        key: &Key,
+        range: HistoryRange,
+    ) -> Result<HistoryPage> {
         let inner = self.lock();
         let entry = inner
             .tenants
             .get(tenant)
             .and_then(|t| t.items.get(key))
+            .filter(|e| !e.history.is_empty())
             .ok_or_else(|| Error::NotFound { key: key.clone() })?;
-        Ok(entry.history.iter().map(ItemMeta::version).collect())
+        // The history is in revision order: a binary search finds the end of the page.
+        let end = match range.before {
+            None => entry.history.len(),
+            Some(before) => entry.history.partition_point(|m| m.rev < before),
+        };
+        let rows = entry.history[..end]
+            .iter()
+            .rev()
+            .take(range.page_size() + 1)
+            .map(ItemMeta::version)
+            .collect();
+        Ok(HistoryPage::from_rows(rows, range))
     }
 
     async fn archive(&self, tenant: &TenantId, req: ArchiveRequest) -> Result<VersionMeta> {
@@ -461,6 +528,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn pruned_content_goes_unless_another_version_refers_to_it() {
+        let store = MemoryServerStore::new(ServerConfig {
+            retention: Some(Retention::new(1, Duration::ZERO)),
+            ..ServerConfig::default()
+        });
+        let (t, other) = (TenantId::new("t"), TenantId::new("u"));
+        let first = accepted(
+            store
+                .push(&t, push("k", b"one", Precondition::Create))
+                .await
+                .unwrap(),
+        );
+        accepted(
+            store
+                .push(&other, push("k", b"one", Precondition::Create))
+                .await
+                .unwrap(),
+        );
+        let second = accepted(
+            store
+                .push(&t, push("k", b"two", Precondition::Match(first.rev)))
+                .await
+                .unwrap(),
+        );
+        assert!(
+            store.lock().blobs.contains_key(&ContentHash::of(b"one")),
+            "u still refers to it"
+        );
+        accepted(
+            store
+                .push(&t, push("k", b"three", Precondition::Match(second.rev)))
+                .await
+                .unwrap(),
+        );
+        let blobs = store.lock().blobs.clone();
+        assert!(
+            !blobs.contains_key(&ContentHash::of(b"two")),
+            "nothing refers to it"
+        );
+        assert!(blobs.contains_key(&ContentHash::of(b"three")));
+        assert!(blobs.contains_key(&ContentHash::of(b"one")));
+    }
+
+    #[tokio::test]
     async fn blobs_are_deduplicated_by_hash() {
         let store = MemoryServerStore::new(ServerConfig::default());
         let t = TenantId::new("t");
@@ -492,7 +603,9 @@ mod tests {
             .unwrap();
         assert_eq!(v.rev, Revision(10));
         assert_eq!(
-            store.history(&t, &key("lost.txt")).await.unwrap(),
+            crate::full_history(&store, &t, &key("lost.txt"))
+                .await
+                .unwrap(),
             vec![v.clone()]
         );
         assert!(matches!(

@@ -86,7 +86,7 @@ impl<S: ServerStore> Transport for LocalTransport<S> {
     }
 
     async fn history(&self, key: &Key) -> Result<Vec<VersionMeta>> {
-        self.store.history(&self.tenant, key).await
+        crate::full_history(&*self.store, &self.tenant, key).await
     }
 
     async fn archive(&self, req: ArchiveRequest) -> Result<VersionMeta> {

@@ -17,6 +17,7 @@
 //! - [`write`]: [`WriteRules`]: preconditions, the stamp clamp, parent folders, folder/file
 //!   clashes, tombstones, archives and the Lamport counter;
 //! - [`feed`]: the cursor check and how a change page and its cursor are made;
+//! - [`retention`]: which old versions a store drops ([`Retention`]);
 //! - [`tokens`]: device tokens in the server's database ([`TokenStore`]), stored as hashes;
 //! - [`watch`]: per-tenant wake-up channels for [`ServerStore::wait`](crate::ServerStore::wait).
 //!
@@ -26,6 +27,7 @@
 
 pub mod content;
 pub mod feed;
+pub mod retention;
 pub mod tokens;
 pub mod watch;
 pub mod write;
@@ -34,6 +36,7 @@ pub use content::{
     check_content, check_content_off_thread, hash_off_thread, HASH_OFF_THREAD_ABOVE,
 };
 pub use feed::{change_page, feed_after, rows_to_read};
+pub use retention::{Retention, PRUNE_PER_WRITE};
 pub use tokens::{new_token, token_hash, NewToken, TokenInfo, TokenStore};
 pub use watch::Watchers;
 pub use write::{keys_to_read, rebase, Decision, Row, Write, WriteRules, MAX_REVISION, MAX_SEEN};

@@ -24,12 +24,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod history;
 mod replica;
 mod server_store;
 mod state_store;
 mod token_store;
 mod transport;
 
+pub use history::retention_contents;
 pub use replica::replica_suite;
 pub use server_store::server_store_suite;
 pub use state_store::state_store_suite;

@@ -14,9 +14,11 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
+use super::history::{history_is_paged, retention_drops_old_versions, KEEP, KEEP_FOR};
 use super::transport::protocol_checks;
 use super::{key, push_req, Check, NODE};
 use crate::memory::LocalTransport;
+use crate::server::Retention;
 use crate::{
     ArchiveRequest, ContentHash, Cursor, Epoch, Error, FolderRequest, ManualTime, Precondition,
     PushOutcome, Revision, ServerConfig, ServerStore, Stamp, TenantId,
@@ -54,6 +56,15 @@ where
     folder_stamps_are_clamped(c("folder_stamps_are_clamped"), make(config()).await).await;
     unknown_tenant_is_empty(c("unknown_tenant_is_empty"), make(config()).await).await;
     fetch_many_keeps_to_its_budget(c("fetch_many_keeps_to_its_budget"), make(config()).await).await;
+    history_is_paged(c("history_is_paged"), make(config()).await, tenant()).await;
+    let time = ManualTime::new(NOW);
+    let kept = make(ServerConfig {
+        time: time.clone(),
+        retention: Some(Retention::new(KEEP, KEEP_FOR)),
+        ..config()
+    })
+    .await;
+    retention_drops_old_versions(c("retention_drops_old_versions"), kept, &time, NOW).await;
 
     protocol_checks(SUITE, || {
         make(config())
@@ -272,7 +283,10 @@ async fn stamps_are_clamped<S: ServerStore>(c: Check, s: S) {
         vec![far.clamped(NOW, skew), near],
         "stamps in the feed",
     );
-    let history = c.ok(s.history(&tenant(), &key("future.txt")).await, "history");
+    let history = c.ok(
+        crate::full_history(&s, &tenant(), &key("future.txt")).await,
+        "history",
+    );
     c.eq(history[0].stamp.millis, NOW, "clamped stamp in history");
 
     let archived = c.ok(

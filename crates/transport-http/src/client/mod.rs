@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use sync_core::{
     ArchiveRequest, ChangePage, ContentHash, Cursor, DeleteRequest, Error, Fetched, FolderRequest,
     ItemKind, ItemMeta, Key, Precondition, PushOutcome, PushRequest, Result, Revision, Stamp,
-    Transport, VersionMeta,
+    Transport, VersionMeta, MAX_HISTORY_PAGE,
 };
 
 pub use batch::{BATCH_BYTES, BATCH_ITEMS, BATCH_ITEM_BYTES};
@@ -683,20 +683,49 @@ impl Transport for HttpTransport {
         Ok(item.into())
     }
 
+    /// Follows the pages of `GET /history` (newest first) until the server says there are no
+    /// more, then answers oldest first. A page that does not move back (a `next_before` not
+    /// below the page's own start) is refused as a bad answer instead of looping; an older
+    /// server's one answer with every version works the same.
     async fn history(&self, key: &Key) -> Result<Vec<VersionMeta>> {
         let url = self.item_url("history", key);
-        let sent = self
-            .send("history", self.request_timeout, |h| h.get(&url))
-            .await?;
-        if sent.response.status() != StatusCode::OK {
-            let ctx = ErrorContext {
-                key: Some(key),
-                ..self.ctx()
-            };
-            return Err(self.failure(sent.response, &ctx).await);
+        let mut before: Option<u64> = None;
+        let mut out: Vec<VersionMeta> = Vec::new();
+        loop {
+            let mut query = vec![("limit", MAX_HISTORY_PAGE.to_string())];
+            if let Some(b) = before {
+                query.push(("before", b.to_string()));
+            }
+            let sent = self
+                .send("history", self.request_timeout, |h| {
+                    h.get(&url).query(&query)
+                })
+                .await?;
+            if sent.response.status() != StatusCode::OK {
+                let ctx = ErrorContext {
+                    key: Some(key),
+                    ..self.ctx()
+                };
+                return Err(self.failure(sent.response, &ctx).await);
+            }
+            let h: WireHistory = self.json(sent.response, "history").await?;
+            out.extend(h.versions.into_iter().map(VersionMeta::from));
+            match h.next_before {
+                None => break,
+                Some(next) if before.is_none_or(|b| next < b) => before = Some(next),
+                Some(next) => {
+                    return Err(Error::offline(format!(
+                        "the server's history of {key} said to go on before revision {next}, \
+                         which does not move back from {}; the server is misbehaving",
+                        before.unwrap_or_default()
+                    )))
+                }
+            }
         }
-        let h: WireHistory = self.json(sent.response, "history").await?;
-        Ok(h.versions.into_iter().map(VersionMeta::from).collect())
+        // Pages come newest first; an older server sent one page oldest first. Either way,
+        // callers get revision order.
+        out.sort_by_key(|v| v.rev);
+        Ok(out)
     }
 
     async fn archive(&self, req: ArchiveRequest) -> Result<VersionMeta> {

@@ -16,8 +16,9 @@ use axum::{Extension, Json};
 use bytes::Bytes;
 use serde::Deserialize;
 use sync_core::{
-    ArchiveRequest, ContentHash, Cursor, DeleteRequest, Error, FolderRequest, Key, NodeId,
-    Precondition, PushOutcome, PushRequest, Revision, ServerStore, Stamp, TenantId,
+    ArchiveRequest, ContentHash, Cursor, DeleteRequest, Error, FolderRequest, HistoryRange, Key,
+    NodeId, Precondition, PushOutcome, PushRequest, Revision, ServerStore, Stamp, TenantId,
+    MAX_HISTORY_PAGE,
 };
 
 use super::errors::{from_core, ApiError};
@@ -394,16 +395,57 @@ pub(crate) async fn delete_item<S: ServerStore>(
     }
 }
 
-/// `GET /history/<key>`.
+/// Query of `GET /history/<key>`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct HistoryQuery {
+    limit: Option<String>,
+    before: Option<String>,
+}
+
+/// `GET /history/<key>[?limit=N&before=REV]`: one page of the key's versions, newest first.
 pub(crate) async fn get_history<S: ServerStore>(
     State(state): State<AppState<S>>,
     Extension(tenant): Extension<TenantId>,
     uri: Uri,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> ApiResult<Json<WireHistory>> {
     let key = path_key(&uri, "history")?;
-    let versions = state.store.history(&tenant, &key).await.map_err(core)?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = match q.limit.as_deref() {
+        None => MAX_HISTORY_PAGE,
+        Some(s) => s
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_HISTORY_PAGE).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "limit must be a number from 1 to {MAX_HISTORY_PAGE} (the most versions \
+                     one page holds); got {s:?}"
+                ))
+            })?,
+    };
+    let before = q
+        .before
+        .as_deref()
+        .map(|s| {
+            parse_rev(s).filter(|r| r.0 > 0).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "before must be a revision number above 0 (the next_before of the page \
+                     before); got {s:?}"
+                ))
+            })
+        })
+        .transpose()?;
+    let range = HistoryRange { before, limit };
+    let page = state
+        .store
+        .history(&tenant, &key, range)
+        .await
+        .map_err(core)?;
     Ok(Json(WireHistory {
-        versions: versions.iter().map(WireVersion::from).collect(),
+        versions: page.versions.iter().map(WireVersion::from).collect(),
+        next_before: page.next_before.map(|r| r.0),
     }))
 }
 
