@@ -154,9 +154,9 @@ pub async fn watch<T: Transport>(
     shutdown: impl Future<Output = ()>,
     mut on_status: impl FnMut(&SyncStatus),
 ) -> Result<(), ReplicaError> {
-    let root = engine.replica().root().to_path_buf();
-    // Kept until the loop ends: dropping it stops the watch.
-    let (_watcher, local_changes) = FolderWatcher::start(&root, options.debounce)?;
+    // Kept until the loop ends: dropping it stops the watch. Started for the replica, it feeds
+    // the replica's change journal, so a wake-up lists only what the watcher saw change.
+    let (_watcher, local_changes) = FolderWatcher::start_for(engine.replica(), options.debounce)?;
     let mut status = engine.status();
     let handle = engine.handle();
     let mut last = {

@@ -17,18 +17,19 @@
 //! ([`Fingerprint::racy`]), so the base recorded from it makes the next scan read it again: a
 //! same-size rewrite in the same timestamp tick is found however late the next sync comes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
 use sync_core::{
-    Content, ContentHash, Error, ErrorClass, Fingerprint, Key, KnownItem, LocalItem, Result, Scan,
-    Skipped,
+    ChangedItems, Content, ContentHash, Error, ErrorClass, Fingerprint, Key, KnownItem, LocalItem,
+    Result, Scan, Skipped,
 };
 use walkdir::WalkDir;
 
@@ -217,6 +218,7 @@ pub(crate) fn scan(
     shared: &Shared,
 ) -> Result<Scan> {
     check_root(root)?;
+    shared.journal.full_scan_started(Instant::now());
     let start_ns = now_ns();
     let own = &shared.own;
     own.prune(start_ns);
@@ -234,9 +236,11 @@ pub(crate) fn scan(
     // The root's own entries first, then each top-level folder's subtree on rayon's pool (a
     // no-change scan is mostly `stat` calls, which run in parallel on separate folders); the
     // parts are merged in name order, so the result is the same as one sequential walk.
+    let no_extra = BTreeSet::new();
     let walker = Walker {
         root,
         known,
+        extra: &no_extra,
         rules: &rules,
         shared,
         max_item_bytes,
@@ -253,29 +257,142 @@ pub(crate) fn scan(
         out.skipped.extend(part.skipped);
         jobs.extend(part.jobs);
     }
+    walker.hash_into(jobs, &mut out);
+    shared.counts.full.fetch_add(1, Ordering::Relaxed);
+    shared.journal.full_scan_listed(out.items.iter());
+    Ok(out)
+}
 
-    let results: Vec<(bool, Hashed)> = jobs
-        .into_par_iter()
-        .map(|job| hash_one(root, job))
-        .collect();
-    for (read, result) in results {
-        if read {
-            out.hashed += 1;
+/// Lists only the paths the journal recorded after the token `since`, plus the keys `also`;
+/// see [`sync_core::Replica::scan_since`] and the module doc of `journal`. `None`: the journal
+/// cannot tell (or a folder vanished), and the engine scans in full.
+///
+/// Each path is listed by the same per-entry code as the full scan (`Walker::visit`), with the
+/// replica's last listing as what is known: a path that is a folder now is walked with its
+/// subtree, and every key the listing had under it is named (absent unless found again). The
+/// folders above a path are checked as the walk would meet them: one that is missing, a
+/// symlink or a file hides the path (it is absent), an ignored one makes it skipped.
+pub(crate) fn scan_since(
+    root: &Path,
+    since: u64,
+    also: &BTreeSet<Key>,
+    max_item_bytes: u64,
+    shared: &Shared,
+) -> Result<Option<ChangedItems>> {
+    check_root(root)?;
+    let Some(changed) = shared.journal.changed_since(since, Instant::now()) else {
+        return Ok(None);
+    };
+    let mut listing_guard = shared.journal.listing();
+    let Some(listing) = listing_guard.as_mut() else {
+        return Ok(None);
+    };
+    // A folder that was removed or renamed away: the keys that were under it cannot all be
+    // named (some may have been skipped, so the listing does not have them).
+    for (rel, entry) in &changed {
+        if !entry.gone {
+            continue;
         }
-        match result {
-            Hashed::Item(mut item) => {
-                if walker.is_racy(item.fingerprint) {
-                    // Racily clean: a same-size rewrite in the same timestamp tick after this
-                    // read would keep this fingerprint, and a sync long after the window would
-                    // trust it. Marked, the base makes the next scan read the file again.
-                    item.fingerprint = item.fingerprint.racy();
-                }
-                out.items.insert(item.key.clone(), item);
-            }
-            Hashed::Skip(s) => out.skipped.push(s),
+        let was_folder = entry.folder
+            || rel
+                .to_str()
+                .and_then(|s| Key::new(s).ok())
+                .is_some_and(|k| {
+                    matches!(
+                        listing.get(&k),
+                        Some(KnownItem {
+                            content: Content::Folder,
+                            ..
+                        })
+                    ) || keys_under(listing, &k).next().is_some()
+                })
+            || changed.iter().any(|(p, _)| p != rel && p.starts_with(rel));
+        if was_folder {
+            return Ok(None);
         }
     }
-    Ok(out)
+    let mut targets: BTreeSet<PathBuf> = changed.into_iter().map(|(p, _)| p).collect();
+    targets.extend(also.iter().map(|k| PathBuf::from(k.as_str())));
+
+    let start_ns = now_ns();
+    shared.own.prune(start_ns);
+    let rules = shared.rules();
+    let walker = Walker {
+        root,
+        known: listing,
+        extra: also,
+        rules: &rules,
+        shared,
+        max_item_bytes,
+        start_ns,
+    };
+    let mut part = Part::default();
+    let mut keys = also.clone();
+    let mut walked: Option<PathBuf> = None;
+    for rel in &targets {
+        if walked.as_ref().is_some_and(|dir| rel.starts_with(dir)) {
+            continue; // listed with its folder's subtree
+        }
+        match walker.above(rel, &mut part) {
+            Above::Walk => {}
+            Above::Hidden => {
+                if let Some(key) = key_of_rel(rel) {
+                    keys.extend(keys_under(walker.known, &key).cloned());
+                    keys.insert(key);
+                }
+                continue;
+            }
+            Above::Skipped => continue,
+            Above::CannotTell => return Ok(None),
+        }
+        let path = root.join(rel);
+        let is_dir = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m.is_dir(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(key) = key_of_rel(rel) {
+                    keys.extend(keys_under(walker.known, &key).cloned());
+                    keys.insert(key);
+                }
+                continue;
+            }
+            // The walk reports it, as the full scan would.
+            Err(_) => false,
+        };
+        if is_dir {
+            if let Some(key) = key_of_rel(rel) {
+                keys.extend(keys_under(walker.known, &key).cloned());
+            }
+            walked = Some(rel.clone());
+        }
+        walker.walk_path(&path, &mut part);
+    }
+    let mut out = Scan {
+        items: part.items,
+        skipped: part.skipped,
+        hashed: 0,
+    };
+    walker.hash_into(part.jobs, &mut out);
+    for item in out.items.values_mut() {
+        // A file this replica just wrote, trusted from the listing: marked as a full scan
+        // that read it would mark it, so the answer does not depend on what was known.
+        if item.content != Content::Folder && walker.is_racy(item.fingerprint) {
+            item.fingerprint = item.fingerprint.racy();
+        }
+    }
+    keys.extend(out.items.keys().cloned());
+    keys.extend(out.skipped.iter().filter_map(|s| s.key.clone()));
+    for key in &keys {
+        listing.remove(key);
+    }
+    for (key, item) in &out.items {
+        let known = KnownItem {
+            fingerprint: item.fingerprint,
+            content: item.content,
+        };
+        listing.insert(key.clone(), known);
+    }
+    shared.counts.partial.fetch_add(1, Ordering::Relaxed);
+    Ok(Some(ChangedItems { scan: out, keys }))
 }
 
 /// What the walk does after an entry.
@@ -311,6 +428,9 @@ struct Part {
 struct Walker<'a> {
     root: &'a Path,
     known: &'a BTreeMap<Key, KnownItem>,
+    /// Keys to treat as known besides `known` when an entry is ignored or unreadable (the keys
+    /// `scan_since` was asked for); empty for a full scan.
+    extra: &'a BTreeSet<Key>,
     rules: &'a IgnoreRules,
     shared: &'a Shared,
     max_item_bytes: u64,
@@ -322,18 +442,108 @@ impl Walker<'_> {
     /// go to `Part::descend`), else its whole subtree.
     fn walk(&self, dir: &Path, top: bool) -> Part {
         let mut part = Part::default();
-        let mut walk = WalkDir::new(dir)
-            .follow_links(false)
+        let walk = WalkDir::new(dir)
             .min_depth(1)
-            .max_depth(if top { 1 } else { usize::MAX })
-            .sort_by_file_name()
-            .into_iter();
+            .max_depth(if top { 1 } else { usize::MAX });
+        self.walk_entries(walk, &mut part, top);
+        part
+    }
+
+    /// Lists `path` itself and, for a folder, its subtree, into `out` (for `scan_since`).
+    fn walk_path(&self, path: &Path, out: &mut Part) {
+        let walk = WalkDir::new(path).min_depth(0).follow_root_links(false);
+        self.walk_entries(walk, out, false);
+    }
+
+    /// Visits every entry of `walk` in name order, without following symlinks.
+    fn walk_entries(&self, walk: WalkDir, out: &mut Part, top: bool) {
+        let mut walk = walk.follow_links(false).sort_by_file_name().into_iter();
         while let Some(entry) = walk.next() {
-            if let Next::SkipDir = self.visit(entry, &mut part, top) {
+            if let Next::SkipDir = self.visit(entry, out, top) {
                 walk.skip_current_dir();
             }
         }
-        part
+    }
+
+    /// How the folders above `rel` (relative to the root) let the walk reach it, as a full walk
+    /// would meet them, outermost first. An ignored folder makes `rel` skipped (reported into
+    /// `out` when it is known, as `visit` reports an ignored folder's known keys).
+    fn above(&self, rel: &Path, out: &mut Part) -> Above {
+        let parts: Vec<Component<'_>> = rel.components().collect();
+        let mut dir = PathBuf::new();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            let Component::Normal(name) = part else {
+                return Above::CannotTell;
+            };
+            dir.push(name);
+            let (Some(name), Some(key)) = (name.to_str(), key_of_rel(&dir)) else {
+                return Above::CannotTell; // the full walk reports such a folder
+            };
+            match std::fs::symlink_metadata(self.root.join(&dir)) {
+                Ok(m) if m.is_dir() => {}
+                // A symlink or a file: the walk does not go through it.
+                Ok(_) => return Above::Hidden,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Above::Hidden,
+                Err(_) => return Above::CannotTell,
+            }
+            if self.rules.is_ignored(&dir, name, true) {
+                let _ = key;
+                if let Some(target) = key_of_rel(rel) {
+                    self.ignored(&target, false, out);
+                }
+                return Above::Skipped;
+            }
+        }
+        Above::Walk
+    }
+
+    /// Reports the known keys at (or, for a folder, under) the ignored entry `key` as skipped:
+    /// an ignored item that synced before is left alone, not treated as deleted.
+    fn ignored(&self, key: &Key, is_dir: bool, out: &mut Part) {
+        for k in self.known_under(key, is_dir) {
+            out.skipped.push(skipped(
+                Some(k.clone()),
+                Path::new(k.as_str()),
+                ErrorClass::Warning,
+                "ignored (built-in rule or .syncignore); it is not synced",
+            ));
+        }
+    }
+
+    /// Known keys (`known` or `extra`) that are `key` or (for a folder) lie inside it, in order.
+    fn known_under(&self, key: &Key, is_dir: bool) -> BTreeSet<Key> {
+        let known = self.known.keys().chain(self.extra.iter());
+        if is_dir {
+            known.filter(|k| k.starts_with(key)).cloned().collect()
+        } else {
+            known.filter(|k| *k == key).cloned().collect()
+        }
+    }
+
+    /// Hashes the files of `jobs` in parallel into `out`, marking racily clean fingerprints.
+    fn hash_into(&self, jobs: Vec<Job>, out: &mut Scan) {
+        let results: Vec<(bool, Hashed)> = jobs
+            .into_par_iter()
+            .map(|job| hash_one(self.root, job))
+            .collect();
+        for (read, result) in results {
+            if read {
+                out.hashed += 1;
+            }
+            match result {
+                Hashed::Item(mut item) => {
+                    if self.is_racy(item.fingerprint) {
+                        // Racily clean: a same-size rewrite in the same timestamp tick after
+                        // this read would keep this fingerprint, and a sync long after the
+                        // window would trust it. Marked, the base makes the next scan read
+                        // the file again.
+                        item.fingerprint = item.fingerprint.racy();
+                    }
+                    out.items.insert(item.key.clone(), item);
+                }
+                Hashed::Skip(s) => out.skipped.push(s),
+            }
+        }
     }
 
     /// True when `fp`'s mtime is within the racy window of this scan's start.
@@ -345,10 +555,11 @@ impl Walker<'_> {
     /// fingerprint, or a file to hash (`out.jobs`). `top`: the entry is in the root itself.
     fn visit(&self, entry: walkdir::Result<walkdir::DirEntry>, out: &mut Part, top: bool) -> Next {
         let (root, known, shared) = (self.root, self.known, self.shared);
+        shared.counts.visited.fetch_add(1, Ordering::Relaxed);
         let entry = match entry {
             Ok(e) => e,
             Err(e) => {
-                walk_error(root, known, &e, &mut out.skipped);
+                self.walk_error(&e, &mut out.skipped);
                 return Next::Continue;
             }
         };
@@ -364,16 +575,8 @@ impl Walker<'_> {
             return Next::Continue;
         }
         if self.rules.is_ignored(rel, name, is_dir) {
-            // An ignored item that synced before is left alone, not treated as deleted.
             if let Some(key) = rel.to_str().and_then(|s| Key::new(s).ok()) {
-                for k in known_under(known, &key, is_dir) {
-                    out.skipped.push(skipped(
-                        Some(k.clone()),
-                        Path::new(k.as_str()),
-                        ErrorClass::Warning,
-                        "ignored (built-in rule or .syncignore); it is not synced",
-                    ));
-                }
+                self.ignored(&key, is_dir, out);
             }
             return Next::skip_if(is_dir);
         }
@@ -471,55 +674,73 @@ fn sweep_temp_file(in_flight: &InFlight, path: &Path) {
     }
 }
 
-/// Known keys that are `key` or (for a folder) lie inside it.
-fn known_under<'a>(
-    known: &'a BTreeMap<Key, KnownItem>,
-    key: &'a Key,
-    is_dir: bool,
-) -> Box<dyn Iterator<Item = &'a Key> + 'a> {
-    if is_dir {
-        Box::new(known.keys().filter(move |k| k.starts_with(key)))
-    } else {
-        Box::new(known.get_key_value(key).map(|(k, _)| k).into_iter())
-    }
+/// What the folders above a path of `scan_since` mean for it (`Walker::above`).
+enum Above {
+    /// The walk reaches it: list it.
+    Walk,
+    /// A folder above is missing, a symlink or a file: the walk would not list it (absent).
+    Hidden,
+    /// A folder above is ignored: reported as skipped if known, else nothing to say.
+    Skipped,
+    /// A folder above has a name no key can have: only a full scan reports it right.
+    CannotTell,
 }
 
-/// A walk failure (typically a folder that cannot be listed): the folder and everything the
-/// last sync knew inside it are skipped, so none of it is mistaken for deleted.
-fn walk_error(
-    root: &Path,
-    known: &BTreeMap<Key, KnownItem>,
-    e: &walkdir::Error,
-    out: &mut Vec<Skipped>,
-) {
-    let path = e.path().unwrap_or(root);
-    let rel = path.strip_prefix(root).unwrap_or(path);
-    let message = match e.io_error() {
-        Some(io) => unreadable_message(io),
-        None => format!("cannot be read: {e}"),
-    };
-    match rel.to_str().and_then(|s| Key::new(s).ok()) {
-        Some(key) => {
-            let inside: Vec<Key> = known_under(known, &key, true)
-                .filter(|k| *k != &key)
-                .cloned()
-                .collect();
+/// `rel` as a key, when it is one exactly (valid, and already in NFC).
+fn key_of_rel(rel: &Path) -> Option<Key> {
+    let s = rel.to_str()?;
+    Key::new(s).ok().filter(|k| k.as_str() == s)
+}
+
+/// The keys of `map` strictly inside the folder `key`.
+pub(crate) fn keys_under<'a, V>(
+    map: &'a BTreeMap<Key, V>,
+    key: &Key,
+) -> impl Iterator<Item = &'a Key> + 'a {
+    let prefix = format!("{key}/");
+    map.range(key.clone()..)
+        .map(|(k, _)| k)
+        .skip_while({
+            let prefix = prefix.clone();
+            move |k| k.as_str() < prefix.as_str()
+        })
+        .take_while(move |k| k.as_str().starts_with(&prefix))
+}
+
+impl Walker<'_> {
+    /// A walk failure (typically a folder that cannot be listed): the folder and everything
+    /// the last sync knew inside it are skipped, so none of it is mistaken for deleted.
+    fn walk_error(&self, e: &walkdir::Error, out: &mut Vec<Skipped>) {
+        let root = self.root;
+        let path = e.path().unwrap_or(root);
+        let rel = path.strip_prefix(root).unwrap_or(path);
+        let message = match e.io_error() {
+            Some(io) => unreadable_message(io),
+            None => format!("cannot be read: {e}"),
+        };
+        let Some(key) = rel.to_str().and_then(|s| Key::new(s).ok()) else {
+            out.push(skipped(None, rel, ErrorClass::Item, message));
+            return;
+        };
+        let inside: Vec<Key> = self
+            .known_under(&key, true)
+            .into_iter()
+            .filter(|k| k != &key)
+            .collect();
+        out.push(skipped(
+            Some(key.clone()),
+            rel,
+            ErrorClass::Item,
+            message.clone(),
+        ));
+        for k in inside {
             out.push(skipped(
-                Some(key.clone()),
-                rel,
+                Some(k.clone()),
+                Path::new(k.as_str()),
                 ErrorClass::Item,
-                message.clone(),
+                format!("its folder {key} {message}"),
             ));
-            for k in inside {
-                out.push(skipped(
-                    Some(k.clone()),
-                    Path::new(k.as_str()),
-                    ErrorClass::Item,
-                    format!("its folder {key} {message}"),
-                ));
-            }
         }
-        None => out.push(skipped(None, rel, ErrorClass::Item, message)),
     }
 }
 
@@ -632,11 +853,7 @@ mod tests {
     use super::*;
 
     fn shared(root: &Path) -> Shared {
-        Shared {
-            own: OwnWrites::default(),
-            in_flight: InFlight::default(),
-            rules: std::sync::RwLock::new(Arc::new(IgnoreRules::load(root))),
-        }
+        Shared::new(root)
     }
 
     #[test]

@@ -13,11 +13,17 @@
 //! nothing to do. A watch error or an overflowed kernel queue signals too (the engine then
 //! rescans, which is what it needs).
 //!
+//! Started for a replica ([`FolderWatcher::start_for`]), it also feeds every event to the
+//! replica's journal, which is what lets `Replica::change_token` and `Replica::scan_since`
+//! answer without a walk (see `journal`); then only an event the journal recorded as a change
+//! signals, so the replica's own writes (a download) do not wake the engine again.
+//!
 //! This module only watches; it never reads or writes a file, and it knows nothing about the
 //! engine. Dropping the [`FolderWatcher`] stops the watch, and the channel then closes.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use notify::event::{Event, EventKind};
@@ -25,7 +31,7 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::error::ReplicaError;
-use crate::ignore_rules::{STATE_DIR, TEMP_PREFIX};
+use crate::{FolderReplica, Shared};
 
 /// A running watch of a synced folder. Dropping it stops the watch.
 #[derive(Debug)]
@@ -47,6 +53,25 @@ impl FolderWatcher {
         root: &Path,
         debounce: Duration,
     ) -> Result<(FolderWatcher, mpsc::Receiver<()>), ReplicaError> {
+        FolderWatcher::start_with(root, None, debounce)
+    }
+
+    /// Watches `replica`'s folder as [`FolderWatcher::start`] does and feeds the replica's
+    /// journal while it runs: the replica's change token and `scan_since` work from the
+    /// moment this returns until the watcher is dropped (the first sync after it scans in
+    /// full). Only changes the journal records signal.
+    pub fn start_for(
+        replica: &FolderReplica,
+        debounce: Duration,
+    ) -> Result<(FolderWatcher, mpsc::Receiver<()>), ReplicaError> {
+        FolderWatcher::start_with(replica.root(), Some(Arc::clone(&replica.shared)), debounce)
+    }
+
+    fn start_with(
+        root: &Path,
+        shared: Option<Arc<Shared>>,
+        debounce: Duration,
+    ) -> Result<(FolderWatcher, mpsc::Receiver<()>), ReplicaError> {
         let watch_error = |source: notify::Error| ReplicaError::Watch {
             path: root.to_path_buf(),
             source,
@@ -62,18 +87,37 @@ impl FolderWatcher {
             roots
         };
         let (raw_tx, raw_rx) = std_mpsc::channel::<notify::Result<Event>>();
-        let mut watcher = notify::recommended_watcher(raw_tx).map_err(watch_error)?;
-        watcher
-            .watch(root, RecursiveMode::Recursive)
-            .map_err(watch_error)?;
+        // Symlinks are not followed, as the scan does not follow them.
+        let config = notify::Config::default().with_follow_symlinks(false);
+        let mut watcher = RecommendedWatcher::new(raw_tx, config).map_err(watch_error)?;
+        // Attached before the watch starts, so no event is missed; detached when the thread
+        // ends (the watcher was dropped) or if it cannot start.
+        let attached = shared.inspect(|s| s.journal.attach());
+        let detach = |shared: &Option<Arc<Shared>>| {
+            if let Some(s) = shared {
+                s.journal.detach();
+            }
+        };
+        if let Err(e) = watcher.watch(root, RecursiveMode::Recursive) {
+            detach(&attached);
+            return Err(watch_error(e));
+        }
         let (tx, rx) = mpsc::channel(1);
-        std::thread::Builder::new()
+        let thread_shared = attached.clone();
+        let spawned = std::thread::Builder::new()
             .name("replica-fs-watch".to_owned())
-            .spawn(move || debounce_loop(&roots, &raw_rx, &tx, debounce))
-            .map_err(|e| ReplicaError::Watch {
+            .spawn(move || {
+                let journal = thread_shared.as_ref().map(|s| &s.journal);
+                debounce_loop(&roots, journal, &raw_rx, &tx, debounce);
+                detach(&thread_shared);
+            });
+        if let Err(e) = spawned {
+            detach(&attached);
+            return Err(ReplicaError::Watch {
                 path: root.to_path_buf(),
                 source: notify::Error::io(e),
-            })?;
+            });
+        }
         Ok((
             FolderWatcher {
                 _watcher: watcher,
@@ -89,18 +133,24 @@ impl FolderWatcher {
     }
 }
 
-/// Turns raw events into debounced signals until the watch or the receiver goes away.
+/// Turns raw events into debounced signals until the watch or the receiver goes away. With a
+/// journal, every event goes to it, and the journal says which ones are changes.
 fn debounce_loop(
     roots: &[PathBuf],
+    journal: Option<&crate::journal::Journal>,
     raw: &std_mpsc::Receiver<notify::Result<Event>>,
     tx: &mpsc::Sender<()>,
     debounce: Duration,
 ) {
+    let counts = |event: &notify::Result<Event>| match journal {
+        Some(j) => j.note(event),
+        None => relevant(roots, event),
+    };
     loop {
         // Wait for the first relevant event of a burst.
         loop {
             match raw.recv() {
-                Ok(event) if relevant(roots, &event) => break,
+                Ok(event) if counts(&event) => break,
                 Ok(_) => {}
                 Err(std_mpsc::RecvError) => return, // the watcher was dropped
             }
@@ -113,7 +163,9 @@ fn debounce_loop(
                 break;
             }
             match raw.recv_timeout(left) {
-                Ok(_) => {}
+                Ok(event) => {
+                    counts(&event);
+                }
                 Err(std_mpsc::RecvTimeoutError::Timeout) => break,
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
             }
@@ -151,16 +203,7 @@ fn relevant_path(roots: &[PathBuf], path: &Path) -> bool {
         .iter()
         .find_map(|root| path.strip_prefix(root).ok())
         .unwrap_or(path);
-    if let Some(Component::Normal(first)) = rel.components().next() {
-        if first == STATE_DIR {
-            return false;
-        }
-    }
-    let temp = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with(TEMP_PREFIX));
-    !temp
+    crate::journal::relevant(rel)
 }
 
 #[cfg(test)]
