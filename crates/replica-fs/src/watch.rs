@@ -1,10 +1,13 @@
 //! Watching the synced folder for local edits, for the engine's watch loop: [`FolderWatcher`].
 //!
 //! A recursive [`notify`] watch on the root feeds raw events to one debounce thread, which
-//! turns each burst into a single `()` on a tokio channel: the first relevant event opens a
-//! window of `debounce`, every event inside it is absorbed, and one signal is sent when the
-//! window closes. The channel holds at most one pending signal, so a slow consumer sees one
-//! wake-up, not a backlog.
+//! turns each burst into a single `()` on a tokio channel: after the first relevant event it
+//! waits for a quiet period of `debounce` with no further relevant event (an editor's save is
+//! several events within a few milliseconds: one signal), but never longer than
+//! [`MAX_BURST`] from the first event, so a folder that keeps changing still syncs. The
+//! channel holds at most one pending signal, so a slow consumer sees one wake-up, not a
+//! backlog. A short quiet period (tens of milliseconds) is what keeps edit latency low; it is
+//! affordable because a wake-up of a journaled replica costs only the changed paths.
 //!
 //! Ignored, so the engine's own bookkeeping never wakes it: anything under the state folder
 //! `.sync/`, the replica's `.sync-tmp-*` files, and read-only access (the scan opening files
@@ -33,6 +36,10 @@ use tokio::sync::mpsc;
 use crate::error::ReplicaError;
 use crate::{FolderReplica, Shared};
 
+/// The longest a burst of changes delays its signal: a folder that changes without pause
+/// (a long copy) still syncs at least this often.
+pub const MAX_BURST: Duration = Duration::from_secs(1);
+
 /// A running watch of a synced folder. Dropping it stops the watch.
 #[derive(Debug)]
 pub struct FolderWatcher {
@@ -44,8 +51,9 @@ pub struct FolderWatcher {
 
 impl FolderWatcher {
     /// Watches `root` recursively and returns the watcher with a receiver that gets one `()`
-    /// per burst of local changes, at most one per `debounce` window (about 300 ms suits an
-    /// editor's save). Needs no async runtime.
+    /// per burst of local changes: sent once `debounce` passed without a further change
+    /// (30 ms covers an editor's save, which is a few events within milliseconds), or
+    /// [`MAX_BURST`] after the burst's first change. Needs no async runtime.
     ///
     /// Fails with [`ReplicaError::Watch`] when the folder cannot be watched (missing, or the
     /// system's limit of watches is reached).
@@ -155,16 +163,21 @@ fn debounce_loop(
                 Err(std_mpsc::RecvError) => return, // the watcher was dropped
             }
         }
-        // Absorb everything else that arrives within the window.
-        let deadline = Instant::now() + debounce;
+        // Absorb what follows until a quiet period, or the burst's limit.
+        let limit = Instant::now() + MAX_BURST;
+        let mut quiet_until = Instant::now() + debounce;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = quiet_until
+                .min(limit)
+                .saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
             match raw.recv_timeout(left) {
                 Ok(event) => {
-                    counts(&event);
+                    if counts(&event) {
+                        quiet_until = Instant::now() + debounce;
+                    }
                 }
                 Err(std_mpsc::RecvTimeoutError::Timeout) => break,
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
