@@ -142,10 +142,27 @@ impl Journal {
         }
     }
 
-    /// The change token: `None` when no watcher runs.
+    /// The change token: `None` when no watcher runs. Once the last full scan is older than
+    /// the safety-net interval, the token moves (and older ones get no answer), so the
+    /// engine's next sync scans in full even if no event came.
     pub(crate) fn token(&self) -> Option<u64> {
-        let s = self.state();
-        (s.watchers > 0).then_some(s.counter)
+        self.token_at(Instant::now())
+    }
+
+    fn token_at(&self, now: Instant) -> Option<u64> {
+        let mut s = self.state();
+        if s.watchers == 0 {
+            return None;
+        }
+        let stale = s
+            .last_full_scan
+            .is_some_and(|at| now.duration_since(at) >= s.full_scan_every);
+        if stale {
+            // Once per full scan: until the next one, `changed_since` has no answer anyway.
+            s.lose();
+            s.last_full_scan = None;
+        }
+        Some(s.counter)
     }
 
     /// Sets the safety-net interval (see [`FULL_SCAN_EVERY`]).
@@ -442,6 +459,20 @@ mod tests {
         assert!(j.changed_since(t1, later).is_none(), "the safety net");
         j.set_full_scan_every(Duration::from_secs(100_000));
         assert!(j.changed_since(t1, later).is_some());
+        j.set_full_scan_every(FULL_SCAN_EVERY);
+        // Without any event, the token moves once the full scan is that old, so the engine
+        // asks (and gets no answer, so it scans in full).
+        let t2 = j.token().unwrap();
+        let t3 = j.token_at(later).unwrap();
+        assert!(t3 > t2, "the token moves");
+        assert_eq!(
+            j.token_at(later),
+            Some(t3),
+            "once, until the next full scan"
+        );
+        assert!(j.changed_since(t2, later).is_none());
+        j.full_scan_started(later);
+        assert!(j.changed_since(t3, later).is_some());
     }
 
     #[test]
