@@ -87,6 +87,8 @@ pub(crate) struct Counters {
     pub(crate) full: AtomicU64,
     pub(crate) partial: AtomicU64,
     pub(crate) visited: AtomicU64,
+    /// Bytes of content read by `read` and written by `write`.
+    pub(crate) moved: AtomicU64,
 }
 
 /// How much this replica's scans did since it was opened (for tests and benchmarks).
@@ -151,6 +153,12 @@ impl FolderReplica {
         self
     }
 
+    /// Bytes of content this replica (and its clones) read for the engine (uploads) and wrote
+    /// for it (downloads) so far; a scan's hashing is not counted. For progress displays.
+    pub fn bytes_moved(&self) -> u64 {
+        self.shared.counts.moved.load(Ordering::Relaxed)
+    }
+
     /// How much the scans of this replica (and its clones) did so far.
     pub fn scan_counts(&self) -> ScanCounts {
         let c = &self.shared.counts;
@@ -169,6 +177,11 @@ impl FolderReplica {
     /// The state folder, `root/.sync/`; the scan never reports anything inside it.
     pub fn state_dir(&self) -> PathBuf {
         self.root.join(STATE_DIR)
+    }
+
+    fn count_moved(&self, bytes: usize) {
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        self.shared.counts.moved.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Runs `f` with the root on a blocking thread.
@@ -220,14 +233,20 @@ impl Replica for FolderReplica {
 
     async fn read(&self, key: &Key) -> Result<Bytes> {
         let key = key.clone();
-        self.blocking(move |root| apply::read(root, &key)).await
+        let read = self.blocking(move |root| apply::read(root, &key)).await?;
+        self.count_moved(read.len());
+        Ok(read)
     }
 
     async fn write(&self, key: &Key, content: Bytes, expected: Expected) -> Result<LocalItem> {
         let key = key.clone();
         let shared = Arc::clone(&self.shared);
-        self.blocking(move |root| apply::write(root, &shared, &key, &content, expected))
-            .await
+        let len = content.len();
+        let written = self
+            .blocking(move |root| apply::write(root, &shared, &key, &content, expected))
+            .await?;
+        self.count_moved(len);
+        Ok(written)
     }
 
     async fn create_folder(&self, key: &Key) -> Result<LocalItem> {
