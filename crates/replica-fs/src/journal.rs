@@ -91,14 +91,8 @@ struct State {
 impl Journal {
     /// A journal for the folder `root`, with no watcher attached.
     pub(crate) fn new(root: &Path) -> Journal {
-        let mut roots = vec![root.to_path_buf()];
-        if let Ok(canonical) = std::fs::canonicalize(root) {
-            if canonical != root {
-                roots.push(canonical);
-            }
-        }
         Journal {
-            roots,
+            roots: roots_of(root),
             state: Mutex::new(State {
                 watchers: 0,
                 counter: 0,
@@ -364,6 +358,18 @@ impl State {
         entry.folder |= folder;
         entry.gone |= gone;
     }
+}
+
+/// `root` as given and, when it differs, its canonical form: a watcher's events may name
+/// paths under either.
+pub(crate) fn roots_of(root: &Path) -> Vec<PathBuf> {
+    let mut roots = vec![root.to_path_buf()];
+    if let Ok(canonical) = std::fs::canonicalize(root) {
+        if canonical != root {
+            roots.push(canonical);
+        }
+    }
+    roots
 }
 
 /// False for paths inside the state folder and for the replica's temporary files (relative

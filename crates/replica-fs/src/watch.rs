@@ -85,15 +85,7 @@ impl FolderWatcher {
             source,
         };
         // Events may name paths under the root as given or under its canonical form.
-        let roots = {
-            let mut roots = vec![root.to_path_buf()];
-            if let Ok(canonical) = std::fs::canonicalize(root) {
-                if canonical != root {
-                    roots.push(canonical);
-                }
-            }
-            roots
-        };
+        let roots = crate::journal::roots_of(root);
         let (raw_tx, raw_rx) = std_mpsc::channel::<notify::Result<Event>>();
         // Symlinks are not followed, as the scan does not follow them.
         let config = notify::Config::default().with_follow_symlinks(false);
