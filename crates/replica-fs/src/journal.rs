@@ -347,7 +347,10 @@ impl State {
 
     /// Records a change of `rel`.
     fn record(&mut self, rel: PathBuf, folder: bool, gone: bool) {
-        if self.paths.len() >= MAX_PATHS && !self.paths.contains_key(&rel) {
+        // The ignore rules changed (the engine downloaded them, say): only a full scan, which
+        // reloads them, lists everything right.
+        let rules = rel == Path::new(IGNORE_FILE);
+        if rules || (self.paths.len() >= MAX_PATHS && !self.paths.contains_key(&rel)) {
             self.lose();
             return;
         }
@@ -449,6 +452,21 @@ mod tests {
         let t2 = j.token().unwrap();
         assert!(j.note(&modify(root, IGNORE_FILE)));
         assert!(j.changed_since(t2, Instant::now()).is_none());
+        let t3 = j.token().unwrap();
+        assert!(j.note(&modify(root, "")));
+        assert!(j.changed_since(t3, Instant::now()).is_none());
+        // Also when the replica itself wrote them (its own events are absorbed).
+        let t4 = j.token().unwrap();
+        let rules = sync_core::LocalItem {
+            key: Key::new(IGNORE_FILE).unwrap(),
+            content: sync_core::Content::File(sync_core::ContentHash::of(b"*.log")),
+            size: 5,
+            fingerprint: Fingerprint::default(),
+            modified_millis: 0,
+        };
+        j.own_change(&rules.key, Some(&rules));
+        assert!(j.token().unwrap() > t4);
+        assert!(j.changed_since(t4, Instant::now()).is_none());
     }
 
     #[test]
