@@ -20,7 +20,8 @@
 #   LARGE_N/LARGE_SIZE [100000/1024], BIG_N/BIG_SIZE [200/5242880], FILES_PER_DIR [20],
 #   HUGE_N/HUGE_SIZE [1000000/100], HUGE_TOOLS ["ours-fs rsync"] (HUGE skips A↓ and the slow
 #   peers: it is there to show how B grows with the tree), HUGE_LIMIT_S [1800],
-#   SEED [42], LIMIT_S per run [300], PORT [18600], EDITS (latency) [20], IDLE_CLIENTS [1000].
+#   SEED [42], LIMIT_S per run [300], PORT [18600], EDITS (latency) [20], IDLE_CLIENTS [1000],
+#   BIN (where folder-sync and sync-server are) [$CARGO_TARGET_DIR/release, else target/release].
 #
 # Tools and what "A", "B", "C" mean for each (A = first sync into an empty side; B = re-sync with
 # no change; C = re-sync after 10 rewritten (same size) + 10 new files on side A):
@@ -54,8 +55,8 @@ EDITS=${EDITS:-20}
 IDLE_CLIENTS=${IDLE_CLIENTS:-1000}
 TOOLS=${TOOLS:-"ours-fs ours-http unison bisync rsync"}
 RESULTS=$ROOT/results.tsv
-BIN=${CARGO_TARGET_DIR:-$REPO/target}/release
-TOKEN=bench-token-0123456789abcdef
+BIN=${BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release}
+TOKEN=bench-token-5f3a9c1e7b2d4860  # sync-server refuses weak tokens
 export RCLONE_CONFIG=$ROOT/rclone.conf
 export UNISON=$ROOT/unison-home
 unset RUST_BACKTRACE RUST_LOG

@@ -99,8 +99,10 @@ pub async fn open<T: Transport>(
 /// How [`watch`] paces itself.
 #[derive(Debug, Clone)]
 pub struct WatchOptions {
-    /// Local changes closer together than this are one signal to sync (about 300 ms suits an
-    /// editor's save, which is often several writes). Default 300 ms.
+    /// The quiet period that ends a burst of local changes: changes closer together than
+    /// this are one signal to sync (an editor's save is several writes within milliseconds).
+    /// Default 30 ms: a wake-up lists only what the watcher saw change, so a short one is
+    /// cheap, and it is most of the time from a save to the sync.
     pub debounce: Duration,
     /// The engine loop's long-poll, rescan and backoff settings. Default
     /// [`RunOptions::default`].
@@ -110,7 +112,7 @@ pub struct WatchOptions {
 impl Default for WatchOptions {
     fn default() -> Self {
         WatchOptions {
-            debounce: Duration::from_millis(300),
+            debounce: Duration::from_millis(30),
             run: RunOptions::default(),
         }
     }
@@ -154,9 +156,9 @@ pub async fn watch<T: Transport>(
     shutdown: impl Future<Output = ()>,
     mut on_status: impl FnMut(&SyncStatus),
 ) -> Result<(), ReplicaError> {
-    let root = engine.replica().root().to_path_buf();
-    // Kept until the loop ends: dropping it stops the watch.
-    let (_watcher, local_changes) = FolderWatcher::start(&root, options.debounce)?;
+    // Kept until the loop ends: dropping it stops the watch. Started for the replica, it feeds
+    // the replica's change journal, so a wake-up lists only what the watcher saw change.
+    let (_watcher, local_changes) = FolderWatcher::start_for(engine.replica(), options.debounce)?;
     let mut status = engine.status();
     let handle = engine.handle();
     let mut last = {

@@ -20,10 +20,11 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use sync_core::{ContentHash, Error, Expected, Key, LocalItem, LocalWrite, Result};
+use sync_core::{ContentHash, Error, Expected, Fingerprint, Key, LocalItem, LocalWrite, Result};
 
 use crate::error::io_to_sync;
 use crate::ignore_rules::reserved;
+use crate::journal::Left;
 use crate::scan::{check_root, file_item, fingerprint, folder_item, whole_second};
 use crate::Shared;
 
@@ -150,19 +151,34 @@ pub(crate) fn check_no_symlinked_folder(root: &Path, key: &Key) -> Result<()> {
 }
 
 /// Makes sure every folder in `folders` (outermost first) exists as a real folder, creating
-/// missing ones. A symlink or a file in the way is an `Item` error about `key`.
-fn ensure_folders(root: &Path, key: &Key, folders: &[Key]) -> Result<()> {
+/// missing ones (each recorded in the journal as the replica's own change). A symlink or a
+/// file in the way is an `Item` error about `key`.
+fn ensure_folders(root: &Path, shared: &Shared, key: &Key, folders: &[Key]) -> Result<()> {
     for folder in folders {
         let path = path_of(root, folder);
         let meta = match fs::symlink_metadata(&path) {
             Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&path) {
-                Ok(()) => continue,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    fs::symlink_metadata(&path).map_err(|e| io_to_sync(key, "create folder", &e))?
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                shared.journal.expect_own(folder, Left::Folder);
+                match fs::create_dir(&path) {
+                    Ok(()) => {
+                        let made = fs::symlink_metadata(&path)
+                            .map_err(|e| io_to_sync(key, "create folder", &e))?;
+                        let item = folder_item(folder.clone(), &made);
+                        shared.journal.own_change(folder, Some(&item));
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        shared.journal.own_cancel(folder);
+                        fs::symlink_metadata(&path)
+                            .map_err(|e| io_to_sync(key, "create folder", &e))?
+                    }
+                    Err(e) => {
+                        shared.journal.own_cancel(folder);
+                        return Err(io_to_sync(key, "create folder", &e));
+                    }
                 }
-                Err(e) => return Err(io_to_sync(key, "create folder", &e)),
-            },
+            }
             Err(e) => return Err(io_to_sync(key, "create folder", &e)),
         };
         if meta.file_type().is_symlink() {
@@ -271,6 +287,9 @@ struct Pending<'s> {
     len: u64,
     tmp: tempfile::NamedTempFile,
     tmp_inode: u64,
+    /// The temporary file's fingerprint: a rename keeps size, mtime and inode, so the
+    /// watcher's event for the target finds exactly this.
+    tmp_fingerprint: Fingerprint,
     /// Registered as in flight so a concurrent scan does not take it for a crash's leftover.
     in_flight: crate::in_flight::InFlightGuard<'s>,
 }
@@ -286,7 +305,7 @@ impl<'s> Pending<'s> {
     ) -> Result<Pending<'s>> {
         check_not_reserved(key)?;
         check_root(root)?;
-        ensure_folders(root, key, &key.ancestors())?;
+        ensure_folders(root, shared, key, &key.ancestors())?;
         let path = path_of(root, key);
         check_windows_name(key)?;
         let parent = path.parent().unwrap_or(root).to_path_buf();
@@ -302,12 +321,10 @@ impl<'s> Pending<'s> {
             .create_in(&parent, Permissions::from_mode(mode))
             .map_err(|e| fail("write", &e))?;
         tmp.write_all(content).map_err(|e| fail("write", &e))?;
-        let tmp_inode = tmp
-            .as_file()
-            .metadata()
-            .map_err(|e| fail("write", &e))?
-            .ino();
+        let tmp_meta = tmp.as_file().metadata().map_err(|e| fail("write", &e))?;
+        let tmp_inode = tmp_meta.ino();
         Ok(Pending {
+            tmp_fingerprint: fingerprint(&tmp_meta),
             key: key.clone(),
             path,
             parent,
@@ -339,21 +356,28 @@ impl<'s> Pending<'s> {
             len,
             tmp,
             tmp_inode,
+            tmp_fingerprint,
             in_flight,
             ..
         } = self;
         let fail = |action: &str, e: &io::Error| io_to_sync(&key, action, e);
         check_expected(&path, &key, expected)
             .map_err(|e| case_clash_or(e, &path, &key, expected))?;
-        tmp.persist(&path).map_err(|e| fail("replace", &e.error))?;
+        shared.journal.expect_own(&key, Left::File(tmp_fingerprint));
+        if let Err(e) = tmp.persist(&path) {
+            shared.journal.own_cancel(&key);
+            return Err(fail("replace", &e.error));
+        }
         drop(in_flight);
         let meta = fs::symlink_metadata(&path).map_err(|e| fail("check the written file", &e))?;
         if meta.ino() != tmp_inode || meta.len() != len {
             // Replaced again by someone else in the instant after the rename.
+            shared.journal.own_cancel(&key);
             return Err(Error::Changed { key });
         }
         let mut item = file_item(key.clone(), &meta, hash);
         shared.own.record(&key, item.fingerprint);
+        shared.journal.own_change(&key, Some(&item));
         if whole_second(item.fingerprint) {
             // Whole-second timestamps: someone may rewrite the file within this second without
             // changing its fingerprint, so the next scan must read it again (see `scan`).
@@ -364,12 +388,12 @@ impl<'s> Pending<'s> {
 }
 
 /// Creates the folder `key` and its parents; succeeds if it exists.
-pub(crate) fn create_folder(root: &Path, key: &Key) -> Result<LocalItem> {
+pub(crate) fn create_folder(root: &Path, shared: &Shared, key: &Key) -> Result<LocalItem> {
     check_not_reserved(key)?;
     check_root(root)?;
     let mut folders = key.ancestors();
     folders.push(key.clone());
-    ensure_folders(root, key, &folders)?;
+    ensure_folders(root, shared, key, &folders)?;
     let meta = fs::symlink_metadata(path_of(root, key))
         .map_err(|e| io_to_sync(key, "create folder", &e))?;
     Ok(folder_item(key.clone(), &meta))
@@ -377,7 +401,7 @@ pub(crate) fn create_folder(root: &Path, key: &Key) -> Result<LocalItem> {
 
 /// Removes the file or empty folder `key` if it is still as `expected`. Already gone: success.
 /// A folder that still holds entries is left in place (success).
-pub(crate) fn remove(root: &Path, key: &Key, expected: Expected) -> Result<()> {
+pub(crate) fn remove(root: &Path, shared: &Shared, key: &Key, expected: Expected) -> Result<()> {
     check_not_reserved(key)?;
     check_root(root)?;
     check_no_symlinked_folder(root, key)?;
@@ -391,13 +415,18 @@ pub(crate) fn remove(root: &Path, key: &Key, expected: Expected) -> Result<()> {
         Expected::Present(fp) if fingerprint(&meta) == fp.settled() => {}
         _ => return Err(Error::Changed { key: key.clone() }),
     }
+    shared.journal.expect_own(key, Left::Removed);
     let result = if meta.is_dir() {
         fs::remove_dir(&path)
     } else {
         fs::remove_file(&path)
     };
+    if result.is_err() {
+        shared.journal.own_cancel(key);
+    }
     match result {
         Ok(()) => {
+            shared.journal.own_change(key, None);
             sync_dir(path.parent().unwrap_or(root));
             Ok(())
         }

@@ -34,12 +34,15 @@ mod backup;
 pub mod error;
 pub mod ignore_rules;
 mod in_flight;
+mod journal;
 pub mod scan;
 pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -51,6 +54,7 @@ use sync_core::{
 pub use backup::BACKUPS_DIR;
 pub use error::ReplicaError;
 pub use ignore_rules::{IgnoreRules, IGNORE_FILE, STATE_DIR, TEMP_PREFIX};
+pub use journal::{FULL_SCAN_EVERY, MAX_PATHS as MAX_JOURNAL_PATHS};
 pub use watch::FolderWatcher;
 
 /// A folder on disk as a sync replica. Cheap to clone (the clones share the root, the ignore
@@ -71,9 +75,46 @@ pub(crate) struct Shared {
     /// The ignore rules as loaded by the last scan (or by [`FolderReplica::new`] before the
     /// first one), for [`Replica::ignores`], which must not do I/O.
     pub(crate) rules: RwLock<Arc<IgnoreRules>>,
+    /// What changed since a change token, while a [`FolderWatcher`] started with
+    /// [`FolderWatcher::start_for`] runs.
+    pub(crate) journal: journal::Journal,
+    /// How much the scans did, for [`FolderReplica::scan_counts`].
+    pub(crate) counts: Counters,
+}
+
+/// The counters behind [`ScanCounts`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) full: AtomicU64,
+    pub(crate) partial: AtomicU64,
+    pub(crate) visited: AtomicU64,
+    /// Bytes of content read by `read` and written by `write`.
+    pub(crate) moved: AtomicU64,
+}
+
+/// How much this replica's scans did since it was opened (for tests and benchmarks).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanCounts {
+    /// Full scans (walks of the whole tree).
+    pub full: u64,
+    /// Answers of [`Replica::scan_since`] that listed the changed paths (not `None`).
+    pub partial: u64,
+    /// Entries (files, folders, anything else) looked at by either kind, one `lstat` each.
+    pub visited: u64,
 }
 
 impl Shared {
+    /// The shared state of a replica of `root`, with the ignore rules loaded now.
+    pub(crate) fn new(root: &Path) -> Shared {
+        Shared {
+            own: scan::OwnWrites::default(),
+            in_flight: in_flight::InFlight::default(),
+            rules: RwLock::new(Arc::new(IgnoreRules::load(root))),
+            journal: journal::Journal::new(root),
+            counts: Counters::default(),
+        }
+    }
+
     /// The ignore rules of the last scan.
     pub(crate) fn rules(&self) -> Arc<IgnoreRules> {
         Arc::clone(&self.rules.read().unwrap_or_else(PoisonError::into_inner))
@@ -100,15 +141,33 @@ impl FolderReplica {
         if !meta.is_dir() {
             return Err(ReplicaError::NotADirectory { path: root });
         }
-        let rules = Arc::new(IgnoreRules::load(&root));
         Ok(FolderReplica {
+            shared: Arc::new(Shared::new(&root)),
             root: Arc::new(root),
-            shared: Arc::new(Shared {
-                own: scan::OwnWrites::default(),
-                in_flight: in_flight::InFlight::default(),
-                rules: RwLock::new(rules),
-            }),
         })
+    }
+
+    /// Sets the safety net of [`Replica::scan_since`] (default [`FULL_SCAN_EVERY`]): when the
+    /// last full scan is older than `every`, it answers `None` and the engine scans in full.
+    pub fn with_full_scan_every(self, every: Duration) -> FolderReplica {
+        self.shared.journal.set_full_scan_every(every);
+        self
+    }
+
+    /// Bytes of content this replica (and its clones) read for the engine (uploads) and wrote
+    /// for it (downloads) so far; a scan's hashing is not counted. For progress displays.
+    pub fn bytes_moved(&self) -> u64 {
+        self.shared.counts.moved.load(Ordering::Relaxed)
+    }
+
+    /// How much the scans of this replica (and its clones) did so far.
+    pub fn scan_counts(&self) -> ScanCounts {
+        let c = &self.shared.counts;
+        ScanCounts {
+            full: c.full.load(Ordering::Relaxed),
+            partial: c.partial.load(Ordering::Relaxed),
+            visited: c.visited.load(Ordering::Relaxed),
+        }
     }
 
     /// The synced folder.
@@ -119,6 +178,11 @@ impl FolderReplica {
     /// The state folder, `root/.sync/`; the scan never reports anything inside it.
     pub fn state_dir(&self) -> PathBuf {
         self.root.join(STATE_DIR)
+    }
+
+    fn count_moved(&self, bytes: usize) {
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        self.shared.counts.moved.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Runs `f` with the root on a blocking thread.
@@ -156,16 +220,46 @@ impl Replica for FolderReplica {
             .await
     }
 
+    /// The journal's counter while a [`FolderWatcher`] started with
+    /// [`FolderWatcher::start_for`] runs: it moves on every change the watcher reports and on
+    /// every change this replica makes. `None` without a watcher.
+    async fn change_token(&self) -> Result<Option<u64>> {
+        Ok(self.shared.journal.token())
+    }
+
+    /// Lists only the paths the watcher reported since `since` (a folder with its subtree)
+    /// and the keys `also`, each as [`Replica::scan`] lists it. `None` (the engine then scans
+    /// in full) without a watcher, after an overflow or a watch error, when a folder was
+    /// removed or renamed away, past [`MAX_JOURNAL_PATHS`] changed paths, or when the last full
+    /// scan is older than the safety net ([`FolderReplica::with_full_scan_every`]).
+    async fn scan_since(
+        &self,
+        since: u64,
+        also: &BTreeSet<Key>,
+        max_item_bytes: u64,
+    ) -> Result<Option<ChangedItems>> {
+        let also = also.clone();
+        let shared = Arc::clone(&self.shared);
+        self.blocking(move |root| scan::scan_since(root, since, &also, max_item_bytes, &shared))
+            .await
+    }
+
     async fn read(&self, key: &Key) -> Result<Bytes> {
         let key = key.clone();
-        self.blocking(move |root| apply::read(root, &key)).await
+        let read = self.blocking(move |root| apply::read(root, &key)).await?;
+        self.count_moved(read.len());
+        Ok(read)
     }
 
     async fn write(&self, key: &Key, content: Bytes, expected: Expected) -> Result<LocalItem> {
         let key = key.clone();
         let shared = Arc::clone(&self.shared);
-        self.blocking(move |root| apply::write(root, &shared, &key, &content, expected))
-            .await
+        let len = content.len();
+        let written = self
+            .blocking(move |root| apply::write(root, &shared, &key, &content, expected))
+            .await?;
+        self.count_moved(len);
+        Ok(written)
     }
 
     async fn write_many(&self, writes: Vec<LocalWrite>) -> Vec<Result<LocalItem>> {
@@ -182,7 +276,8 @@ impl Replica for FolderReplica {
 
     async fn create_folder(&self, key: &Key) -> Result<LocalItem> {
         let key = key.clone();
-        self.blocking(move |root| apply::create_folder(root, &key))
+        let shared = Arc::clone(&self.shared);
+        self.blocking(move |root| apply::create_folder(root, &shared, &key))
             .await
     }
 
@@ -194,7 +289,8 @@ impl Replica for FolderReplica {
 
     async fn remove(&self, key: &Key, expected: Expected) -> Result<()> {
         let key = key.clone();
-        self.blocking(move |root| apply::remove(root, &key, expected))
+        let shared = Arc::clone(&self.shared);
+        self.blocking(move |root| apply::remove(root, &shared, &key, expected))
             .await
     }
 

@@ -22,9 +22,10 @@ use std::ffi::OsString;
 use std::fs::{File, FileType, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
 use sync_core::{
@@ -216,12 +217,16 @@ pub(crate) fn scan(
     max_item_bytes: u64,
     shared: &Shared,
 ) -> Result<Scan> {
-    Ok(walk_all(root, known, None, max_item_bytes, shared)?.0)
+    shared.journal.full_scan_started(Instant::now());
+    let (out, _) = walk_all(root, known, None, max_item_bytes, shared)?;
+    shared.journal.full_scan_listed(out.items.iter());
+    Ok(out)
 }
 
 /// Lists what differs from `known`; see [`sync_core::Replica::scan_changes`]. Items that match
 /// their entry are counted, not kept; only when fewer of them were met than `known` holds are
-/// the gone keys looked for.
+/// the gone keys looked for. While a watcher runs, the journal needs the listing of a full
+/// scan, so the scan is full and compared afterwards.
 pub(crate) fn scan_changes(
     root: &Path,
     known: &BTreeMap<Key, KnownItem>,
@@ -229,6 +234,10 @@ pub(crate) fn scan_changes(
     max_item_bytes: u64,
     shared: &Shared,
 ) -> Result<ChangedItems> {
+    if shared.journal.token().is_some() {
+        let full = scan(root, known, max_item_bytes, shared)?;
+        return Ok(sync_core::changes_of(full, known, also));
+    }
     let (scan, matched) = walk_all(root, known, Some(also), max_item_bytes, shared)?;
     let mut keys = also.clone();
     keys.extend(scan.skipped.iter().filter_map(|s| s.key.clone()));
@@ -269,9 +278,11 @@ fn walk_all<'k>(
     // The root's own entries first, then each top-level folder's subtree on rayon's pool (a
     // no-change scan is mostly `stat` calls, which run in parallel on separate folders); the
     // parts are merged in name order, so the result is the same as one sequential walk.
+    let no_extra = BTreeSet::new();
     let walker = Walker {
         root,
         known,
+        extra: &no_extra,
         changes_only,
         rules: &rules,
         shared,
@@ -290,47 +301,194 @@ fn walk_all<'k>(
         jobs.extend(part.jobs);
         matched.extend(part.matched);
     }
-
-    let results: Vec<(bool, Hashed)> = jobs
-        .into_par_iter()
-        .map(|job| hash_one(root, job))
-        .collect();
-    for (read, result) in results {
-        if read {
-            out.hashed += 1;
-        }
-        match result {
-            Hashed::Item(mut item) => {
-                if walker.is_racy(item.fingerprint) {
-                    // Racily clean: a same-size rewrite in the same timestamp tick after this
-                    // read would keep this fingerprint, and a sync long after the window would
-                    // trust it. Marked, the base makes the next scan read the file again.
-                    item.fingerprint = item.fingerprint.racy();
-                }
-                walker.keep(item, &mut items, &mut matched);
-            }
-            Hashed::Skip(s) => out.skipped.push(s),
-        }
+    let mut hashed = Scan::default();
+    walker.hash_into(jobs, &mut hashed);
+    out.hashed = hashed.hashed;
+    out.skipped.extend(hashed.skipped);
+    for item in hashed.items.into_values() {
+        walker.keep(item, &mut items, &mut matched);
     }
     // Built once from the collected items: compact nodes, no map per part.
     out.items = items.into_iter().map(|i| (i.key.clone(), i)).collect();
+    shared.counts.full.fetch_add(1, Ordering::Relaxed);
     Ok((out, matched))
 }
 
-/// One entry of a folder listing: its name and type as the listing gave them, and its
+/// Lists only the paths the journal recorded after the token `since`, plus the keys `also`;
+/// see [`sync_core::Replica::scan_since`] and the module doc of `journal`. `None`: the journal
+/// cannot tell (or a folder vanished), and the engine scans in full.
+///
+/// Each path is listed by the same per-entry code as the full scan (`Walker::visit`), with the
+/// replica's last listing as what is known: a path that is a folder now is walked with its
+/// subtree, and every key the listing had under it is named (absent unless found again). The
+/// folders above a path are checked as the walk would meet them: one that is missing, a
+/// symlink or a file hides the path (it is absent), an ignored one makes it skipped.
+pub(crate) fn scan_since(
+    root: &Path,
+    since: u64,
+    also: &BTreeSet<Key>,
+    max_item_bytes: u64,
+    shared: &Shared,
+) -> Result<Option<ChangedItems>> {
+    check_root(root)?;
+    let Some(changed) = shared.journal.changed_since(since, Instant::now()) else {
+        return Ok(None);
+    };
+    let mut listing_guard = shared.journal.listing();
+    let Some(listing) = listing_guard.as_mut() else {
+        return Ok(None);
+    };
+    // A folder that was removed or renamed away: the keys that were under it cannot all be
+    // named (some may have been skipped, so the listing does not have them).
+    for (rel, entry) in &changed {
+        if !entry.gone {
+            continue;
+        }
+        let was_folder = entry.folder
+            || rel
+                .to_str()
+                .and_then(|s| Key::new(s).ok())
+                .is_some_and(|k| {
+                    matches!(
+                        listing.get(&k),
+                        Some(KnownItem {
+                            content: Content::Folder,
+                            ..
+                        })
+                    ) || keys_under(listing, &k).next().is_some()
+                })
+            || changed.iter().any(|(p, _)| p != rel && p.starts_with(rel));
+        if was_folder {
+            return Ok(None);
+        }
+    }
+    let mut targets: BTreeSet<PathBuf> = changed.into_iter().map(|(p, _)| p).collect();
+    targets.extend(also.iter().map(|k| PathBuf::from(k.as_str())));
+
+    let start_ns = now_ns();
+    shared.own.prune(start_ns);
+    let rules = shared.rules();
+    let walker = Walker {
+        root,
+        known: listing,
+        extra: also,
+        changes_only: None,
+        rules: &rules,
+        shared,
+        max_item_bytes,
+        start_ns,
+    };
+    let mut part = Part::default();
+    let mut keys = also.clone();
+    let mut walked: Option<PathBuf> = None;
+    for rel in &targets {
+        if walked.as_ref().is_some_and(|dir| rel.starts_with(dir)) {
+            continue; // listed with its folder's subtree
+        }
+        match walker.above(rel, &mut part) {
+            Above::Walk => {}
+            Above::Hidden => {
+                if let Some(key) = key_of_rel(rel) {
+                    keys.extend(keys_under(walker.known, &key).cloned());
+                    keys.insert(key);
+                }
+                continue;
+            }
+            Above::Skipped => continue,
+            Above::CannotTell => return Ok(None),
+        }
+        let path = root.join(rel);
+        let is_dir = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m.is_dir(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(key) = key_of_rel(rel) {
+                    keys.extend(keys_under(walker.known, &key).cloned());
+                    keys.insert(key);
+                }
+                continue;
+            }
+            // The walk reports it, as the full scan would.
+            Err(_) => false,
+        };
+        if is_dir {
+            if let Some(key) = key_of_rel(rel) {
+                keys.extend(keys_under(walker.known, &key).cloned());
+            }
+            walked = Some(rel.clone());
+        }
+        walker.walk_path(&path, &mut part);
+    }
+    let Part {
+        items,
+        skipped,
+        jobs,
+        ..
+    } = part;
+    let mut out = Scan {
+        items: items.into_iter().map(|i| (i.key.clone(), i)).collect(),
+        skipped,
+        hashed: 0,
+    };
+    walker.hash_into(jobs, &mut out);
+    for item in out.items.values_mut() {
+        // A file this replica just wrote, trusted from the listing: marked as a full scan
+        // that read it would mark it, so the answer does not depend on what was known.
+        if item.content != Content::Folder && walker.is_racy(item.fingerprint) {
+            item.fingerprint = item.fingerprint.racy();
+        }
+    }
+    keys.extend(out.items.keys().cloned());
+    keys.extend(out.skipped.iter().filter_map(|s| s.key.clone()));
+    for key in &keys {
+        listing.remove(key);
+    }
+    for (key, item) in &out.items {
+        let known = KnownItem {
+            fingerprint: item.fingerprint,
+            content: item.content,
+        };
+        listing.insert(key.clone(), known);
+    }
+    shared.counts.partial.fetch_add(1, Ordering::Relaxed);
+    Ok(Some(ChangedItems { scan: out, keys }))
+}
+
+/// One entry met by the walk: its name and type as the folder listing gave them, and its
 /// metadata read relative to the open folder (`statx` on the folder's descriptor), so the
 /// kernel does not walk the whole path again for every file.
 struct Entry {
     path: PathBuf,
     name: OsString,
     file_type: FileType,
-    inner: std::fs::DirEntry,
+    source: Source,
+}
+
+/// Where an [`Entry`]'s metadata comes from.
+enum Source {
+    /// A folder listing's entry (its folder stays open while it lives).
+    Listed(std::fs::DirEntry),
+    /// A path looked up on its own (the first path of `walk_path`).
+    Looked(Metadata),
 }
 
 impl Entry {
+    /// The entry at `path` itself, without following a symlink.
+    fn of_path(path: &Path) -> io::Result<Entry> {
+        let meta = std::fs::symlink_metadata(path)?;
+        Ok(Entry {
+            path: path.to_path_buf(),
+            name: path.file_name().map(OsString::from).unwrap_or_default(),
+            file_type: meta.file_type(),
+            source: Source::Looked(meta),
+        })
+    }
+
     /// The entry's own metadata (a symlink's, not its target's).
     fn metadata(&self) -> io::Result<Metadata> {
-        self.inner.metadata()
+        match &self.source {
+            Source::Listed(entry) => entry.metadata(),
+            Source::Looked(meta) => Ok(meta.clone()),
+        }
     }
 }
 
@@ -343,7 +501,7 @@ fn list(dir: &Path) -> io::Result<Vec<io::Result<Entry>>> {
                 path: e.path(),
                 name: e.file_name(),
                 file_type: e.file_type()?,
-                inner: e,
+                source: Source::Listed(e),
             })
         })
         .collect();
@@ -393,6 +551,9 @@ struct Walker<'a, 'k> {
     known: &'k BTreeMap<Key, KnownItem>,
     /// Set for [`scan_changes`]: the keys to list even when they match.
     changes_only: Option<&'k BTreeSet<Key>>,
+    /// Keys to treat as known besides `known` when an entry is ignored or unreadable (the keys
+    /// `scan_since` was asked for); empty for a full scan.
+    extra: &'a BTreeSet<Key>,
     rules: &'a IgnoreRules,
     shared: &'a Shared,
     max_item_bytes: u64,
@@ -422,13 +583,28 @@ impl<'k> Walker<'_, 'k> {
         part
     }
 
-    /// Visits the entries of `dir` in name order, and walks into each folder the visit keeps
-    /// (unless `top`).
-    fn walk_into(&self, dir: &Path, top: bool, part: &mut Part<'k>) {
+    /// Lists `path` itself and, for a folder, its subtree, into `out` (for `scan_since`).
+    fn walk_path(&self, path: &Path, out: &mut Part<'k>) {
+        let entry = match Entry::of_path(path) {
+            Ok(entry) => entry,
+            Err(e) => {
+                self.walk_error(path, &e, &mut out.skipped);
+                return;
+            }
+        };
+        let folder = entry.file_type.is_dir();
+        if let (Next::Continue, true) = (self.visit(&entry, out, false), folder) {
+            self.walk_into(path, false, out);
+        }
+    }
+
+    /// Visits the entries of `dir` in name order without following symlinks, and walks into
+    /// each folder the visit keeps (unless `top`).
+    fn walk_into(&self, dir: &Path, top: bool, out: &mut Part<'k>) {
         let entries = match list(dir) {
             Ok(entries) => entries,
             Err(e) => {
-                walk_error(self.root, self.known, dir, &e, &mut part.skipped);
+                self.walk_error(dir, &e, &mut out.skipped);
                 return;
             }
         };
@@ -436,15 +612,96 @@ impl<'k> Walker<'_, 'k> {
             let entry = match entry {
                 Ok(entry) => entry,
                 Err(e) => {
-                    walk_error(self.root, self.known, dir, &e, &mut part.skipped);
+                    self.walk_error(dir, &e, &mut out.skipped);
                     continue;
                 }
             };
             let folder = entry.file_type.is_dir().then(|| entry.path.clone());
-            if let (Next::Continue, Some(folder)) = (self.visit(&entry, part, top), folder) {
+            if let (Next::Continue, Some(folder)) = (self.visit(&entry, out, top), folder) {
                 if !top {
-                    self.walk_into(&folder, false, part);
+                    self.walk_into(&folder, false, out);
                 }
+            }
+        }
+    }
+
+    /// How the folders above `rel` (relative to the root) let the walk reach it, as a full walk
+    /// would meet them, outermost first. An ignored folder makes `rel` skipped (reported into
+    /// `out` when it is known, as `visit` reports an ignored folder's known keys).
+    fn above(&self, rel: &Path, out: &mut Part<'k>) -> Above {
+        let parts: Vec<Component<'_>> = rel.components().collect();
+        let mut dir = PathBuf::new();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            let Component::Normal(name) = part else {
+                return Above::CannotTell;
+            };
+            dir.push(name);
+            let (Some(name), Some(key)) = (name.to_str(), key_of_rel(&dir)) else {
+                return Above::CannotTell; // the full walk reports such a folder
+            };
+            match std::fs::symlink_metadata(self.root.join(&dir)) {
+                Ok(m) if m.is_dir() => {}
+                // A symlink or a file: the walk does not go through it.
+                Ok(_) => return Above::Hidden,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Above::Hidden,
+                Err(_) => return Above::CannotTell,
+            }
+            if self.rules.is_ignored(&dir, name, true) {
+                let _ = key;
+                if let Some(target) = key_of_rel(rel) {
+                    self.ignored(&target, false, out);
+                }
+                return Above::Skipped;
+            }
+        }
+        Above::Walk
+    }
+
+    /// Reports the known keys at (or, for a folder, under) the ignored entry `key` as skipped:
+    /// an ignored item that synced before is left alone, not treated as deleted.
+    fn ignored(&self, key: &Key, is_dir: bool, out: &mut Part<'k>) {
+        for k in self.known_under(key, is_dir) {
+            out.skipped.push(skipped(
+                Some(k.clone()),
+                Path::new(k.as_str()),
+                ErrorClass::Warning,
+                "ignored (built-in rule or .syncignore); it is not synced",
+            ));
+        }
+    }
+
+    /// Known keys (`known` or `extra`) that are `key` or (for a folder) lie inside it, in order.
+    fn known_under(&self, key: &Key, is_dir: bool) -> BTreeSet<Key> {
+        let known = self.known.keys().chain(self.extra.iter());
+        if is_dir {
+            known.filter(|k| k.starts_with(key)).cloned().collect()
+        } else {
+            known.filter(|k| *k == key).cloned().collect()
+        }
+    }
+
+    /// Hashes the files of `jobs` in parallel into `out`, marking racily clean fingerprints.
+    fn hash_into(&self, jobs: Vec<Job>, out: &mut Scan) {
+        let results: Vec<(bool, Hashed)> = jobs
+            .into_par_iter()
+            .map(|job| hash_one(self.root, job))
+            .collect();
+        for (read, result) in results {
+            if read {
+                out.hashed += 1;
+            }
+            match result {
+                Hashed::Item(mut item) => {
+                    if self.is_racy(item.fingerprint) {
+                        // Racily clean: a same-size rewrite in the same timestamp tick after
+                        // this read would keep this fingerprint, and a sync long after the
+                        // window would trust it. Marked, the base makes the next scan read
+                        // the file again.
+                        item.fingerprint = item.fingerprint.racy();
+                    }
+                    out.items.insert(item.key.clone(), item);
+                }
+                Hashed::Skip(s) => out.skipped.push(s),
             }
         }
     }
@@ -458,6 +715,7 @@ impl<'k> Walker<'_, 'k> {
     /// fingerprint, or a file to hash (`out.jobs`). `top`: the entry is in the root itself.
     fn visit(&self, entry: &Entry, out: &mut Part<'k>, top: bool) -> Next {
         let (root, known, shared) = (self.root, self.known, self.shared);
+        shared.counts.visited.fetch_add(1, Ordering::Relaxed);
         let path = entry.path.as_path();
         let Ok(rel) = path.strip_prefix(root) else {
             return Next::Continue;
@@ -470,16 +728,8 @@ impl<'k> Walker<'_, 'k> {
             return Next::Continue;
         }
         if self.rules.is_ignored(rel, name, is_dir) {
-            // An ignored item that synced before is left alone, not treated as deleted.
             if let Some(key) = rel.to_str().and_then(|s| Key::new(s).ok()) {
-                for k in known_under(known, &key, is_dir) {
-                    out.skipped.push(skipped(
-                        Some(k.clone()),
-                        Path::new(k.as_str()),
-                        ErrorClass::Warning,
-                        "ignored (built-in rule or .syncignore); it is not synced",
-                    ));
-                }
+                self.ignored(&key, is_dir, out);
             }
             return Next::skip_if(is_dir);
         }
@@ -574,52 +824,69 @@ fn sweep_temp_file(in_flight: &InFlight, path: &Path) {
     }
 }
 
-/// Known keys that are `key` or (for a folder) lie inside it.
-fn known_under<'a>(
-    known: &'a BTreeMap<Key, KnownItem>,
-    key: &'a Key,
-    is_dir: bool,
-) -> Box<dyn Iterator<Item = &'a Key> + 'a> {
-    if is_dir {
-        Box::new(known.keys().filter(move |k| k.starts_with(key)))
-    } else {
-        Box::new(known.get_key_value(key).map(|(k, _)| k).into_iter())
-    }
+/// What the folders above a path of `scan_since` mean for it (`Walker::above`).
+enum Above {
+    /// The walk reaches it: list it.
+    Walk,
+    /// A folder above is missing, a symlink or a file: the walk would not list it (absent).
+    Hidden,
+    /// A folder above is ignored: reported as skipped if known, else nothing to say.
+    Skipped,
+    /// A folder above has a name no key can have: only a full scan reports it right.
+    CannotTell,
 }
 
-/// A walk failure (typically a folder that cannot be listed): the folder and everything the
-/// last sync knew inside it are skipped, so none of it is mistaken for deleted.
-fn walk_error(
-    root: &Path,
-    known: &BTreeMap<Key, KnownItem>,
-    path: &Path,
-    e: &io::Error,
-    out: &mut Vec<Skipped>,
-) {
-    let rel = path.strip_prefix(root).unwrap_or(path);
-    let message = unreadable_message(e);
-    match rel.to_str().and_then(|s| Key::new(s).ok()) {
-        Some(key) => {
-            let inside: Vec<Key> = known_under(known, &key, true)
-                .filter(|k| *k != &key)
-                .cloned()
-                .collect();
+/// `rel` as a key, when it is one exactly (valid, and already in NFC).
+fn key_of_rel(rel: &Path) -> Option<Key> {
+    let s = rel.to_str()?;
+    Key::new(s).ok().filter(|k| k.as_str() == s)
+}
+
+/// The keys of `map` strictly inside the folder `key`.
+pub(crate) fn keys_under<'a, V>(
+    map: &'a BTreeMap<Key, V>,
+    key: &Key,
+) -> impl Iterator<Item = &'a Key> + 'a {
+    let prefix = format!("{key}/");
+    map.range(key.clone()..)
+        .map(|(k, _)| k)
+        .skip_while({
+            let prefix = prefix.clone();
+            move |k| k.as_str() < prefix.as_str()
+        })
+        .take_while(move |k| k.as_str().starts_with(&prefix))
+}
+
+impl Walker<'_, '_> {
+    /// A walk failure (typically a folder that cannot be listed): the folder and everything
+    /// the last sync knew inside it are skipped, so none of it is mistaken for deleted.
+    fn walk_error(&self, path: &Path, e: &io::Error, out: &mut Vec<Skipped>) {
+        let root = self.root;
+        let rel = path.strip_prefix(root).unwrap_or(path);
+        let message = unreadable_message(e);
+        let Some(key) = rel.to_str().and_then(|s| Key::new(s).ok()) else {
+            out.push(skipped(None, rel, ErrorClass::Item, message));
+            return;
+        };
+        let inside: Vec<Key> = self
+            .known_under(&key, true)
+            .into_iter()
+            .filter(|k| k != &key)
+            .collect();
+        out.push(skipped(
+            Some(key.clone()),
+            rel,
+            ErrorClass::Item,
+            message.clone(),
+        ));
+        for k in inside {
             out.push(skipped(
-                Some(key.clone()),
-                rel,
+                Some(k.clone()),
+                Path::new(k.as_str()),
                 ErrorClass::Item,
-                message.clone(),
+                format!("its folder {key} {message}"),
             ));
-            for k in inside {
-                out.push(skipped(
-                    Some(k.clone()),
-                    Path::new(k.as_str()),
-                    ErrorClass::Item,
-                    format!("its folder {key} {message}"),
-                ));
-            }
         }
-        None => out.push(skipped(None, rel, ErrorClass::Item, message)),
     }
 }
 
@@ -732,11 +999,7 @@ mod tests {
     use super::*;
 
     fn shared(root: &Path) -> Shared {
-        Shared {
-            own: OwnWrites::default(),
-            in_flight: InFlight::default(),
-            rules: std::sync::RwLock::new(Arc::new(IgnoreRules::load(root))),
-        }
+        Shared::new(root)
     }
 
     #[test]

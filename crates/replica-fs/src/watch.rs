@@ -1,10 +1,13 @@
 //! Watching the synced folder for local edits, for the engine's watch loop: [`FolderWatcher`].
 //!
 //! A recursive [`notify`] watch on the root feeds raw events to one debounce thread, which
-//! turns each burst into a single `()` on a tokio channel: the first relevant event opens a
-//! window of `debounce`, every event inside it is absorbed, and one signal is sent when the
-//! window closes. The channel holds at most one pending signal, so a slow consumer sees one
-//! wake-up, not a backlog.
+//! turns each burst into a single `()` on a tokio channel: after the first relevant event it
+//! waits for a quiet period of `debounce` with no further relevant event (an editor's save is
+//! several events within a few milliseconds: one signal), but never longer than
+//! [`MAX_BURST`] from the first event, so a folder that keeps changing still syncs. The
+//! channel holds at most one pending signal, so a slow consumer sees one wake-up, not a
+//! backlog. A short quiet period (tens of milliseconds) is what keeps edit latency low; it is
+//! affordable because a wake-up of a journaled replica costs only the changed paths.
 //!
 //! Ignored, so the engine's own bookkeeping never wakes it: anything under the state folder
 //! `.sync/`, the replica's `.sync-tmp-*` files, and read-only access (the scan opening files
@@ -13,11 +16,17 @@
 //! nothing to do. A watch error or an overflowed kernel queue signals too (the engine then
 //! rescans, which is what it needs).
 //!
+//! Started for a replica ([`FolderWatcher::start_for`]), it also feeds every event to the
+//! replica's journal, which is what lets `Replica::change_token` and `Replica::scan_since`
+//! answer without a walk (see `journal`); then only an event the journal recorded as a change
+//! signals, so the replica's own writes (a download) do not wake the engine again.
+//!
 //! This module only watches; it never reads or writes a file, and it knows nothing about the
 //! engine. Dropping the [`FolderWatcher`] stops the watch, and the channel then closes.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use notify::event::{Event, EventKind};
@@ -25,7 +34,11 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::error::ReplicaError;
-use crate::ignore_rules::{STATE_DIR, TEMP_PREFIX};
+use crate::{FolderReplica, Shared};
+
+/// The longest a burst of changes delays its signal: a folder that changes without pause
+/// (a long copy) still syncs at least this often.
+pub const MAX_BURST: Duration = Duration::from_secs(1);
 
 /// A running watch of a synced folder. Dropping it stops the watch.
 #[derive(Debug)]
@@ -38,8 +51,9 @@ pub struct FolderWatcher {
 
 impl FolderWatcher {
     /// Watches `root` recursively and returns the watcher with a receiver that gets one `()`
-    /// per burst of local changes, at most one per `debounce` window (about 300 ms suits an
-    /// editor's save). Needs no async runtime.
+    /// per burst of local changes: sent once `debounce` passed without a further change
+    /// (30 ms covers an editor's save, which is a few events within milliseconds), or
+    /// [`MAX_BURST`] after the burst's first change. Needs no async runtime.
     ///
     /// Fails with [`ReplicaError::Watch`] when the folder cannot be watched (missing, or the
     /// system's limit of watches is reached).
@@ -47,33 +61,63 @@ impl FolderWatcher {
         root: &Path,
         debounce: Duration,
     ) -> Result<(FolderWatcher, mpsc::Receiver<()>), ReplicaError> {
+        FolderWatcher::start_with(root, None, debounce)
+    }
+
+    /// Watches `replica`'s folder as [`FolderWatcher::start`] does and feeds the replica's
+    /// journal while it runs: the replica's change token and `scan_since` work from the
+    /// moment this returns until the watcher is dropped (the first sync after it scans in
+    /// full). Only changes the journal records signal.
+    pub fn start_for(
+        replica: &FolderReplica,
+        debounce: Duration,
+    ) -> Result<(FolderWatcher, mpsc::Receiver<()>), ReplicaError> {
+        FolderWatcher::start_with(replica.root(), Some(Arc::clone(&replica.shared)), debounce)
+    }
+
+    fn start_with(
+        root: &Path,
+        shared: Option<Arc<Shared>>,
+        debounce: Duration,
+    ) -> Result<(FolderWatcher, mpsc::Receiver<()>), ReplicaError> {
         let watch_error = |source: notify::Error| ReplicaError::Watch {
             path: root.to_path_buf(),
             source,
         };
         // Events may name paths under the root as given or under its canonical form.
-        let roots = {
-            let mut roots = vec![root.to_path_buf()];
-            if let Ok(canonical) = std::fs::canonicalize(root) {
-                if canonical != root {
-                    roots.push(canonical);
-                }
-            }
-            roots
-        };
+        let roots = crate::journal::roots_of(root);
         let (raw_tx, raw_rx) = std_mpsc::channel::<notify::Result<Event>>();
-        let mut watcher = notify::recommended_watcher(raw_tx).map_err(watch_error)?;
-        watcher
-            .watch(root, RecursiveMode::Recursive)
-            .map_err(watch_error)?;
+        // Symlinks are not followed, as the scan does not follow them.
+        let config = notify::Config::default().with_follow_symlinks(false);
+        let mut watcher = RecommendedWatcher::new(raw_tx, config).map_err(watch_error)?;
+        // Attached before the watch starts, so no event is missed; detached when the thread
+        // ends (the watcher was dropped) or if it cannot start.
+        let attached = shared.inspect(|s| s.journal.attach());
+        let detach = |shared: &Option<Arc<Shared>>| {
+            if let Some(s) = shared {
+                s.journal.detach();
+            }
+        };
+        if let Err(e) = watcher.watch(root, RecursiveMode::Recursive) {
+            detach(&attached);
+            return Err(watch_error(e));
+        }
         let (tx, rx) = mpsc::channel(1);
-        std::thread::Builder::new()
+        let thread_shared = attached.clone();
+        let spawned = std::thread::Builder::new()
             .name("replica-fs-watch".to_owned())
-            .spawn(move || debounce_loop(&roots, &raw_rx, &tx, debounce))
-            .map_err(|e| ReplicaError::Watch {
+            .spawn(move || {
+                let journal = thread_shared.as_ref().map(|s| &s.journal);
+                debounce_loop(&roots, journal, &raw_rx, &tx, debounce);
+                detach(&thread_shared);
+            });
+        if let Err(e) = spawned {
+            detach(&attached);
+            return Err(ReplicaError::Watch {
                 path: root.to_path_buf(),
                 source: notify::Error::io(e),
-            })?;
+            });
+        }
         Ok((
             FolderWatcher {
                 _watcher: watcher,
@@ -89,31 +133,44 @@ impl FolderWatcher {
     }
 }
 
-/// Turns raw events into debounced signals until the watch or the receiver goes away.
+/// Turns raw events into debounced signals until the watch or the receiver goes away. With a
+/// journal, every event goes to it, and the journal says which ones are changes.
 fn debounce_loop(
     roots: &[PathBuf],
+    journal: Option<&crate::journal::Journal>,
     raw: &std_mpsc::Receiver<notify::Result<Event>>,
     tx: &mpsc::Sender<()>,
     debounce: Duration,
 ) {
+    let counts = |event: &notify::Result<Event>| match journal {
+        Some(j) => j.note(event),
+        None => relevant(roots, event),
+    };
     loop {
         // Wait for the first relevant event of a burst.
         loop {
             match raw.recv() {
-                Ok(event) if relevant(roots, &event) => break,
+                Ok(event) if counts(&event) => break,
                 Ok(_) => {}
                 Err(std_mpsc::RecvError) => return, // the watcher was dropped
             }
         }
-        // Absorb everything else that arrives within the window.
-        let deadline = Instant::now() + debounce;
+        // Absorb what follows until a quiet period, or the burst's limit.
+        let limit = Instant::now() + MAX_BURST;
+        let mut quiet_until = Instant::now() + debounce;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = quiet_until
+                .min(limit)
+                .saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
             match raw.recv_timeout(left) {
-                Ok(_) => {}
+                Ok(event) => {
+                    if counts(&event) {
+                        quiet_until = Instant::now() + debounce;
+                    }
+                }
                 Err(std_mpsc::RecvTimeoutError::Timeout) => break,
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
             }
@@ -151,16 +208,7 @@ fn relevant_path(roots: &[PathBuf], path: &Path) -> bool {
         .iter()
         .find_map(|root| path.strip_prefix(root).ok())
         .unwrap_or(path);
-    if let Some(Component::Normal(first)) = rel.components().next() {
-        if first == STATE_DIR {
-            return false;
-        }
-    }
-    let temp = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with(TEMP_PREFIX));
-    !temp
+    crate::journal::relevant(rel)
 }
 
 #[cfg(test)]

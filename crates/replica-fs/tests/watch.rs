@@ -98,3 +98,35 @@ fn a_missing_folder_cannot_be_watched() {
         sync_core::ErrorClass::Storage
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_editor_save_with_a_short_quiet_period_is_one_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::write(root.join("doc.txt"), b"v1").unwrap();
+    let replica = FolderReplica::new(root).unwrap();
+    let (_watcher, mut rx) = FolderWatcher::start_for(&replica, Duration::from_millis(30)).unwrap();
+    // What vim does on :w (backup by rename, write anew, remove the backup) and what many
+    // editors do (write a temporary file, rename it over the original): a dozen events
+    // within a millisecond or two.
+    fs::rename(root.join("doc.txt"), root.join("doc.txt~")).unwrap();
+    fs::write(root.join("doc.txt"), b"v2").unwrap();
+    fs::remove_file(root.join("doc.txt~")).unwrap();
+    fs::write(root.join(".doc.txt.tmp"), b"v3").unwrap();
+    fs::rename(root.join(".doc.txt.tmp"), root.join("doc.txt")).unwrap();
+    let started = std::time::Instant::now();
+    timeout(Duration::from_secs(2), rx.recv())
+        .await
+        .expect("a signal")
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "the quiet period ends the burst, not a long window"
+    );
+    assert!(
+        timeout(Duration::from_millis(500), rx.recv())
+            .await
+            .is_err(),
+        "one signal for the whole save"
+    );
+}

@@ -12,13 +12,15 @@
 //! This library holds only what the three programs share: running an async `main` with the
 //! failure report and exit codes of docs/SPEC.md §7 ([`run`]), the stop signal
 //! ([`shutdown_signal`]), logging ([`init_tracing`]), the load test's clients and checks, and
-//! the `sync-server tokens` commands ([`tokens`]), [`parse_duration`] for flags such as
-//! `--keep-versions-for 30d`, and [`printable`], which every line meant for a person goes
-//! through so that text from a server cannot drive the terminal.
+//! the `sync-server tokens` commands ([`tokens`]), `folder-sync`'s progress bar
+//! ([`progress`]), [`parse_duration`] for flags such as `--keep-versions-for 30d`, and
+//! [`printable`], which every line meant for a person goes through so that text from a server
+//! cannot drive the terminal.
 //! It is not an API for apps (those use `sync-engine` and its crates) and must not grow sync
 //! logic: what an app also needs belongs in the libraries.
 
 pub mod load;
+pub mod progress;
 pub mod tokens;
 
 use std::borrow::Cow;

@@ -21,8 +21,9 @@
 //! `Offline` ([`sync_engine::folder::exit_code`]). `--json` prints the report as one JSON line.
 //! Without `--once` it watches the folder and the server ([`sync_engine::folder::watch`]) and
 //! prints one line per status change (`syncing`, `idle`, `off`, `error: <top entry>`) until
-//! SIGINT/SIGTERM. State lives in `DIR/.sync/`. This file only parses flags, opens the
-//! transport and prints.
+//! SIGINT/SIGTERM. On a terminal (stderr) and without `--json`, a sync that runs over a second
+//! or plans many actions also shows a progress bar on stderr (`sync_cli::progress`). State
+//! lives in `DIR/.sync/`. This file only parses flags, opens the transport and prints.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,9 +31,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use sync_cli::printable;
+use sync_cli::progress::Progress;
 use sync_core::{
-    DeletePolicy, EngineConfig, Identity, Key, Revision, SyncPolicy, SyncReport, TenantId,
-    Transport,
+    DeletePolicy, EngineConfig, Identity, Key, Revision, SyncPolicy, SyncReport, SyncStatus,
+    TenantId, Transport,
 };
 use sync_engine::folder::{self, WatchOptions};
 use transport_fs::FsTransport;
@@ -226,8 +228,19 @@ async fn sync<T: Transport + 'static>(
         }
         None => {}
     }
+    // A bar on stderr during long syncs, on a terminal only (other output stays as it is).
+    let progress = Progress::default();
+    let follow = Progress::wanted(args.json).then(|| {
+        let (progress, status) = (progress.clone(), engine.status());
+        let replica = engine.replica().clone();
+        tokio::spawn(async move { progress.follow(status, move || replica.bytes_moved()).await })
+    });
     if args.once {
         let outcome = engine.sync_once().await;
+        if let Some(task) = &follow {
+            task.abort();
+        }
+        progress.clear();
         let code = folder::exit_code(&outcome);
         let report = match outcome {
             Ok(report) => report,
@@ -249,10 +262,19 @@ async fn sync<T: Transport + 'static>(
         &mut engine,
         WatchOptions::default(),
         sync_cli::shutdown_signal(),
-        |status| println!("{}", printable(&folder::status_line(status))),
+        |status| {
+            if !matches!(status, SyncStatus::Syncing { .. }) {
+                progress.clear();
+            }
+            progress.println(&printable(&folder::status_line(status)));
+        },
     )
     .await
     .with_context(|| format!("cannot watch {} for changes", args.dir.display()))?;
+    if let Some(task) = &follow {
+        task.abort();
+    }
+    progress.clear();
     Ok(ExitCode::SUCCESS)
 }
 
