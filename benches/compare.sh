@@ -37,7 +37,7 @@
 # A does in one step. Before timing B and C, ours syncs device B too (untimed), and after C both
 # devices are synced again and compared byte for byte with `diff -r` (a mismatch is reported).
 # A missing peer is skipped with a note; a run over LIMIT_S is recorded as DNF.
-# The floor of B: beside every timed B of ours-fs, `find A -printf '%s %T@ %i\n'` stats every
+# The floor of B: beside every timed B of ours-fs, `find A -fprintf /dev/null '%s %T@ %i\n'` stats every
 # file of the same synced tree (one statx per entry, nothing else), interleaved run by run with
 # ours, and is recorded as the tool "stat-walk"; the report prints ours-fs ÷ that floor and B's
 # cost per file on each tree.
@@ -209,7 +209,7 @@ bench_tool() {   # bench_tool DS N SIZE TOOL
       read -r s k rc <<<"$(timed_run $(sync_cmd "$tool" "$scen" $side))"
       secs="$secs $s"; rss="$rss $k"
       if [[ $scen == B && $tool == ours-fs ]]; then   # the floor, same tree, same minute
-        read -r fs fk _ <<<"$(timed_run find "$WORK/A" -printf '%s %T@ %i\n')"
+        read -r fs fk _ <<<"$(timed_run find "$WORK/A" -fprintf /dev/null '%s %T@ %i\n')"
         floor_secs="$floor_secs $fs"; floor_rss="$floor_rss $fk"
       fi
       if [[ $rc == 124 ]]; then note="DNF>${LIMIT_S}s"; dnf=1; break; fi

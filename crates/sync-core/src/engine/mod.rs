@@ -55,10 +55,12 @@ pub struct EngineConfig {
     pub node: Option<NodeId>,
     /// Change-feed entries asked for per request.
     pub page_size: usize,
-    /// Change-feed entries one sync pulls at most. Past it the sync stops with an `Offline`
-    /// error after committing what it pulled, and the next sync goes on from there: a server
-    /// that sends change pages without end cannot hold a sync (or its memory) forever. A
-    /// first sync of a larger tenant takes several syncs.
+    /// Change-feed entries that change the remote tree one sync pulls at most; entries it
+    /// already holds as they are (a device's own uploads coming back) count only past four
+    /// times as many. Past either the sync stops with an `Offline` error after committing what
+    /// it pulled, and the next sync goes on from there: a server that sends change pages
+    /// without end cannot hold a sync (or its memory) forever. A first sync of a larger tenant
+    /// takes several syncs.
     pub max_changes_per_sync: usize,
     /// Applied items recorded per state-store transaction.
     pub batch_size: usize,
@@ -552,7 +554,8 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
     /// Pulls the change feed into the remote tree, one committed page at a time.
     async fn pull(&mut self) -> crate::Result<()> {
         let mut restarted = false;
-        let mut pulled = 0usize;
+        // Entries that changed the remote tree, and all entries (pages count one at least).
+        let (mut pulled, mut seen_entries) = (0usize, 0usize);
         loop {
             let cursor = self.loaded()?.state.cursor;
             let page = match self
@@ -611,7 +614,7 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
                     )));
                 }
             }
-            pulled = pulled.saturating_add(page.changes.len().max(1));
+            seen_entries = seen_entries.saturating_add(page.changes.len().max(1));
             // Entries the remote tree already holds as they are (most often this device's own
             // writes, which the feed brings back after an upload) change nothing: only the
             // cursor moves, and the keys need no new look.
@@ -625,6 +628,7 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
                 .partition(|c| remote.get(&c.key) != Some(c));
             // Loaded only to be compared: the cache need not keep them.
             self.evict(same.iter().map(|c| &c.key).filter(|k| newly.contains(*k)))?;
+            pulled = pulled.saturating_add(fresh.len());
             self.commit(StateBatch {
                 cursor: Some(page.cursor),
                 remote: fresh,
@@ -634,7 +638,8 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             if !more {
                 return Ok(());
             }
-            if pulled >= self.config.max_changes_per_sync {
+            let max = self.config.max_changes_per_sync;
+            if pulled >= max || seen_entries >= max.saturating_mul(4) {
                 return Err(Error::offline(format!(
                     "the server sent more than {} changes in one sync; what arrived is kept and \
                      the next sync goes on from there (if this repeats, the server may be \

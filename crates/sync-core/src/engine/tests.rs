@@ -1299,3 +1299,51 @@ async fn after_a_settled_sync_a_new_engine_loads_only_the_keys_that_changed() {
         "a full pass finds nothing left: {r:?}"
     );
 }
+
+#[tokio::test]
+async fn own_uploads_coming_back_from_the_feed_do_not_count_as_changes() {
+    let w = World::new();
+    let config = |node| EngineConfig {
+        time: w.time.clone(),
+        node: Some(NodeId(node)),
+        page_size: 5,
+        max_changes_per_sync: 10,
+        ..EngineConfig::default()
+    };
+    let mut a = Engine::new(
+        LocalTransport::new(w.server.clone(), w.tenant.clone()),
+        MemoryStateStore::default(),
+        MemoryReplica::new(w.time.clone()),
+        config(1),
+    );
+    for i in 0..30 {
+        a.replica().put(&k(&format!("f{i:02}.txt")), format!("{i}"));
+    }
+    sync(&mut a).await;
+    // 30 entries come back unchanged: under four times the bound, so the sync completes.
+    let r = sync(&mut a).await;
+    assert_eq!((r.uploaded, r.downloaded), (0, 0), "{r:?}");
+    // Another device takes them in as 30 changes: past the bound of 10, in several syncs.
+    let mut b = Engine::new(
+        LocalTransport::new(w.server.clone(), w.tenant.clone()),
+        MemoryStateStore::default(),
+        MemoryReplica::new(w.time.clone()),
+        config(2),
+    );
+    let failed = b
+        .sync_once()
+        .await
+        .expect_err("30 changes are over the bound of 10");
+    assert_eq!(
+        failed.error.class(),
+        ErrorClass::Offline,
+        "{}",
+        failed.error
+    );
+    let mut syncs = 1;
+    while b.sync_once().await.is_err() {
+        syncs += 1;
+        assert!(syncs < 10, "the first sync of B never ends");
+    }
+    assert_eq!(b.replica().get(&k("f29.txt")).unwrap(), b"29");
+}
