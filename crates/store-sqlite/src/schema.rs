@@ -197,27 +197,32 @@ pub(crate) fn hash_to_sql(hash: Option<&ContentHash>) -> Option<&[u8]> {
 
 /// A stored content hash.
 pub(crate) fn hash_from_sql(v: Option<Vec<u8>>) -> Result<Option<ContentHash>, StoreError> {
-    match v {
-        None => Ok(None),
-        Some(bytes) => {
-            let arr: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
-                StoreError::bad("content hash", format!("{} bytes", b.len()))
-            })?;
-            Ok(Some(ContentHash::from_bytes(arr)))
-        }
-    }
+    v.as_deref().map(hash_from_blob).transpose()
+}
+
+/// A stored content hash (32 bytes), borrowed from its row.
+pub(crate) fn hash_from_blob(bytes: &[u8]) -> Result<ContentHash, StoreError> {
+    let arr: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| StoreError::bad("content hash", format!("{} bytes", bytes.len())))?;
+    Ok(ContentHash::from_bytes(arr))
 }
 
 /// A stored key (validated again).
-pub(crate) fn key_from_sql(v: String) -> Result<Key, StoreError> {
-    Key::new(&v).map_err(|e| StoreError::bad("key", e))
+pub(crate) fn key_from_sql(v: &str) -> Result<Key, StoreError> {
+    Key::new(v).map_err(|e| StoreError::bad("key", e))
 }
 
 /// A stored modification time in nanoseconds (16 bytes, big-endian `i128`).
 pub(crate) fn mtime_from_sql(v: Vec<u8>) -> Result<i128, StoreError> {
-    let arr: [u8; 16] = v
+    mtime_from_blob(&v)
+}
+
+/// A stored modification time (16 bytes, big-endian `i128`), borrowed from its row.
+pub(crate) fn mtime_from_blob(bytes: &[u8]) -> Result<i128, StoreError> {
+    let arr: [u8; 16] = bytes
         .try_into()
-        .map_err(|b: Vec<u8>| StoreError::bad("modification time", format!("{} bytes", b.len())))?;
+        .map_err(|_| StoreError::bad("modification time", format!("{} bytes", bytes.len())))?;
     Ok(i128::from_be_bytes(arr))
 }
 
@@ -254,7 +259,7 @@ pub(crate) const ITEM_COLUMNS: &str =
 /// Reads an [`ItemMeta`] from a row whose first columns are [`ITEM_COLUMNS`].
 pub(crate) fn item_from_row(row: &Row<'_>) -> Result<ItemMeta, StoreError> {
     Ok(ItemMeta {
-        key: key_from_sql(row.get(0)?)?,
+        key: key_from_sql(&row.get::<_, String>(0)?)?,
         kind: kind_from_sql(row.get(1)?)?,
         rev: Revision(u64_from_sql(row.get(2)?)),
         hash: hash_from_sql(row.get(3)?)?,

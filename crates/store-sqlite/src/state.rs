@@ -12,15 +12,16 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use sync_core::{
-    BaseEntry, ClientState, Content, ContentHash, Cursor, Fingerprint, ItemKind, Key, KeyEntries,
-    KnownItem, NodeId, Revision, Stamp, StateBatch, StateStore, StateSummary, RECENT_CONFLICTS,
+    BaseEntry, ClientState, Content, Cursor, Fingerprint, Key, KeyEntries, KnownItem, NodeId,
+    Revision, Stamp, StateBatch, StateStore, StateSummary, RECENT_CONFLICTS,
 };
 
 use crate::conn::{Db, StoreOptions};
 use crate::error::StoreError;
 use crate::schema::{
-    fingerprint_from_sql, hash_from_sql, hash_to_sql, item_from_row, key_from_sql, kind_from_sql,
-    kind_to_sql, stamp_from_sql, u64_from_sql, u64_to_sql, ITEM_COLUMNS, STATE,
+    fingerprint_from_sql, hash_from_blob, hash_from_sql, hash_to_sql, item_from_row, key_from_sql,
+    kind_from_sql, kind_to_sql, mtime_from_blob, stamp_from_sql, u64_from_sql, u64_to_sql,
+    ITEM_COLUMNS, STATE,
 };
 
 /// A client's sync state in SQLite (see the [crate docs](crate)).
@@ -76,7 +77,7 @@ const BASE_COLUMNS: &str = "key, kind, hash, size, rev, stamp_millis, stamp_coun
 
 /// Reads a base entry and its key from a row whose columns are [`BASE_COLUMNS`].
 fn base_from_row(row: &rusqlite::Row<'_>) -> Result<(Key, BaseEntry), StoreError> {
-    let key = key_from_sql(row.get(0)?)?;
+    let key = key_from_sql(&row.get::<_, String>(0)?)?;
     let entry = BaseEntry {
         kind: kind_from_sql(row.get(1)?)?,
         hash: hash_from_sql(row.get(2)?)?,
@@ -86,7 +87,7 @@ fn base_from_row(row: &rusqlite::Row<'_>) -> Result<(Key, BaseEntry), StoreError
         fingerprint: fingerprint_from_sql(row.get(8)?, row.get(9)?, row.get(10)?)?,
         local_key: row
             .get::<_, Option<String>>(11)?
-            .map(key_from_sql)
+            .map(|k| key_from_sql(&k))
             .transpose()?,
         detached: row.get(12)?,
     };
@@ -160,32 +161,17 @@ fn load_summary(conn: &mut Connection) -> Result<StateSummary, StoreError> {
             let (Some(mtime), Some(inode)) = (mtime, inode) else {
                 return Err(StoreError::bad("fingerprint", "partly NULL"));
             };
-            let mtime_ns = mtime.try_into().map(i128::from_be_bytes).map_err(|_| {
-                StoreError::bad("modification time", format!("{} bytes", mtime.len()))
-            })?;
             let fingerprint = Fingerprint {
                 size: u64_from_sql(size),
-                mtime_ns,
+                mtime_ns: mtime_from_blob(mtime)?,
                 inode: u64_from_sql(inode),
             };
             let kind = kind_from_sql(row.get(1)?)?;
-            let hash = match row.get_ref(2)?.as_blob_or_null().map_err(bad_column)? {
-                None => None,
-                Some(bytes) => Some(ContentHash::from_bytes(bytes.try_into().map_err(|_| {
-                    StoreError::bad("content hash", format!("{} bytes", bytes.len()))
-                })?)),
-            };
-            let content = match (kind, hash) {
-                (ItemKind::Folder, _) => Content::Folder,
-                (ItemKind::File, Some(h)) => Content::File(h),
-                (ItemKind::File, None) => Content::File(ContentHash::of(b"")),
-            };
+            let hash = row.get_ref(2)?.as_blob_or_null().map_err(bad_column)?;
+            let content = Content::of(kind, hash.map(hash_from_blob).transpose()?);
             let key = match local_key {
-                Some(local) => Key::new(local).map_err(|e| StoreError::bad("key", e))?,
-                None => {
-                    let key = row.get_ref(0)?.as_str().map_err(bad_column)?;
-                    Key::new(key).map_err(|e| StoreError::bad("key", e))?
-                }
+                Some(local) => key_from_sql(local)?,
+                None => key_from_sql(row.get_ref(0)?.as_str().map_err(bad_column)?)?,
             };
             known.push((
                 key,

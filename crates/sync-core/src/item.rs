@@ -29,6 +29,15 @@ pub enum Content {
 }
 
 impl Content {
+    /// The content of an item of `kind` with `hash` (a file without a hash is empty).
+    pub fn of(kind: ItemKind, hash: Option<ContentHash>) -> Content {
+        match (kind, hash) {
+            (ItemKind::Folder, _) => Content::Folder,
+            (ItemKind::File, Some(h)) => Content::File(h),
+            (ItemKind::File, None) => Content::File(ContentHash::of(b"")),
+        }
+    }
+
     /// The content hash of a file, `None` for a folder.
     pub fn hash(&self) -> Option<ContentHash> {
         match self {
@@ -72,11 +81,7 @@ impl ItemMeta {
         if self.deleted {
             return None;
         }
-        Some(match (self.kind, self.hash) {
-            (ItemKind::File, Some(h)) => Content::File(h),
-            (ItemKind::File, None) => Content::File(ContentHash::of(b"")),
-            (ItemKind::Folder, _) => Content::Folder,
-        })
+        Some(Content::of(self.kind, self.hash))
     }
 
     /// True when this is a live (not deleted) item.
@@ -236,11 +241,7 @@ impl BaseEntry {
 
     /// The content both sides agreed on.
     pub fn content(&self) -> Content {
-        match (self.kind, self.hash) {
-            (ItemKind::Folder, _) => Content::Folder,
-            (ItemKind::File, Some(h)) => Content::File(h),
-            (ItemKind::File, None) => Content::File(ContentHash::of(b"")),
-        }
+        Content::of(self.kind, self.hash)
     }
 }
 

@@ -73,7 +73,6 @@ pub struct StateSummary {
 impl StateSummary {
     /// The summary of a whole state, as every store's [`StateStore::load_summary`] must give it.
     pub fn of(state: &ClientState) -> StateSummary {
-        let stamps = state.remote.values().map(|r| r.stamp);
         let revs = state.remote.values().map(|r| r.rev);
         StateSummary {
             node: state.node,
@@ -87,8 +86,16 @@ impl StateSummary {
                 .chain(state.base.values().map(|b| b.rev))
                 .max()
                 .unwrap_or(Revision::ZERO),
-            max_stamp: stamps.chain(state.base.values().map(|b| b.stamp)).max(),
+            max_stamp: state.max_stamp(),
         }
+    }
+}
+
+impl ClientState {
+    /// The highest stamp in the remote tree and the base (what a clock must start after).
+    pub fn max_stamp(&self) -> Option<Stamp> {
+        let remote = self.remote.values().map(|r| r.stamp);
+        remote.chain(self.base.values().map(|b| b.stamp)).max()
     }
 }
 
@@ -96,17 +103,19 @@ impl StateSummary {
 pub fn known_items(base: &BTreeMap<Key, BaseEntry>) -> BTreeMap<Key, KnownItem> {
     base.iter()
         .filter_map(|(key, b)| {
-            let fingerprint = b.fingerprint?;
             let local_key = b.local_key.clone().unwrap_or_else(|| key.clone());
-            Some((
-                local_key,
-                KnownItem {
-                    fingerprint,
-                    content: b.content(),
-                },
-            ))
+            Some((local_key, known_item(b)?))
         })
         .collect()
+}
+
+/// What a scan needs of one base entry: its fingerprint and content (`None` when the item is
+/// not on this replica).
+pub(crate) fn known_item(b: &BaseEntry) -> Option<KnownItem> {
+    Some(KnownItem {
+        fingerprint: b.fingerprint?,
+        content: b.content(),
+    })
 }
 
 /// The base and remote entries of some keys ([`StateStore::load_keys`]).

@@ -410,7 +410,7 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             }
             _ => {
                 let state = self.state.load().await?;
-                let max_stamp = crate::StateSummary::of(&state).max_stamp;
+                let max_stamp = state.max_stamp();
                 (state, None, max_stamp)
             }
         };
@@ -461,35 +461,28 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
         Ok(())
     }
 
-    /// Loads the entries of `keys` the cache lacks.
-    async fn load_keys(&mut self, keys: &BTreeSet<Key>) -> crate::Result<()> {
+    /// Loads the entries of `keys` the cache lacks; returns those keys (none when the cache
+    /// holds every entry).
+    async fn load_keys(&mut self, keys: &BTreeSet<Key>) -> crate::Result<BTreeSet<Key>> {
         let Some(partial) = self.loaded()?.partial.as_ref() else {
-            return Ok(());
+            return Ok(BTreeSet::new());
         };
         let missing: BTreeSet<Key> = keys.difference(&partial.loaded).cloned().collect();
         if missing.is_empty() {
-            return Ok(());
+            return Ok(missing);
         }
         let entries = self.state.load_keys(&missing).await?;
         let loaded = self.loaded()?;
         let Some(partial) = loaded.partial.as_mut() else {
-            return Ok(());
+            return Ok(BTreeSet::new());
         };
         partial.base_outside = partial.base_outside.saturating_sub(entries.base.len());
         loaded.state.base.extend(entries.base);
         // The store holds every committed remote entry, so what it gives equals what a pull
         // put into the cache.
         loaded.state.remote.extend(entries.remote);
-        partial.loaded.extend(missing);
-        Ok(())
-    }
-
-    /// The keys of `keys` whose entries the cache does not hold (none when it holds all).
-    fn not_loaded(&mut self, keys: &BTreeSet<Key>) -> crate::Result<BTreeSet<Key>> {
-        Ok(match &self.loaded()?.partial {
-            Some(p) => keys.difference(&p.loaded).cloned().collect(),
-            None => BTreeSet::new(),
-        })
+        partial.loaded.extend(missing.iter().cloned());
+        Ok(missing)
     }
 
     /// Drops unchanged entries from a partial cache (the store holds them as they are), so a
@@ -619,8 +612,7 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             // writes, which the feed brings back after an upload) change nothing: only the
             // cursor moves, and the keys need no new look.
             let keys: BTreeSet<Key> = page.changes.iter().map(|c| c.key.clone()).collect();
-            let newly = self.not_loaded(&keys)?;
-            self.load_keys(&keys).await?;
+            let newly = self.load_keys(&keys).await?;
             let remote = &self.loaded()?.state.remote;
             let (fresh, same): (Vec<ItemMeta>, Vec<ItemMeta>) = page
                 .changes
@@ -884,13 +876,12 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
         // The scan is over, so this is the only handle and nothing is copied.
         let known = Arc::make_mut(&mut partial.known);
         for key in keys {
-            let entry = loaded.state.base.get(key).and_then(|b| {
-                b.fingerprint.map(|fingerprint| KnownItem {
-                    fingerprint,
-                    content: b.content(),
-                })
-            });
-            match entry {
+            match loaded
+                .state
+                .base
+                .get(key)
+                .and_then(crate::state_store::known_item)
+            {
                 Some(entry) => known.insert(key.clone(), entry),
                 None => known.remove(key),
             };
