@@ -163,17 +163,16 @@ pub(crate) fn locate(
     }
 }
 
-/// Reads a blob file and checks it against its hash and size.
-pub(crate) fn read_file(
+/// Opens a blob file for reading after checking what can be checked before reading it: a
+/// regular file (not a symlink, pipe or device in its place) of the recorded `size`, which is
+/// within `limit`.
+fn open_checked(
     path: &Path,
     hash: &ContentHash,
     size: u64,
     limit: u64,
-) -> Result<Bytes, StoreError> {
-    let damaged = |detail: String| StoreError::BlobDamaged {
-        hash: hash.to_hex(),
-        detail,
-    };
+) -> Result<fs::File, StoreError> {
+    let damaged = |detail: String| damaged(hash, detail);
     if size > limit {
         return Err(damaged(format!(
             "{} is recorded as {size} bytes, over the store's limit of {limit} bytes; raise the \
@@ -199,18 +198,101 @@ pub(crate) fn read_file(
             meta.len()
         )));
     }
+    Ok(file)
+}
+
+fn damaged(hash: &ContentHash, detail: String) -> StoreError {
+    StoreError::BlobDamaged {
+        hash: hash.to_hex(),
+        detail,
+    }
+}
+
+/// Reads a blob file and checks it against its hash and size.
+pub(crate) fn read_file(
+    path: &Path,
+    hash: &ContentHash,
+    size: u64,
+    limit: u64,
+) -> Result<Bytes, StoreError> {
+    let file = open_checked(path, hash, size, limit)?;
     // Never more than the recorded size (plus one byte, to see a file that grows).
     let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     file.take(size.saturating_add(1))
         .read_to_end(&mut data)
-        .map_err(|e| damaged(format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| damaged(hash, format!("cannot read {}: {e}", path.display())))?;
     if data.len() as u64 != size || ContentHash::of(&data) != *hash {
-        return Err(damaged(format!(
-            "{} does not match its hash",
-            path.display()
-        )));
+        return Err(damaged(
+            hash,
+            format!("{} does not match its hash", path.display()),
+        ));
     }
     Ok(Bytes::from(data))
+}
+
+/// The size of the chunks [`BlobReader`] reads.
+pub(crate) const CHUNK: usize = 256 * 1024;
+
+/// A blob file read a chunk at a time, checked against its size and hash as it goes: the
+/// chunk that ends the content is only given out once the whole content matched, so a
+/// damaged file ends the stream with an error instead of a complete-looking answer.
+pub(crate) struct BlobReader {
+    file: fs::File,
+    path: PathBuf,
+    hash: ContentHash,
+    hasher: blake3::Hasher,
+    left: u64,
+}
+
+impl BlobReader {
+    /// Opens the blob file at `path` (checked as [`read_file`] checks it) for reading.
+    pub(crate) fn open(
+        path: PathBuf,
+        hash: ContentHash,
+        size: u64,
+        limit: u64,
+    ) -> Result<BlobReader, StoreError> {
+        let file = open_checked(&path, &hash, size, limit)?;
+        Ok(BlobReader {
+            file,
+            path,
+            hash,
+            hasher: blake3::Hasher::new(),
+            left: size,
+        })
+    }
+
+    /// Whether the whole content has been given out.
+    pub(crate) fn done(&self) -> bool {
+        self.left == 0
+    }
+
+    /// The next chunk (blocking I/O and hashing; call it on a blocking thread).
+    pub(crate) fn next_chunk(&mut self) -> std::io::Result<Bytes> {
+        let n = usize::try_from(self.left.min(CHUNK as u64)).unwrap_or(CHUNK);
+        let mut chunk = vec![0u8; n];
+        let failed = |what: String| std::io::Error::other(damaged(&self.hash, what));
+        self.file
+            .read_exact(&mut chunk)
+            .map_err(|e| failed(format!("cannot read {}: {e}", self.path.display())))?;
+        self.hasher.update(&chunk);
+        self.left -= n as u64;
+        if self.left == 0 {
+            let mut extra = [0u8; 1];
+            let grew = self
+                .file
+                .read(&mut extra)
+                .map_err(|e| failed(format!("cannot read {}: {e}", self.path.display())))?
+                > 0;
+            if grew || ContentHash::from_blake3(self.hasher.finalize()) != self.hash {
+                return Err(failed(format!(
+                    "{} does not match its hash",
+                    self.path.display()
+                )));
+            }
+        }
+        Ok(Bytes::from(chunk))
+    }
 }
 
 /// Opens a blob file for reading without following a symlink in its place and without

@@ -13,15 +13,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sync_core::server::{
     change_page, check_content_off_thread, feed_after, keys_to_read, rows_to_read, Decision,
     Watchers, Write, WriteRules, PRUNE_PER_WRITE,
 };
 use sync_core::{
-    ArchiveRequest, ChangePage, ContentHash, Cursor, DeleteRequest, Epoch, Error, Fetched,
-    FolderRequest, HistoryPage, HistoryRange, ItemKind, ItemMeta, Key, PushOutcome, PushRequest,
-    Result, Revision, ServerConfig, ServerStore, TenantId, VersionMeta,
+    ArchiveRequest, ChangePage, ContentBody, ContentHash, Cursor, DeleteRequest, Epoch, Error,
+    Fetched, FetchedBody, FolderRequest, HistoryPage, HistoryRange, ItemKind, ItemMeta, Key,
+    PushOutcome, PushRequest, Result, Revision, ServerConfig, ServerStore, TenantId, VersionMeta,
 };
 
 use crate::blobs::{self, BlobData};
@@ -170,6 +171,47 @@ impl SqliteServerStore {
             })
             .await
     }
+
+    /// The version a fetch reads (current, or at `rev`) and where its content is.
+    async fn locate(
+        &self,
+        tenant: &TenantId,
+        key: &Key,
+        rev: Option<Revision>,
+    ) -> Result<(VersionMeta, BlobData)> {
+        let inner = self.inner.clone();
+        let name = tenant.as_str().to_owned();
+        let k = key.clone();
+        let found = self
+            .inner
+            .db
+            .call(move |conn| -> Result<_, StoreError> {
+                let tx = conn.transaction()?;
+                let Some((id, _)) = tenant_id(&tx, &name)? else {
+                    return Ok(None);
+                };
+                let found = locate_version(&tx, &inner, id, &k, rev)?;
+                tx.commit()?;
+                Ok(found)
+            })
+            .await?;
+        found.ok_or_else(|| Error::NotFound { key: key.clone() })
+    }
+}
+
+/// The chunks of a blob file, each read on a blocking thread when the stream is polled.
+fn chunks(reader: blobs::BlobReader) -> BoxStream<'static, std::io::Result<Bytes>> {
+    futures::stream::try_unfold(Some(reader), |reader| async move {
+        let Some(mut reader) = reader else {
+            return Ok(None);
+        };
+        let (reader, chunk) = run_blocking(move || reader.next_chunk().map(|c| (reader, c)))
+            .await
+            .map_err(std::io::Error::other)??;
+        let next = (!reader.done()).then_some(reader);
+        Ok(Some((chunk, next)))
+    })
+    .boxed()
 }
 
 /// Reads the epoch, making and storing a random one in a new database.
@@ -502,25 +544,7 @@ impl ServerStore for SqliteServerStore {
     }
 
     async fn fetch(&self, tenant: &TenantId, key: &Key, rev: Option<Revision>) -> Result<Fetched> {
-        let inner = self.inner.clone();
-        let name = tenant.as_str().to_owned();
-        let k = key.clone();
-        let found = self
-            .inner
-            .db
-            .call(move |conn| -> Result<_, StoreError> {
-                let tx = conn.transaction()?;
-                let Some((id, _)) = tenant_id(&tx, &name)? else {
-                    return Ok(None);
-                };
-                let found = locate_version(&tx, &inner, id, &k, rev)?;
-                tx.commit()?;
-                Ok(found)
-            })
-            .await?;
-        let Some((version, data)) = found else {
-            return Err(Error::NotFound { key: key.clone() });
-        };
+        let (version, data) = self.locate(tenant, key, rev).await?;
         let content = match data {
             BlobData::Inline(bytes) => bytes,
             BlobData::File(path, size) => {
@@ -530,6 +554,31 @@ impl ServerStore for SqliteServerStore {
             }
         };
         Ok(Fetched { version, content })
+    }
+
+    /// Content in a blob file comes as chunks of [`blobs::CHUNK`] bytes, each read (and hashed)
+    /// on a blocking thread when the answer asks for it.
+    async fn fetch_body(
+        &self,
+        tenant: &TenantId,
+        key: &Key,
+        rev: Option<Revision>,
+    ) -> Result<FetchedBody> {
+        let (version, data) = self.locate(tenant, key, rev).await?;
+        let body = match data {
+            BlobData::Inline(bytes) => ContentBody::Whole(bytes),
+            BlobData::File(path, size) => {
+                let hash = version.hash.unwrap_or_else(|| ContentHash::of(b""));
+                let limit = self.max_item_bytes();
+                let reader = run_blocking(move || blobs::BlobReader::open(path, hash, size, limit))
+                    .await??;
+                ContentBody::Chunks {
+                    len: size,
+                    chunks: chunks(reader),
+                }
+            }
+        };
+        Ok(FetchedBody { version, body })
     }
 
     /// One read transaction on one blocking call for the whole batch (blob files are read

@@ -507,6 +507,83 @@ async fn large_blobs_are_files_and_deduplicated() {
     assert_eq!(err.class(), ErrorClass::Storage, "{err}");
 }
 
+/// A download of content kept in a file is a stream of chunks read as they are sent, each
+/// checked: a file damaged in place (same size, other bytes) ends the stream with an error
+/// before its last chunk, and a file of the wrong size or a pipe in its place fails at once.
+#[tokio::test]
+async fn file_content_is_streamed_in_chunks_and_checked() {
+    use futures::TryStreamExt;
+    use sync_core::ContentBody;
+
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteServerStore::open(dir.path().join("server.db"), ServerConfig::default())
+        .await
+        .unwrap();
+    let t = tenant();
+    let large = pseudo_random(3 * 1024 * 1024 + 17, 7);
+    let small = pseudo_random(100, 8);
+    for (k, content) in [("large.bin", &large), ("small.bin", &small)] {
+        accepted(
+            s.push(&t, push(k, Precondition::Create, content))
+                .await
+                .unwrap(),
+        );
+    }
+
+    let small_body = s.fetch_body(&t, &key("small.bin"), None).await.unwrap();
+    assert!(matches!(small_body.body, ContentBody::Whole(ref b) if b[..] == small[..]));
+
+    let fetched = s.fetch_body(&t, &key("large.bin"), None).await.unwrap();
+    assert_eq!(fetched.version.size, large.len() as u64);
+    let ContentBody::Chunks { len, chunks } = fetched.body else {
+        panic!("content in a file must come as chunks");
+    };
+    assert_eq!(len, large.len() as u64);
+    let chunks: Vec<Bytes> = chunks.try_collect().await.unwrap();
+    assert!(chunks.len() > 1, "{} chunks", chunks.len());
+    assert!(chunks.iter().all(|c| c.len() <= 256 * 1024));
+    assert_eq!(chunks.concat(), large);
+
+    // Damaged in place: same size, one byte changed near the end.
+    let file = files_under(s.blob_dir().unwrap()).pop().unwrap();
+    let mut damaged = large.clone();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0xff;
+    std::fs::write(&file, &damaged).unwrap();
+    let ContentBody::Chunks { chunks, .. } = s
+        .fetch_body(&t, &key("large.bin"), None)
+        .await
+        .unwrap()
+        .body
+    else {
+        panic!("content in a file must come as chunks");
+    };
+    let mut chunks = chunks;
+    let mut given = 0usize;
+    let err = loop {
+        match chunks.try_next().await {
+            Ok(Some(chunk)) => given += chunk.len(),
+            Ok(None) => panic!("a damaged file was given out whole"),
+            Err(e) => break e,
+        }
+    };
+    assert!(given < large.len(), "gave {given} bytes before the error");
+    assert!(err.to_string().contains("does not match its hash"), "{err}");
+
+    // The wrong size, or a pipe in the file's place: refused before anything is sent.
+    std::fs::write(&file, b"short").unwrap();
+    let err = s.fetch_body(&t, &key("large.bin"), None).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Storage, "{err}");
+    std::fs::remove_file(&file).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let err = s.fetch_body(&t, &key("large.bin"), None).await.unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+}
+
 #[tokio::test]
 async fn push_many_is_one_transaction_with_one_result_per_request() {
     let s = SqliteServerStore::open_in_memory(ServerConfig::default())

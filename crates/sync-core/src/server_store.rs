@@ -16,12 +16,83 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
 
 use crate::{
     ArchiveRequest, ChangePage, Cursor, DeleteRequest, Epoch, Error, Fetched, FolderRequest,
     HistoryPage, HistoryRange, ItemMeta, Key, PushOutcome, PushRequest, Result, Revision, TenantId,
     VersionMeta, MAX_HISTORY_PAGE,
 };
+
+/// The content of a version as [`ServerStore::fetch_body`] gives it.
+pub enum ContentBody {
+    /// All of it, in memory.
+    Whole(Bytes),
+    /// Read while it is sent: `len` bytes in chunks. The stream ends with an error, before its
+    /// last chunk, when what it reads is not the stored content (another length or hash), so
+    /// an answer never ends as if complete with damaged bytes.
+    Chunks {
+        /// The content's length in bytes.
+        len: u64,
+        /// Its chunks, in order.
+        chunks: BoxStream<'static, std::io::Result<Bytes>>,
+    },
+}
+
+impl ContentBody {
+    /// The content's length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            ContentBody::Whole(bytes) => bytes.len() as u64,
+            ContentBody::Chunks { len, .. } => *len,
+        }
+    }
+
+    /// Whether the content is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads the whole content into memory (a stream's error becomes
+    /// [`Error::Storage`]).
+    pub async fn collect(self) -> Result<Bytes> {
+        use futures::TryStreamExt;
+        match self {
+            ContentBody::Whole(bytes) => Ok(bytes),
+            ContentBody::Chunks { len, chunks } => {
+                let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+                let mut chunks = chunks;
+                while let Some(chunk) = chunks
+                    .try_next()
+                    .await
+                    .map_err(|e| Error::storage(e.to_string()))?
+                {
+                    out.extend_from_slice(&chunk);
+                }
+                Ok(Bytes::from(out))
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for ContentBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ContentBody::Whole(bytes) => f.debug_tuple("Whole").field(&bytes.len()).finish(),
+            ContentBody::Chunks { len, .. } => f.debug_struct("Chunks").field("len", len).finish(),
+        }
+    }
+}
+
+/// A version and its content, as [`ServerStore::fetch_body`] gives them.
+#[derive(Debug)]
+pub struct FetchedBody {
+    /// The version.
+    pub version: VersionMeta,
+    /// Its content.
+    pub body: ContentBody,
+}
 
 /// Server-side storage of every tenant's items.
 #[async_trait]
@@ -39,6 +110,23 @@ pub trait ServerStore: Send + Sync {
 
     /// The content of `key`, current or at revision `rev`.
     async fn fetch(&self, tenant: &TenantId, key: &Key, rev: Option<Revision>) -> Result<Fetched>;
+
+    /// Like [`ServerStore::fetch`], for an answer that sends the content as it is read: a store
+    /// that keeps large content outside memory (in files) returns it as a stream of chunks, so
+    /// a download that is read slowly, or not at all, holds a chunk in memory and not the
+    /// whole content. The default fetches the content whole.
+    async fn fetch_body(
+        &self,
+        tenant: &TenantId,
+        key: &Key,
+        rev: Option<Revision>,
+    ) -> Result<FetchedBody> {
+        let fetched = self.fetch(tenant, key, rev).await?;
+        Ok(FetchedBody {
+            version: fetched.version,
+            body: ContentBody::Whole(fetched.content),
+        })
+    }
 
     /// The contents of many items (each current, or at its revision), one result per request,
     /// in order, while their sizes add up to at most `budget` bytes: from the first item that

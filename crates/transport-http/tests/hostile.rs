@@ -1529,3 +1529,72 @@ async fn a_tenant_with_stalled_uploads_gets_429_and_others_upload_as_usual() {
         .unwrap();
     assert_eq!(again.status(), StatusCode::CREATED);
 }
+
+/// Downloads that are not read hold the server's memory too: a tenant's unread answers count
+/// against its share of body bytes (its next download gets 429 with Retry-After), other
+/// tenants are not affected, and the share comes back when the answer is dropped.
+#[tokio::test]
+async fn a_tenant_with_unread_downloads_gets_429_and_others_download_as_usual() {
+    let store = Arc::new(MemoryServerStore::new(ServerConfig::default()));
+    let tokens = Arc::new(StaticTokens::new([("a", "token-a"), ("b", "token-b")]));
+    let options = ServerOptions {
+        max_body_bytes_per_tenant: 1024 * 1024,
+        ..ServerOptions::default()
+    };
+    let app = router(store, tokens, options);
+    let put = |auth: &str, key: &str, content: Vec<u8>| {
+        Request::put(format!("/sync/v1/items/{key}"))
+            .header(header::AUTHORIZATION, auth)
+            .header(
+                "x-sync-hash",
+                sync_core::ContentHash::of(&content).to_string(),
+            )
+            .header(header::IF_NONE_MATCH, "*")
+            .body(Body::from(content))
+            .unwrap()
+    };
+    let get = |auth: &str, key: &str| {
+        Request::get(format!("/sync/v1/items/{key}"))
+            .header(header::AUTHORIZATION, auth)
+            .body(Body::empty())
+            .unwrap()
+    };
+    for (auth, key, len) in [
+        (A, "big.bin", 1024 * 1024),
+        (A, "small.bin", 16),
+        (B, "small.bin", 16),
+    ] {
+        let resp = app
+            .clone()
+            .oneshot(put(auth, key, vec![b'x'; len]))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED, "{key}");
+    }
+
+    // Tenant a starts a 1 MiB download and does not read it.
+    let unread = app.clone().oneshot(get(A, "big.bin")).await.unwrap();
+    assert_eq!(unread.status(), StatusCode::OK);
+    let refused = app.clone().oneshot(get(A, "small.bin")).await.unwrap();
+    assert_eq!(
+        refused.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "an unread download must count against the tenant's share"
+    );
+    assert!(refused.headers().contains_key(header::RETRY_AFTER));
+
+    let other = app.clone().oneshot(get(B, "small.bin")).await.unwrap();
+    assert_eq!(
+        other.status(),
+        StatusCode::OK,
+        "another tenant downloads as usual"
+    );
+
+    // Read to the end, the download gives its share back.
+    let body = unread.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.len(), 1024 * 1024);
+    let again = app.clone().oneshot(get(A, "small.bin")).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    let body = again.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], &[b'x'; 16]);
+}

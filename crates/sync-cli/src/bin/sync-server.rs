@@ -6,7 +6,7 @@
 //!             [--max-failed-sign-ins N]
 //!             [--tls-cert PEM --tls-key PEM] [--max-connections N]
 //!             [--header-timeout-secs S] [--idle-timeout-secs S] [--cors-origin ORIGIN ...]
-//!             [--keep-versions N] [--keep-versions-for DURATION]
+//!             [--keep-versions N] [--keep-versions-for DURATION] [--spool-dir DIR]
 //! sync-server --listen 127.0.0.1:8081 --postgres postgres://USER:PASS@HOST:PORT/DB
 //!             [--postgres-pool-size N] ...
 //! sync-server tokens add (--db DB | --postgres URL) --tenant T --device NAME [--json]
@@ -29,6 +29,10 @@
 //!
 //! With `--keep-versions N` and/or `--keep-versions-for DURATION` old versions are dropped as
 //! keys are written (docs/SPEC.md §4 "Retention"); without them every version is kept.
+//!
+//! Upload bodies over 1 MiB are written to `--spool-dir` (by default the SQLite database's
+//! folder) as they arrive, and downloads of content kept in files are streamed, so
+//! transfers that stall hold disk or a buffer, not their content.
 //!
 //! With `--cors-origin ORIGIN` (repeatable) pages of that origin may call the API from a
 //! browser (CORS preflights answered, the protocol's headers allowed and exposed).
@@ -191,6 +195,11 @@ struct Args {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     idle_timeout_secs: u64,
+    /// Write upload bodies over 1 MiB to this folder as they arrive, so slow or stalled uploads
+    /// hold disk, not memory (unnamed owner-only files). Default: the database's folder with
+    /// --db; none with --postgres (bodies are held in memory).
+    #[arg(long, value_name = "DIR")]
+    spool_dir: Option<PathBuf>,
     /// Manage the device tokens in the database instead of serving.
     #[command(subcommand)]
     command: Option<Command>,
@@ -338,8 +347,17 @@ async fn server(args: Args) -> anyhow::Result<ExitCode> {
         rate_limit_burst: args.rate_limit.saturating_mul(2),
         max_failed_sign_ins_per_minute: args.max_failed_sign_ins,
         cors_origins: args.cors_origins.clone(),
+        spool_dir: args.spool_dir.clone(),
         ..ServerOptions::default()
     };
+    if let Some(dir) = &args.spool_dir {
+        anyhow::ensure!(
+            dir.is_dir(),
+            "--spool-dir {} is not a folder; create it (on the server's disk) or leave the \
+             flag out",
+            dir.display()
+        );
+    }
     let app = match (&args.db, &args.postgres) {
         (_, Some(url)) => {
             let defaults = PgOptions::default();
@@ -354,6 +372,15 @@ async fn server(args: Args) -> anyhow::Result<ExitCode> {
             let store = SqliteServerStore::open(db, config)
                 .await
                 .context("the server cannot start on the SQLite database")?;
+            // By default beside the database: on its disk, and a folder that exists.
+            let beside = match db.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            let options = ServerOptions {
+                spool_dir: options.spool_dir.or(Some(beside)),
+                ..options
+            };
             app(Arc::new(store), auth, options).await?
         }
         (None, None) => anyhow::bail!("give --db FILE or --postgres URL"),

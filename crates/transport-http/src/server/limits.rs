@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{header, HeaderMap};
 use bytes::Bytes;
+use futures::StreamExt;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use sync_core::TenantId;
+use sync_core::{ContentBody, TenantId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::errors::ApiError;
@@ -164,7 +165,8 @@ impl BodyBudget {
                 tracing::debug!(%tenant, now, bytes, "request bodies over the tenant's share");
                 return Err(ApiError::busy(
                     1,
-                    "this account has too many uploads in progress; retry after the time in Retry-After",
+                    "this account has too many uploads and downloads in progress; retry after the time in \
+                     Retry-After",
                 ));
             }
             *held.entry(tenant.clone()).or_insert(0) += bytes;
@@ -184,11 +186,49 @@ impl BodyBudget {
                 drop(BodyPermit { _total: None, held });
                 Err(ApiError::busy(
                     1,
-                    "the server is receiving too many uploads; retry after the time in Retry-After",
+                    "the server has too many uploads and downloads in progress; retry after the time in \
+                     Retry-After",
                 ))
             }
         }
     }
+}
+
+/// What a streamed answer ([`ContentBody::Chunks`]) reserves in the [`BodyBudget`]: about
+/// what it holds in memory at most (a chunk being read, one waiting to be written, hyper's
+/// write buffer).
+const STREAM_HELD: u64 = 1024 * 1024;
+
+/// The slices in which a whole answer is handed to hyper: its reservation is given back after
+/// the last one, not as soon as the answer starts.
+const SLICE: usize = 64 * 1024;
+
+/// The body of an answer that sends `content` of `tenant`, with its bytes reserved in `budget`
+/// until the body is sent or dropped (the connection closed): a whole content reserves its
+/// length, a streamed one [`STREAM_HELD`]. A download that is never read thus counts against
+/// the tenant's share and the total like an upload, until the connection's idle timeout
+/// closes it.
+pub(crate) async fn answer_body(
+    budget: &Arc<BodyBudget>,
+    tenant: &TenantId,
+    content: ContentBody,
+) -> Result<Body, ApiError> {
+    let (reserve, chunks) = match content {
+        ContentBody::Whole(bytes) => {
+            let len = bytes.len();
+            let slices = (0..len.div_ceil(SLICE)).map(move |i| {
+                Ok::<_, std::io::Error>(bytes.slice(i * SLICE..((i + 1) * SLICE).min(len)))
+            });
+            (len as u64, futures::stream::iter(slices).boxed())
+        }
+        ContentBody::Chunks { len, chunks } => (len.min(STREAM_HELD), chunks),
+    };
+    let permit = budget.reserve(tenant, reserve).await?;
+    Ok(Body::from_stream(chunks.map(move |chunk| {
+        // The permit lives as long as the body's stream.
+        let _held = &permit;
+        chunk
+    })))
 }
 
 /// [`read_body`] after reserving the body's bytes in `budget` for `tenant` (its declared
@@ -230,7 +270,7 @@ fn too_large(size: &str, limit: u64) -> ApiError {
 }
 
 /// The body's `Content-Length`, if it declares one: 400 when malformed, 413 when over `limit`.
-fn declared_length(headers: &HeaderMap, limit: u64) -> Result<Option<u64>, ApiError> {
+pub(crate) fn declared_length(headers: &HeaderMap, limit: u64) -> Result<Option<u64>, ApiError> {
     let Some(len) = headers.get(header::CONTENT_LENGTH) else {
         return Ok(None);
     };

@@ -20,6 +20,7 @@ mod limits;
 pub mod observe;
 mod routes;
 mod serve;
+mod spool;
 #[cfg(feature = "tls")]
 mod tls;
 mod token_sources;
@@ -80,12 +81,15 @@ pub struct ServerOptions {
     /// server behind a proxy, where every request comes from the proxy's address). Requests
     /// without a known peer (served other than by [`serve`]) are not counted. Default 30.
     pub max_failed_sign_ins_per_minute: u32,
-    /// Request-body bytes held at once for all tenants: an upload reserves its length before
-    /// it is read, until it is answered; past it, uploads wait up to 10 s, then get 429.
-    /// Default 512 MiB.
+    /// Body bytes held in memory at once for all tenants: an upload reserves its length
+    /// before it is read, until it is answered; a download reserves its length when the store
+    /// gives the content whole, or 1 MiB when it streams it from a file (the SQLite store's
+    /// content over 64 KiB), until the answer is sent or its connection closed. Past it,
+    /// requests wait up to 10 s, then get 429. Default 512 MiB.
     pub max_body_bytes_in_flight: u64,
-    /// Request-body bytes held at once for one tenant (one upload of any allowed size is
-    /// always let in); past it, 429 with `Retry-After`. Default 64 MiB.
+    /// Body bytes held at once for one tenant, counted as for `max_body_bytes_in_flight` (one
+    /// transfer of any allowed size is always let in); past it, 429 with `Retry-After`.
+    /// Default 64 MiB.
     pub max_body_bytes_per_tenant: u64,
     /// Web origins (`https://app.example.com`, scheme, host and port only) whose pages may call
     /// the API from a browser (CORS): preflights are answered, `Authorization` and the
@@ -93,6 +97,12 @@ pub struct ServerOptions {
     /// `X-Request-Id` are exposed to them. Other origins get no CORS headers. Default: none
     /// (only same-origin pages and non-browser clients). Parse with [`parse_cors_origin`].
     pub cors_origins: Vec<axum::http::HeaderValue>,
+    /// A folder where upload bodies over 1 MiB (or of no declared length) are written as they
+    /// arrive, in unnamed owner-only temporary files: a slow or stalled upload then holds
+    /// 256 KiB of memory, not its content, and reserves only that in the body budget until it
+    /// has arrived. Put it on the store's disk, not on a RAM-backed `/tmp`. Default `None`:
+    /// bodies are read into memory as they arrive.
+    pub spool_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -111,6 +121,7 @@ impl std::fmt::Debug for ServerOptions {
             .field("max_body_bytes_in_flight", &self.max_body_bytes_in_flight)
             .field("max_body_bytes_per_tenant", &self.max_body_bytes_per_tenant)
             .field("cors_origins", &self.cors_origins)
+            .field("spool_dir", &self.spool_dir)
             .finish()
     }
 }
@@ -128,6 +139,7 @@ impl Default for ServerOptions {
             max_body_bytes_in_flight: 512 * 1024 * 1024,
             max_body_bytes_per_tenant: 64 * 1024 * 1024,
             cors_origins: Vec::new(),
+            spool_dir: None,
         }
     }
 }

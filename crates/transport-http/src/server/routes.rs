@@ -23,7 +23,8 @@ use sync_core::{
 
 use super::errors::{from_core, ApiError};
 use super::keys::decode_key;
-use super::limits::{read_budgeted, BodyPermit};
+use super::limits::{answer_body, declared_length, read_budgeted, BodyPermit};
+use super::spool::{spool_body, BUFFER as SPOOL_BUFFER, SPOOL_OVER};
 use super::AppState;
 use crate::wire::{
     etag, parse_etag, parse_rev, WireHistory, WireItem, WirePage, WireVersion, DEFAULT_LIMIT,
@@ -205,18 +206,31 @@ async fn verified_body<S: ServerStore>(
     expected: ContentHash,
 ) -> ApiResult<(Bytes, BodyPermit)> {
     let limit = item_limit(state);
-    let (content, permit) = read_budgeted(
-        &state.bodies,
-        tenant,
-        headers,
-        body,
-        limit,
-        state.options.request_timeout,
-    )
-    .await?;
-    let actual = sync_core::server::hash_off_thread(&content)
-        .await
-        .map_err(|e| from_core(e, false))?;
+    let timeout = state.options.request_timeout;
+    let spool_dir = state.options.spool_dir.as_deref();
+    let declared = declared_length(headers, limit)?;
+    let (content, actual, permit) = match spool_dir {
+        Some(dir) if declared.is_none_or(|len| len > SPOOL_OVER) => {
+            // While it arrives the body holds a buffer; once it is all there, its length.
+            let arriving = state
+                .bodies
+                .reserve(tenant, 2 * SPOOL_BUFFER as u64)
+                .await?;
+            let spooled = spool_body(dir, body, limit, timeout).await?;
+            drop(arriving);
+            let permit = state.bodies.reserve(tenant, spooled.len()).await?;
+            let hash = spooled.hash();
+            (spooled.read().await?, hash, permit)
+        }
+        _ => {
+            let (content, permit) =
+                read_budgeted(&state.bodies, tenant, headers, body, limit, timeout).await?;
+            let actual = sync_core::server::hash_off_thread(&content)
+                .await
+                .map_err(|e| from_core(e, false))?;
+            (content, actual, permit)
+        }
+    };
     if actual != expected {
         return Err(from_core(
             Error::HashMismatch {
@@ -312,18 +326,25 @@ pub(crate) async fn get_item<S: ServerStore>(
         .as_deref()
         .map(|s| parse_rev(s).ok_or_else(|| ApiError::bad_request("rev must be a revision number")))
         .transpose()?;
-    let fetched = state.store.fetch(&tenant, &key, rev).await.map_err(core)?;
+    let fetched = state
+        .store
+        .fetch_body(&tenant, &key, rev)
+        .await
+        .map_err(core)?;
     let v = &fetched.version;
     let Some(hash) = v.hash.filter(|_| !v.deleted) else {
         // A folder (or a tombstone): there is no content to fetch.
         return Err(core(Error::NotFound { key }));
     };
-    let mut resp = (StatusCode::OK, fetched.content).into_response();
+    let len = fetched.body.len();
+    let body = answer_body(&state.bodies, &tenant, fetched.body).await?;
+    let mut resp = (StatusCode::OK, body).into_response();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     let text =
         |s: String| HeaderValue::try_from(s).map_err(|e| core(Error::storage(e.to_string())));
     h.insert(header::ETAG, text(etag(v.rev))?);
