@@ -39,11 +39,12 @@ fn addr(url: &str) -> &str {
     url.strip_prefix("http://").unwrap().trim_end_matches('/')
 }
 
-/// Uploads `content` as `key` with one HTTP/1.1 request and checks it was created.
-fn put(addr: &str, key: &str, content: &[u8]) {
+/// Uploads `content` as `key` with one HTTP/1.1 request as the device of `token`, and checks
+/// it was created.
+fn put(addr: &str, token: &str, key: &str, content: &[u8]) {
     let mut tcp = TcpStream::connect(addr).unwrap();
     let head = format!(
-        "PUT /sync/v1/items/{key} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+        "PUT /sync/v1/items/{key} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
          X-Sync-Hash: {}\r\nIf-None-Match: *\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         ContentHash::of(content),
         content.len()
@@ -53,6 +54,21 @@ fn put(addr: &str, key: &str, content: &[u8]) {
     let mut answer = String::new();
     tcp.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+}
+
+/// Downloads `key` whole as the device of `token`: the answer's head (lower case) and body.
+fn get(addr: &str, token: &str, key: &str) -> (String, Vec<u8>) {
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "GET /sync/v1/items/{key} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Connection: close\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).unwrap();
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let body = answer.split_off(split);
+    (String::from_utf8_lossy(&answer).to_ascii_lowercase(), body)
 }
 
 /// Sends a download request for `key` and reads only the first bytes of the answer (its
@@ -75,7 +91,7 @@ fn unread_downloads_do_not_hold_their_content_and_stalled_ones_are_cut() {
     let server = Server::start(&tmp.path().join("server.db"), &["--idle-timeout-secs", "3"]);
     let addr = addr(&server.url).to_owned();
     let content: Vec<u8> = (0..LEN).map(|i| (i * 7 % 251) as u8).collect();
-    put(&addr, "big.bin", &content);
+    put(&addr, TOKEN, "big.bin", &content);
 
     let before = rss(server.child.id());
     let unread: Vec<TcpStream> = (0..UNREAD)
@@ -114,21 +130,9 @@ fn unread_downloads_do_not_hold_their_content_and_stalled_ones_are_cut() {
     assert!(started.elapsed() < Duration::from_secs(10));
 
     // And the server serves the content whole to a reader.
-    let mut tcp = TcpStream::connect(&addr).unwrap();
-    let head = format!(
-        "GET /sync/v1/items/big.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
-         Connection: close\r\n\r\n"
-    );
-    tcp.write_all(head.as_bytes()).unwrap();
-    let mut answer = Vec::new();
-    tcp.read_to_end(&mut answer).unwrap();
-    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    let head = String::from_utf8_lossy(&answer[..split]).to_ascii_lowercase();
+    let (head, body) = get(&addr, TOKEN, "big.bin");
     assert!(head.contains(&format!("content-length: {LEN}")), "{head}");
-    assert!(
-        answer[split..] == content[..],
-        "the content came back changed"
-    );
+    assert!(body == content, "the content came back changed");
     server.stop();
 }
 
@@ -174,35 +178,15 @@ fn stalled_uploads_do_not_hold_their_content_in_memory() {
         before >> 20,
         after >> 20
     );
-    // Nothing was stored for them, and nothing of them is left on disk once they are gone.
+    // Close the stalled uploads (nothing of them is stored).
     drop(stalled);
     std::thread::sleep(Duration::from_millis(300));
 
     // A whole upload still goes through the same path and comes back unchanged.
     let token = "tenant-00-token-0123456789";
-    let mut tcp = TcpStream::connect(&addr).unwrap();
-    let head = format!(
-        "PUT /sync/v1/items/whole.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
-         X-Sync-Hash: {hash}\r\nIf-None-Match: *\r\nContent-Length: {LEN}\r\nConnection: close\r\n\r\n"
-    );
-    tcp.write_all(head.as_bytes()).unwrap();
-    tcp.write_all(&content).unwrap();
-    let mut answer = String::new();
-    tcp.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
-    let mut tcp = TcpStream::connect(&addr).unwrap();
-    let head = format!(
-        "GET /sync/v1/items/whole.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
-         Connection: close\r\n\r\n"
-    );
-    tcp.write_all(head.as_bytes()).unwrap();
-    let mut answer = Vec::new();
-    tcp.read_to_end(&mut answer).unwrap();
-    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    assert!(
-        answer[split..] == content[..],
-        "the content came back changed"
-    );
+    put(&addr, token, "whole.bin", &content);
+    let (_, body) = get(&addr, token, "whole.bin");
+    assert!(body == content, "the content came back changed");
     let stored = std::fs::read_dir(server_blobs(tmp.path())).unwrap().count();
     assert!(stored > 0);
     server.stop();

@@ -53,27 +53,6 @@ impl ContentBody {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    /// Reads the whole content into memory (a stream's error becomes
-    /// [`Error::Storage`]).
-    pub async fn collect(self) -> Result<Bytes> {
-        use futures::TryStreamExt;
-        match self {
-            ContentBody::Whole(bytes) => Ok(bytes),
-            ContentBody::Chunks { len, chunks } => {
-                let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-                let mut chunks = chunks;
-                while let Some(chunk) = chunks
-                    .try_next()
-                    .await
-                    .map_err(|e| Error::storage(e.to_string()))?
-                {
-                    out.extend_from_slice(&chunk);
-                }
-                Ok(Bytes::from(out))
-            }
-        }
-    }
 }
 
 impl std::fmt::Debug for ContentBody {

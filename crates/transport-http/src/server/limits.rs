@@ -19,10 +19,11 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use sync_core::{ContentBody, TenantId};
+use sync_core::{ContentBody, ContentHash, TenantId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::errors::ApiError;
+use super::spool;
 
 /// A per-token request rate limit.
 pub(crate) struct RateLimit {
@@ -248,6 +249,25 @@ pub(crate) async fn read_budgeted(
     Ok((bytes, permit))
 }
 
+/// [`spool::spool_body`] under the [`BodyBudget`]: while the body arrives it reserves what a
+/// spooling body holds ([`spool::BUFFER`] twice), then its length while it is read back into
+/// memory; that permit is held until the caller drops it. Gives the body's bytes and hash.
+pub(crate) async fn read_spooled(
+    budget: &Arc<BodyBudget>,
+    tenant: &TenantId,
+    dir: &std::path::Path,
+    body: Body,
+    limit: u64,
+    timeout: Duration,
+) -> Result<(Bytes, ContentHash, BodyPermit), ApiError> {
+    let arriving = budget.reserve(tenant, 2 * spool::BUFFER as u64).await?;
+    let spooled = spool::spool_body(dir, body, limit, timeout).await?;
+    drop(arriving);
+    let permit = budget.reserve(tenant, spooled.len()).await?;
+    let hash = spooled.hash();
+    Ok((spooled.read().await?, hash, permit))
+}
+
 /// Reads a whole request body of at most `limit` bytes within `timeout`:
 /// 413 `too_large` when the declared or actual length passes the limit (reading stops there),
 /// 408 `timeout` when the body does not finish in time, 400 for a broken body.
@@ -262,7 +282,7 @@ pub(crate) async fn read_body(
 }
 
 /// 413 `too_large` for content of `size` bytes (as words) over `limit`.
-fn too_large(size: &str, limit: u64) -> ApiError {
+pub(crate) fn too_large(size: &str, limit: u64) -> ApiError {
     ApiError::too_large(
         format!("the content is {size} bytes, over the server's limit of {limit} bytes"),
         limit,
@@ -290,18 +310,26 @@ async fn collect_body(body: Body, limit: u64, timeout: Duration) -> Result<Bytes
     let cap = usize::try_from(limit).unwrap_or(usize::MAX);
     let collect = Limited::new(body, cap).collect();
     match tokio::time::timeout(timeout, collect).await {
-        Err(_) => Err(ApiError::timeout(format!(
-            "the request body did not arrive within {} s",
-            timeout.as_secs()
-        ))),
+        Err(_) => Err(body_timeout(timeout)),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
             Err(too_large(&format!("more than {limit}"), limit))
         }
-        Ok(Err(e)) => Err(ApiError::bad_request(format!(
-            "could not read the request body: {e}"
-        ))),
+        Ok(Err(e)) => Err(unreadable_body(e)),
     }
+}
+
+/// 408 `timeout` for a body that did not arrive within `timeout`.
+pub(crate) fn body_timeout(timeout: Duration) -> ApiError {
+    ApiError::timeout(format!(
+        "the request body did not arrive within {} s",
+        timeout.as_secs()
+    ))
+}
+
+/// 400 for a body that broke off or was malformed on the wire.
+pub(crate) fn unreadable_body(e: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!("could not read the request body: {e}"))
 }
 
 #[cfg(test)]

@@ -23,8 +23,8 @@ use sync_core::{
 
 use super::errors::{from_core, ApiError};
 use super::keys::decode_key;
-use super::limits::{answer_body, declared_length, read_budgeted, BodyPermit};
-use super::spool::{spool_body, BUFFER as SPOOL_BUFFER, SPOOL_OVER};
+use super::limits::{answer_body, declared_length, read_budgeted, read_spooled, BodyPermit};
+use super::spool::SPOOL_OVER;
 use super::AppState;
 use crate::wire::{
     etag, parse_etag, parse_rev, WireHistory, WireItem, WirePage, WireVersion, DEFAULT_LIMIT,
@@ -211,16 +211,7 @@ async fn verified_body<S: ServerStore>(
     let declared = declared_length(headers, limit)?;
     let (content, actual, permit) = match spool_dir {
         Some(dir) if declared.is_none_or(|len| len > SPOOL_OVER) => {
-            // While it arrives the body holds a buffer; once it is all there, its length.
-            let arriving = state
-                .bodies
-                .reserve(tenant, 2 * SPOOL_BUFFER as u64)
-                .await?;
-            let spooled = spool_body(dir, body, limit, timeout).await?;
-            drop(arriving);
-            let permit = state.bodies.reserve(tenant, spooled.len()).await?;
-            let hash = spooled.hash();
-            (spooled.read().await?, hash, permit)
+            read_spooled(&state.bodies, tenant, dir, body, limit, timeout).await?
         }
         _ => {
             let (content, permit) =

@@ -4,7 +4,8 @@
 //! A body is written to an unnamed temporary file (owner-only, gone when closed, also after a
 //! crash) in buffers of [`BUFFER`] bytes, hashed on the way, each write and hash on a blocking
 //! thread. Once it has all arrived, the caller reserves its length in the body budget and
-//! reads it back into memory for the store, so a body is in memory only while it is stored. The limits are those of
+//! reads it back into memory for the store, so a body is in memory only while it is stored
+//! ([`super::limits::read_spooled`]). The limits are those of
 //! [`super::limits`]: never read past `limit` bytes (413), never longer than `timeout` (408).
 //! This module knows nothing of routes or stores.
 //!
@@ -21,6 +22,7 @@ use http_body_util::BodyExt;
 use sync_core::ContentHash;
 
 use super::errors::ApiError;
+use super::limits::{body_timeout, too_large, unreadable_body};
 
 /// Bodies declared longer than this (or declaring no length) are spooled when a spool folder
 /// is set; shorter ones are read into memory as they are.
@@ -114,10 +116,7 @@ pub(crate) async fn spool_body(
 ) -> Result<Spooled, ApiError> {
     match tokio::time::timeout(timeout, spool(dir, body, limit)).await {
         Ok(spooled) => spooled,
-        Err(_) => Err(ApiError::timeout(format!(
-            "the request body did not arrive within {} s",
-            timeout.as_secs()
-        ))),
+        Err(_) => Err(body_timeout(timeout)),
     }
 }
 
@@ -137,19 +136,13 @@ async fn spool(dir: &Path, body: Body, limit: u64) -> Result<Spooled, ApiError> 
     let mut buf: Vec<u8> = Vec::with_capacity(BUFFER);
     let mut len: u64 = 0;
     while let Some(frame) = body.frame().await {
-        let frame = frame
-            .map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
+        let frame = frame.map_err(unreadable_body)?;
         let Ok(data) = frame.into_data() else {
             continue; // trailers carry nothing we use
         };
         len = len.saturating_add(data.len() as u64);
         if len > limit {
-            return Err(ApiError::too_large(
-                format!(
-                    "the content is more than {limit} bytes, over the server's limit of {limit} bytes"
-                ),
-                limit,
-            ));
+            return Err(too_large(&format!("more than {limit}"), limit));
         }
         buf.extend_from_slice(&data);
         if buf.len() >= BUFFER {
