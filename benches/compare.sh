@@ -205,6 +205,9 @@ bench_tool() {   # bench_tool DS N SIZE TOOL
         C) mutate "$WORK/A" "$r" "$size" ;;
       esac
       local side=A; [[ $scen == A↓ ]] && side=B
+      # The untimed reset's writes and removals reach the disk before the clock starts, so a
+      # tool that flushes (ours) does not wait on the previous run's cleanup.
+      sync
       echo "--- $scen run $r: $(sync_cmd "$tool" "$scen" $side)" >>"$WORK/tool.log"
       read -r s k rc <<<"$(timed_run $(sync_cmd "$tool" "$scen" $side))"
       secs="$secs $s"; rss="$rss $k"

@@ -4,12 +4,15 @@
 //!
 //! Content up to [`INLINE_MAX`] bytes lives in the `blobs` table. Larger content lives in a
 //! file `<db file name>.blobs/<first two hex digits>/<hex hash>` beside the database, with a
-//! `blobs` row whose `data` is NULL. A file is written to a temporary file in its final
-//! folder, fsynced and renamed into place (and the folder fsynced) *before* the transaction
-//! that adds its row commits, so a committed row never points at a missing or partial file.
-//! A crash in between leaves at most an unreferenced file, which the next write of the same
-//! content reuses. Files are never changed once in place, so they can be read without holding
-//! the database lock.
+//! `blobs` row whose `data` is NULL. Its bytes are first written to a temporary file in the
+//! final folder and fsynced *without* the database lock ([`stage`], on a blocking thread), so
+//! large uploads are written and flushed side by side; then, inside the write's transaction
+//! ([`put_staged`]), the file is renamed into place and the folder fsynced *before* the row is
+//! added and committed, so a committed row never points at a missing or partial file. A crash
+//! in between leaves at most an unreferenced file, which the next write of the same content
+//! replaces. Files are never changed once in place, so they can be read without holding the
+//! database lock. An upload kept on disk ([`Source::File`]) is copied into the temporary file
+//! inside the kernel, never through memory.
 //!
 //! With retention on, a write that drops versions also drops the blobs no version (of any
 //! tenant: blobs are shared) refers to any more ([`drop_unreferenced`]): their rows go in the
@@ -19,8 +22,8 @@
 //! dropped at that moment may find its file gone and fail as a damaged blob; a version that
 //! stays is never affected.
 //!
-//! Everything here is blocking I/O: call it only from [`crate::conn::Db::call`] or another
-//! blocking thread. This module does not verify request hashes; the server does that before
+//! Everything here is blocking I/O: call [`stage`] on a blocking thread and the rest only from
+//! [`crate::conn::Db::call`]. This module does not verify request hashes; the server does that before
 //! it stores anything.
 
 use std::fs;
@@ -29,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension};
-use sync_core::ContentHash;
+use sync_core::{ContentFile, ContentHash};
 
 use crate::error::StoreError;
 use crate::schema::{hash_to_sql, u64_from_sql, u64_to_sql};
@@ -62,37 +65,151 @@ pub(crate) fn blob_path(dir: &Path, hash: &ContentHash) -> PathBuf {
     dir.join(&hex[..2]).join(hex)
 }
 
-/// Stores `content` (whose hash the caller has verified) unless a blob with its hash exists.
-/// Large content goes to a file in `dir` when there is one (a file-backed database).
-pub(crate) fn put(
+/// Stores small `content` (whose hash the caller has verified) in the `blobs` table unless a
+/// blob with its hash exists: one statement. Content a store keeps in files goes through
+/// [`stage`] and [`put_staged`] instead.
+pub(crate) fn put_inline(
     conn: &Connection,
-    dir: Option<&Path>,
     hash: &ContentHash,
     content: &[u8],
 ) -> Result<(), StoreError> {
-    let size = u64_to_sql(content.len() as u64);
-    let as_file = dir.filter(|_| content.len() > INLINE_MAX);
-    let Some(dir) = as_file else {
-        // Inline: one statement, which does nothing when the blob is there.
-        conn.prepare_cached(
-            "INSERT INTO blobs (hash, size, data) VALUES (?1, ?2, ?3) ON CONFLICT (hash) DO NOTHING",
-        )?
-        .execute(params![hash_to_sql(Some(hash)), size, content])?;
-        return Ok(());
+    conn.prepare_cached(
+        "INSERT INTO blobs (hash, size, data) VALUES (?1, ?2, ?3) ON CONFLICT (hash) DO NOTHING",
+    )?
+    .execute(params![
+        hash_to_sql(Some(hash)),
+        u64_to_sql(content.len() as u64),
+        content
+    ])?;
+    Ok(())
+}
+
+/// Whether content of `len` bytes goes to a file in a store whose blob folder is `dir`.
+pub(crate) fn as_file(dir: Option<&Path>, len: u64) -> Option<&Path> {
+    dir.filter(|_| len > INLINE_MAX as u64)
+}
+
+/// Where the bytes of a blob being staged come from.
+pub(crate) enum Source<'a> {
+    /// In memory.
+    Memory(&'a [u8]),
+    /// In a file (an upload kept on disk), copied inside the kernel where it can be.
+    File(ContentFile),
+}
+
+/// A large blob's content written and fsynced to a temporary file in its shard folder, ready
+/// for [`put_staged`]. Made without the database lock ([`stage`]), so the slow part of storing
+/// a large blob (writing and flushing its bytes) runs beside other writes; dropped unused (a
+/// refused write), its temporary file goes.
+pub(crate) struct Staged {
+    tmp: tempfile::NamedTempFile,
+    path: PathBuf,
+    hash: ContentHash,
+    size: u64,
+}
+
+impl Staged {
+    /// The content's length in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+impl std::fmt::Debug for Staged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Staged")
+            .field("path", &self.path)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Writes the content of the blob `hash` (verified by the caller) to a new, fsynced temporary
+/// file in its shard folder of `dir`, whether or not the blob is stored already: known and new
+/// content cost the same file work, so how long an upload takes does not tell a tenant that
+/// another one holds this content. Blocking I/O: run it on a blocking thread, never inside
+/// [`crate::conn::Db::call`].
+pub(crate) fn stage(
+    dir: &Path,
+    hash: &ContentHash,
+    source: Source<'_>,
+) -> Result<Staged, StoreError> {
+    let path = blob_path(dir, hash);
+    let folder = path.parent().unwrap_or(dir);
+    make_blob_folder(dir, folder)?;
+    #[cfg(test)]
+    tests::TEMP_WRITES.with(|n| n.set(n.get() + 1));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(folder)
+        .map_err(|e| StoreError::io(folder, e))?;
+    let size = match source {
+        Source::Memory(content) => {
+            tmp.write_all(content)
+                .map_err(|e| StoreError::io(tmp.path(), e))?;
+            content.len() as u64
+        }
+        Source::File(file) => {
+            let len = file.len();
+            let copied = file
+                .reader()
+                .and_then(|mut reader| std::io::copy(&mut reader, tmp.as_file_mut()))
+                .map_err(|e| StoreError::io(tmp.path(), e))?;
+            if copied != len {
+                return Err(StoreError::io(
+                    tmp.path(),
+                    std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("the upload kept on disk held {copied} of its {len} bytes"),
+                    ),
+                ));
+            }
+            len
+        }
     };
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| StoreError::io(tmp.path(), e))?;
+    Ok(Staged {
+        tmp,
+        path,
+        hash: *hash,
+        size,
+    })
+}
+
+/// Stores a staged blob inside the caller's transaction, unless a blob with its hash exists:
+/// new content is renamed into place and its folder fsynced before its row is added (so a
+/// committed row never points at a missing or partial file); known content's temporary file
+/// is removed, with the same folder fsyncs. A complete file already in place without a row
+/// (from a rolled-back write) is replaced by the same bytes.
+pub(crate) fn put_staged(conn: &Connection, staged: Staged) -> Result<(), StoreError> {
+    let Staged {
+        tmp,
+        path,
+        hash,
+        size,
+    } = staged;
+    let folder = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let exists: Option<i64> = conn
         .prepare_cached("SELECT 1 FROM blobs WHERE hash = ?1")?
         .query_row([hash.as_bytes().as_slice()], |r| r.get(0))
         .optional()?;
     if exists.is_some() {
-        // The same work as for new content (a temporary file written, fsynced, removed), so
-        // how long an upload takes does not tell a tenant that another one holds this content.
-        rehearse(dir, hash, content)?;
-        return Ok(());
+        tmp.close().map_err(|e| StoreError::io(&folder, e))?;
+    } else {
+        tmp.persist(&path)
+            .map_err(|e| StoreError::io(&path, e.error))?;
     }
-    write_file(dir, hash, content)?;
-    conn.prepare_cached("INSERT INTO blobs (hash, size, data) VALUES (?1, ?2, NULL)")?
-        .execute(params![hash_to_sql(Some(hash)), size])?;
+    sync_dir(&folder)?;
+    if let Some(parent) = folder.parent() {
+        // The shard folder itself may be new.
+        sync_dir(parent)?;
+    }
+    if exists.is_none() {
+        conn.prepare_cached("INSERT INTO blobs (hash, size, data) VALUES (?1, ?2, NULL)")?
+            .execute(params![hash_to_sql(Some(&hash)), u64_to_sql(size)])?;
+    }
     Ok(())
 }
 
@@ -315,7 +432,7 @@ fn make_blob_folder(dir: &Path, folder: &Path) -> Result<(), StoreError> {
         refuse_symlink(dir)?;
     } else {
         // A new blob folder gets all 256 shard folders at once, so storing new content never
-        // makes a folder, and takes as long as storing known content (see `rehearse`).
+        // makes a folder, and takes as long as storing known content (see `stage`).
         crate::owner_only::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         for shard in 0..=255u8 {
             let path = dir.join(format!("{shard:02x}"));
@@ -345,63 +462,6 @@ fn refuse_symlink(folder: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// Writes a large blob: temporary file in the final folder, fsync, rename, fsync the folder.
-/// The folders are made owner-only, and the temporary file (so the blob) is 0600 already.
-/// A complete file already in place (from an earlier, rolled-back write) is kept.
-fn write_file(dir: &Path, hash: &ContentHash, content: &[u8]) -> Result<(), StoreError> {
-    let path = blob_path(dir, hash);
-    if let Ok(meta) = fs::symlink_metadata(&path) {
-        if meta.is_file() && meta.len() == content.len() as u64 {
-            return Ok(());
-        }
-    }
-    let folder = path.parent().unwrap_or(dir);
-    let tmp = write_temp(dir, folder, content)?;
-    tmp.persist(&path)
-        .map_err(|e| StoreError::io(&path, e.error))?;
-    sync_dir(folder)?;
-    if let Some(parent) = folder.parent() {
-        // The shard folder itself may be new.
-        sync_dir(parent)?;
-    }
-    Ok(())
-}
-
-/// Writes `content` to a temporary file where the blob of `hash` lives, fsyncs it and removes
-/// it: what [`write_file`] costs, without keeping anything.
-fn rehearse(dir: &Path, hash: &ContentHash, content: &[u8]) -> Result<(), StoreError> {
-    let path = blob_path(dir, hash);
-    let folder = path.parent().unwrap_or(dir);
-    let tmp = write_temp(dir, folder, content)?;
-    tmp.close().map_err(|e| StoreError::io(folder, e))?;
-    // The same folder fsyncs as a new blob's.
-    sync_dir(folder)?;
-    if let Some(parent) = folder.parent() {
-        sync_dir(parent)?;
-    }
-    Ok(())
-}
-
-/// `content` in a new, fsynced temporary file in the shard `folder` of the blob folder `dir`
-/// (both made, and refused when they are symlinks).
-fn write_temp(
-    dir: &Path,
-    folder: &Path,
-    content: &[u8],
-) -> Result<tempfile::NamedTempFile, StoreError> {
-    make_blob_folder(dir, folder)?;
-    #[cfg(test)]
-    tests::TEMP_WRITES.with(|n| n.set(n.get() + 1));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(folder)
-        .map_err(|e| StoreError::io(folder, e))?;
-    tmp.write_all(content)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| StoreError::io(tmp.path(), e))?;
-    Ok(tmp)
-}
-
 /// Makes a rename inside `dir` durable (a no-op where folders cannot be opened).
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     #[cfg(unix)]
@@ -420,7 +480,7 @@ mod tests {
     use super::*;
 
     thread_local! {
-        /// Temporary blob files written on this thread (by `write_temp`).
+        /// Temporary blob files written on this thread (by `stage`).
         pub(super) static TEMP_WRITES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
     }
 
@@ -438,23 +498,59 @@ mod tests {
         .unwrap();
         let content = vec![7u8; INLINE_MAX + 1];
         let hash = ContentHash::of(&content);
+        let put = |source| put_staged(&conn, stage(&blobs, &hash, source).unwrap()).unwrap();
         let before = TEMP_WRITES.with(|n| n.get());
-        put(&conn, Some(&blobs), &hash, &content).unwrap();
+        put(Source::Memory(&content));
         let new = TEMP_WRITES.with(|n| n.get()) - before;
-        put(&conn, Some(&blobs), &hash, &content).unwrap();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&content).unwrap();
+        put(Source::File(ContentFile::new(
+            file,
+            content.len() as u64,
+            hash,
+        )));
         let known = TEMP_WRITES.with(|n| n.get()) - before - new;
         assert_eq!((new, known), (1, 1), "one temporary file each");
         let shard = blob_path(&blobs, &hash);
-        let left: Vec<_> = fs::read_dir(shard.parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let left = shard_entries(&blobs, &hash);
         assert_eq!(left.len(), 1, "only the blob stays: {left:?}");
         assert_eq!(fs::read(&shard).unwrap(), content);
         assert_eq!(
             fs::read_dir(&blobs).unwrap().count(),
             256,
             "every shard folder made at once"
+        );
+    }
+
+    fn shard_entries(blobs: &Path, hash: &ContentHash) -> Vec<std::ffi::OsString> {
+        let shard = blob_path(blobs, hash);
+        fs::read_dir(shard.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect()
+    }
+
+    /// A staged blob that is never stored (its write was refused) leaves nothing behind, and
+    /// an upload file shorter than its length is refused without a blob.
+    #[test]
+    fn unused_or_short_staged_blobs_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = dir.path().join("server.db.blobs");
+        let content = vec![3u8; INLINE_MAX + 10];
+        let hash = ContentHash::of(&content);
+        drop(stage(&blobs, &hash, Source::Memory(&content)).unwrap());
+        assert_eq!(
+            shard_entries(&blobs, &hash),
+            Vec::<std::ffi::OsString>::new()
+        );
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&content[..100]).unwrap();
+        let short = ContentFile::new(file, content.len() as u64, hash);
+        let err = stage(&blobs, &hash, Source::File(short)).unwrap_err();
+        assert!(err.to_string().contains("held 100 of its"), "{err}");
+        assert_eq!(
+            shard_entries(&blobs, &hash),
+            Vec::<std::ffi::OsString>::new()
         );
     }
 

@@ -16,13 +16,14 @@ use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sync_core::server::{
-    change_page, check_content_off_thread, feed_after, keys_to_read, rows_to_read, Decision,
-    Watchers, Write, WriteRules, PRUNE_PER_WRITE,
+    change_page, check_content, check_content_file, check_content_off_thread, feed_after,
+    keys_to_read, rows_to_read, Decision, Watchers, Write, WriteRules, PRUNE_PER_WRITE,
 };
 use sync_core::{
-    ArchiveRequest, ChangePage, ContentBody, ContentHash, Cursor, DeleteRequest, Epoch, Error,
-    Fetched, FetchedBody, FolderRequest, HistoryPage, HistoryRange, ItemKind, ItemMeta, Key,
-    PushOutcome, PushRequest, Result, Revision, ServerConfig, ServerStore, TenantId, VersionMeta,
+    ArchiveRequest, ChangePage, ContentBody, ContentFile, ContentHash, Cursor, DeleteRequest,
+    Epoch, Error, Fetched, FetchedBody, FolderRequest, HistoryPage, HistoryRange, ItemKind,
+    ItemMeta, Key, PushOutcome, PushRequest, Result, Revision, ServerConfig, ServerStore, TenantId,
+    VersionMeta,
 };
 
 use crate::blobs::{self, BlobData};
@@ -418,22 +419,64 @@ fn tenant_id(conn: &Connection, name: &str) -> Result<Option<(i64, Revision)>, S
         .map(|(id, c)| (id, Revision(u64_from_sql(c)))))
 }
 
-/// One push inside an open transaction (content already checked). Every error that is not a
-/// storage error (a refusal of the write rules) comes before the first write, so a batch goes
-/// on after it without a savepoint; a storage error fails the whole transaction.
+/// One push inside an open transaction (content already checked, and staged when it goes to
+/// a file). Every error that is not a storage error (a refusal of the write rules) comes
+/// before the first write, so a batch goes on after it without a savepoint; a storage error
+/// fails the whole transaction.
 fn apply_push(
     conn: &Connection,
     inner: &Inner,
     w: &mut Writer,
     req: &PushRequest,
+    staged: Option<blobs::Staged>,
 ) -> Result<PushOutcome> {
     let read = w.read_path(conn, &req.key)?;
-    let decision = inner.rules.push(req, &read, w.counter)?;
+    let size = staged
+        .as_ref()
+        .map_or(req.content.len() as u64, blobs::Staged::size);
+    let decision = inner.rules.push_of_size(req, size, &read, w.counter)?;
     if let Decision::Accept(write) = &decision {
-        blobs::put(conn, inner.blob_dir.as_deref(), &req.hash, &req.content)?;
+        put_blob(conn, &req.hash, &req.content, staged)?;
         w.store(conn, write)?;
     }
     Ok(decision.into_outcome())
+}
+
+/// Stores a write's content: the staged file of large content, else `content` inline.
+fn put_blob(
+    conn: &Connection,
+    hash: &ContentHash,
+    content: &[u8],
+    staged: Option<blobs::Staged>,
+) -> Result<(), StoreError> {
+    match staged {
+        Some(staged) => blobs::put_staged(conn, staged),
+        None => blobs::put_inline(conn, hash, content),
+    }
+}
+
+impl SqliteServerStore {
+    /// Checks content in memory for `key` (size, then hash) and, when it goes to a file,
+    /// stages it: both on a blocking thread, without the database lock.
+    async fn prepare(
+        &self,
+        key: &Key,
+        content: &Bytes,
+        hash: &ContentHash,
+    ) -> Result<Option<blobs::Staged>> {
+        let limit = self.max_item_bytes();
+        let Some(dir) = blobs::as_file(self.blob_dir(), content.len() as u64) else {
+            check_content_off_thread(key, content, hash, limit).await?;
+            return Ok(None);
+        };
+        let (dir, key, content, hash) = (dir.to_path_buf(), key.clone(), content.clone(), *hash);
+        let staged = run_blocking(move || -> Result<blobs::Staged> {
+            check_content(&key, &content, &hash, limit)?;
+            Ok(blobs::stage(&dir, &hash, blobs::Source::Memory(&content))?)
+        })
+        .await??;
+        Ok(Some(staged))
+    }
 }
 
 /// The version of `key` a fetch reads (current, or at `rev`) and where its content is;
@@ -638,9 +681,30 @@ impl ServerStore for SqliteServerStore {
     }
 
     async fn push(&self, tenant: &TenantId, req: PushRequest) -> Result<PushOutcome> {
-        check_content_off_thread(&req.key, &req.content, &req.hash, self.max_item_bytes()).await?;
+        let staged = self.prepare(&req.key, &req.content, &req.hash).await?;
         self.write(tenant, move |conn, inner, w| {
-            apply_push(conn, inner, w, &req)
+            apply_push(conn, inner, w, &req, staged)
+        })
+        .await
+    }
+
+    async fn push_file(
+        &self,
+        tenant: &TenantId,
+        req: PushRequest,
+        content: ContentFile,
+    ) -> Result<PushOutcome> {
+        check_content_file(&req.key, &content, &req.hash, self.max_item_bytes())?;
+        let Some(dir) = blobs::as_file(self.blob_dir(), content.len()) else {
+            // Small enough to keep inline (or a store without a blob folder): as a push.
+            let content = content.read().await?;
+            return self.push(tenant, PushRequest { content, ..req }).await;
+        };
+        let (dir, hash) = (dir.to_path_buf(), req.hash);
+        let staged =
+            run_blocking(move || blobs::stage(&dir, &hash, blobs::Source::File(content))).await??;
+        self.write(tenant, move |conn, inner, w| {
+            apply_push(conn, inner, w, &req, Some(staged))
         })
         .await
     }
@@ -650,10 +714,9 @@ impl ServerStore for SqliteServerStore {
         tenant: &TenantId,
         reqs: Vec<PushRequest>,
     ) -> Result<Vec<Result<PushOutcome>>> {
-        let limit = self.max_item_bytes();
         let mut checked = Vec::with_capacity(reqs.len());
         for req in reqs {
-            let ok = check_content_off_thread(&req.key, &req.content, &req.hash, limit).await;
+            let ok = self.prepare(&req.key, &req.content, &req.hash).await;
             checked.push((req, ok));
         }
         let inner = self.inner.clone();
@@ -667,13 +730,16 @@ impl ServerStore for SqliteServerStore {
                 let mut w = Writer::load(&tx, &name)?;
                 let mut results = Vec::with_capacity(checked.len());
                 for (req, ok) in checked {
-                    if let Err(e) = ok {
-                        results.push(Err(e));
-                        continue;
-                    }
+                    let staged = match ok {
+                        Ok(staged) => staged,
+                        Err(e) => {
+                            results.push(Err(e));
+                            continue;
+                        }
+                    };
                     // No savepoint per request: a refused one wrote nothing (see
                     // `apply_push`), and a storage error ends the whole batch.
-                    match apply_push(&tx, &inner, &mut w, &req) {
+                    match apply_push(&tx, &inner, &mut w, &req, staged) {
                         Ok(outcome) => results.push(Ok(outcome)),
                         Err(e @ Error::Storage { .. }) => return Err(e),
                         Err(e) => results.push(Err(e)),
@@ -767,10 +833,10 @@ impl ServerStore for SqliteServerStore {
     }
 
     async fn archive(&self, tenant: &TenantId, req: ArchiveRequest) -> Result<VersionMeta> {
-        check_content_off_thread(&req.key, &req.content, &req.hash, self.max_item_bytes()).await?;
+        let staged = self.prepare(&req.key, &req.content, &req.hash).await?;
         self.write(tenant, move |conn, inner, w| {
             let write = inner.rules.archive(&req, w.counter)?;
-            blobs::put(conn, inner.blob_dir.as_deref(), &req.hash, &req.content)?;
+            put_blob(conn, &req.hash, &req.content, staged)?;
             w.store(conn, &write)?;
             Ok(write.value)
         })

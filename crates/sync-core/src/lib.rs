@@ -90,7 +90,9 @@ pub use replica::{
 };
 pub use revision::Revision;
 pub use scope::ScopedTransport;
-pub use server_store::{full_history, ContentBody, FetchedBody, ServerConfig, ServerStore};
+pub use server_store::{
+    full_history, ContentBody, ContentFile, FetchedBody, ServerConfig, ServerStore,
+};
 pub use stamp::{Clock, ManualTime, NodeId, Stamp, StampParseError, SystemTimeSource, TimeSource};
 pub use state_store::{
     known_items, ClientState, KeyEntries, StateBatch, StateStore, StateSummary, RECENT_CONFLICTS,

@@ -20,9 +20,9 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 use crate::{
-    ArchiveRequest, ChangePage, Cursor, DeleteRequest, Epoch, Error, Fetched, FolderRequest,
-    HistoryPage, HistoryRange, ItemMeta, Key, PushOutcome, PushRequest, Result, Revision, TenantId,
-    VersionMeta, MAX_HISTORY_PAGE,
+    ArchiveRequest, ChangePage, ContentHash, Cursor, DeleteRequest, Epoch, Error, Fetched,
+    FolderRequest, HistoryPage, HistoryRange, ItemMeta, Key, PushOutcome, PushRequest, Result,
+    Revision, TenantId, VersionMeta, MAX_HISTORY_PAGE,
 };
 
 /// The content of a version as [`ServerStore::fetch_body`] gives it.
@@ -61,6 +61,89 @@ impl std::fmt::Debug for ContentBody {
             ContentBody::Whole(bytes) => f.debug_tuple("Whole").field(&bytes.len()).finish(),
             ContentBody::Chunks { len, .. } => f.debug_struct("Chunks").field("len", len).finish(),
         }
+    }
+}
+
+/// Content waiting in a file, as [`ServerStore::push_file`] takes it: an upload the server
+/// wrote to disk as it arrived, so that storing it needs no copy of it in memory.
+///
+/// Its hash is the one its maker computed from the bytes as it wrote them, never one a client
+/// announced: a store relies on it instead of reading the file to hash it again. The file is
+/// read from its start; it is closed (and, when it is an unnamed temporary file, gone) when
+/// this value is dropped.
+pub struct ContentFile {
+    file: std::fs::File,
+    len: u64,
+    hash: ContentHash,
+}
+
+impl ContentFile {
+    /// `file` holds `len` bytes from its start, whose blake3 hash `hash` the caller computed
+    /// from those bytes.
+    pub fn new(file: std::fs::File, len: u64, hash: ContentHash) -> ContentFile {
+        ContentFile { file, len, hash }
+    }
+
+    /// The content's length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the content is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The blake3 hash of the content.
+    pub fn hash(&self) -> ContentHash {
+        self.hash
+    }
+
+    /// The content as a reader of exactly its bytes, from the file's start (blocking I/O).
+    /// `std::io::copy` from it into another file copies inside the kernel where it can.
+    pub fn reader(self) -> std::io::Result<std::io::Take<std::fs::File>> {
+        use std::io::{Read, Seek};
+        let mut file = self.file;
+        file.seek(std::io::SeekFrom::Start(0))?;
+        Ok(file.take(self.len))
+    }
+
+    /// Reads the whole content into memory on a blocking thread; a file shorter than its
+    /// length is a storage error.
+    pub async fn read(self) -> Result<Bytes> {
+        let len = self.len;
+        let read = tokio::task::spawn_blocking(move || -> std::io::Result<Bytes> {
+            use std::io::Read;
+            let mut content = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+            self.reader()?.read_to_end(&mut content)?;
+            if content.len() as u64 != len {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("the file holds {} of its {len} bytes", content.len()),
+                ));
+            }
+            Ok(Bytes::from(content))
+        })
+        .await;
+        match read {
+            Ok(Ok(content)) => Ok(content),
+            Ok(Err(e)) => Err(Error::storage(format!(
+                "cannot read an upload kept on the server's disk ({e}); send it again"
+            ))),
+            Err(e) => Err(Error::storage(format!(
+                "reading an upload on a blocking thread failed ({e}); the server may be \
+                 shutting down, try again"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Debug for ContentFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContentFile")
+            .field("len", &self.len)
+            .field("hash", &self.hash)
+            .finish_non_exhaustive()
     }
 }
 
@@ -144,6 +227,23 @@ pub trait ServerStore: Send + Sync {
 
     /// Writes a file under a precondition.
     async fn push(&self, tenant: &TenantId, req: PushRequest) -> Result<PushOutcome>;
+
+    /// Writes a file whose content waits in `content` (an upload kept on disk), exactly as
+    /// [`push`](Self::push) writes `req` with `content`'s bytes; `req.content` is not read
+    /// (leave it empty). `req.hash` is checked against [`ContentFile::hash`] and the length
+    /// against the store's limit, so the errors are those of `push`. The default reads the
+    /// content into memory and pushes it; a store that keeps content in files copies the file
+    /// instead, so a large upload never has to fit in memory.
+    async fn push_file(
+        &self,
+        tenant: &TenantId,
+        req: PushRequest,
+        content: ContentFile,
+    ) -> Result<PushOutcome> {
+        crate::server::check_content_file(&req.key, &content, &req.hash, self.max_item_bytes())?;
+        let content = content.read().await?;
+        self.push(tenant, PushRequest { content, ..req }).await
+    }
 
     /// Writes many files; a store that can should do it in one transaction. One result per
     /// request, in order.

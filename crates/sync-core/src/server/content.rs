@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 
-use crate::{ContentHash, Error, Key, Result};
+use crate::{ContentFile, ContentHash, Error, Key, Result};
 
 /// Bodies larger than this are hashed on tokio's blocking pool; smaller ones in place, where
 /// handing them to another thread would cost more than hashing them.
@@ -37,6 +37,26 @@ pub async fn check_content_off_thread(
 ) -> Result<()> {
     check_size(key, content.len(), limit)?;
     check_hash(key, *expected, hash_off_thread(content).await?)
+}
+
+/// Checks content kept in a file for `key` as [`check_content`] checks content in memory:
+/// its length against `limit` ([`Error::TooLarge`]), then its recorded hash against
+/// `expected` ([`Error::HashMismatch`]). Reads nothing: the file's hash was computed by
+/// whoever wrote it.
+pub fn check_content_file(
+    key: &Key,
+    content: &ContentFile,
+    expected: &ContentHash,
+    limit: u64,
+) -> Result<()> {
+    if content.len() > limit {
+        return Err(Error::TooLarge {
+            key: key.clone(),
+            size: content.len(),
+            limit,
+        });
+    }
+    check_hash(key, *expected, content.hash())
 }
 
 /// The blake3 hash of `content`, computed on a blocking thread when it is larger than

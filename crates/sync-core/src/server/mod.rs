@@ -33,7 +33,8 @@ pub mod watch;
 pub mod write;
 
 pub use content::{
-    check_content, check_content_off_thread, hash_off_thread, HASH_OFF_THREAD_ABOVE,
+    check_content, check_content_file, check_content_off_thread, hash_off_thread,
+    HASH_OFF_THREAD_ABOVE,
 };
 pub use feed::{change_page, feed_after, rows_to_read};
 pub use retention::{Retention, PRUNE_PER_WRITE};

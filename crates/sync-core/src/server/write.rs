@@ -172,6 +172,18 @@ impl WriteRules {
         read: &[Option<ItemMeta>],
         counter: Revision,
     ) -> Result<Decision> {
+        self.push_of_size(req, req.content.len() as u64, read, counter)
+    }
+
+    /// [`push`](Self::push) of content of `size` bytes that is not in `req.content` (a push
+    /// whose content waits in a file, [`crate::ServerStore::push_file`]).
+    pub fn push_of_size(
+        &self,
+        req: &PushRequest,
+        size: u64,
+        read: &[Option<ItemMeta>],
+        counter: Revision,
+    ) -> Result<Decision> {
         let (ancestors, current) = split_read(&req.key, read)?;
         let allowed = match req.precondition {
             crate::Precondition::Create => current.is_none_or(|c| c.deleted),
@@ -191,7 +203,7 @@ impl WriteRules {
         let stamp = self.clamp(req.stamp);
         let mut w = Writer::new(&req.key, counter, req.seen)?;
         w.folders(&req.key, &req.key.ancestors(), ancestors, stamp)?;
-        let item = w.file(&req.key, req.hash, req.content.len(), stamp)?;
+        let item = w.file(&req.key, req.hash, size, stamp)?;
         w.current(item.clone());
         Ok(Decision::Accept(w.finish(item)))
     }
@@ -245,7 +257,12 @@ impl WriteRules {
     /// own revision, without becoming current.
     pub fn archive(&self, req: &ArchiveRequest, counter: Revision) -> Result<Write<VersionMeta>> {
         let mut w = Writer::new(&req.key, counter, req.seen)?;
-        let item = w.file(&req.key, req.hash, req.content.len(), self.clamp(req.stamp))?;
+        let item = w.file(
+            &req.key,
+            req.hash,
+            req.content.len() as u64,
+            self.clamp(req.stamp),
+        )?;
         let version = item.version();
         w.rows.push(Row {
             item,
@@ -331,19 +348,13 @@ impl Writer {
     }
 
     /// A version of the file `key` with the next revision.
-    fn file(
-        &mut self,
-        key: &Key,
-        hash: ContentHash,
-        size: usize,
-        stamp: Stamp,
-    ) -> Result<ItemMeta> {
+    fn file(&mut self, key: &Key, hash: ContentHash, size: u64, stamp: Stamp) -> Result<ItemMeta> {
         Ok(ItemMeta {
             key: key.clone(),
             kind: ItemKind::File,
             rev: self.next()?,
             hash: Some(hash),
-            size: size as u64,
+            size,
             stamp,
             deleted: false,
         })

@@ -20,8 +20,8 @@ use super::{key, push_req, Check, NODE};
 use crate::memory::LocalTransport;
 use crate::server::Retention;
 use crate::{
-    ArchiveRequest, ContentHash, Cursor, Epoch, Error, FolderRequest, ManualTime, Precondition,
-    PushOutcome, Revision, ServerConfig, ServerStore, Stamp, TenantId,
+    ArchiveRequest, ContentFile, ContentHash, Cursor, Epoch, Error, FolderRequest, ManualTime,
+    Precondition, PushOutcome, Revision, ServerConfig, ServerStore, Stamp, TenantId,
 };
 
 const SUITE: &str = "server_store";
@@ -52,6 +52,7 @@ where
     let c = |name| Check::new(SUITE, name);
     epoch_is_stable(c("epoch_is_stable"), make(config()).await).await;
     too_large(c("too_large"), &make).await;
+    push_file_is_push(c("push_file_is_push"), make(config()).await).await;
     stamps_are_clamped(c("stamps_are_clamped"), make(config()).await).await;
     folder_stamps_are_clamped(c("folder_stamps_are_clamped"), make(config()).await).await;
     unknown_tenant_is_empty(c("unknown_tenant_is_empty"), make(config()).await).await;
@@ -160,6 +161,118 @@ async fn fetch_many_keeps_to_its_budget<S: ServerStore>(c: Check, s: S) {
     }
 }
 
+/// Content of `len` bytes that does not repeat in 64 KiB (so no store can keep it inline by
+/// accident of compression), in an unnamed temporary file.
+fn content_file(content: &[u8]) -> ContentFile {
+    use std::io::Write;
+    let mut file = tempfile::tempfile().unwrap();
+    file.write_all(content).unwrap();
+    ContentFile::new(file, content.len() as u64, ContentHash::of(content))
+}
+
+fn varied(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ (i >> 8) as u8 ^ seed)
+        .collect()
+}
+
+/// `push_file` writes what `push` of the same bytes writes: new content (over 64 KiB, where
+/// stores keep content in files), content another key already has, a refused precondition
+/// (no change), and a file whose hash is not the announced one (`HashMismatch`, no change).
+async fn push_file_is_push<S: ServerStore>(c: Check, s: S) {
+    let t = tenant();
+    let big = varied(100 * 1024, 1);
+    let file_req = |k: &crate::Key, precondition, content: &[u8]| crate::PushRequest {
+        content: Bytes::new(),
+        ..push_req(k, precondition, content)
+    };
+    let (a, b) = (key("big/a.bin"), key("big/b.bin"));
+    let first = match s
+        .push_file(
+            &t,
+            file_req(&a, Precondition::Create, &big),
+            content_file(&big),
+        )
+        .await
+    {
+        Ok(PushOutcome::Accepted(meta)) => meta,
+        r => c.fail(format!(
+            "push_file of new content: expected Accepted, got {r:?}"
+        )),
+    };
+    c.eq(first.size, big.len() as u64, "size of the pushed file");
+    let got = c.ok(s.fetch(&t, &a, None).await, "fetch a");
+    c.eq(
+        got.content.to_vec(),
+        big.clone(),
+        "a's content after push_file",
+    );
+    match s
+        .push_file(
+            &t,
+            file_req(&b, Precondition::Create, &big),
+            content_file(&big),
+        )
+        .await
+    {
+        Ok(PushOutcome::Accepted(_)) => {}
+        r => c.fail(format!(
+            "push_file of known content: expected Accepted, got {r:?}"
+        )),
+    }
+    let got = c.ok(s.fetch(&t, &b, None).await, "fetch b");
+    c.eq(
+        got.content.to_vec(),
+        big.clone(),
+        "b's content (the same bytes as a)",
+    );
+    let before = c.ok(s.changes(&t, None, 100).await, "changes");
+    let other = varied(100 * 1024, 2);
+    match s
+        .push_file(
+            &t,
+            file_req(&a, Precondition::Create, &other),
+            content_file(&other),
+        )
+        .await
+    {
+        Ok(PushOutcome::Conflict { current: Some(m) }) => c.eq(
+            m.rev,
+            first.rev,
+            "the current revision in a refused push_file",
+        ),
+        r => c.fail(format!(
+            "push_file creating an existing key: expected Conflict, got {r:?}"
+        )),
+    }
+    match s
+        .push_file(
+            &t,
+            file_req(&a, Precondition::Match(first.rev), &big),
+            content_file(&other),
+        )
+        .await
+    {
+        Err(Error::HashMismatch { .. }) => {}
+        r => c.fail(format!(
+            "push_file of a file whose hash is not the announced one: expected \
+             Err(HashMismatch), got {r:?}"
+        )),
+    }
+    let after = c.ok(s.changes(&t, None, 100).await, "changes");
+    c.eq(
+        after.changes,
+        before.changes,
+        "feed after two refused push_file",
+    );
+    let got = c.ok(s.fetch(&t, &a, None).await, "fetch a again");
+    c.eq(
+        got.content.to_vec(),
+        big,
+        "a's content after two refused push_file",
+    );
+}
+
 async fn epoch_is_stable<S: ServerStore>(c: Check, s: S) {
     let e1 = c.ok(s.epoch().await, "epoch");
     let e2 = c.ok(s.epoch().await, "epoch again");
@@ -215,6 +328,26 @@ where
         }
         r => c.fail(format!(
             "push of 9 bytes with a limit of 8: expected Err(TooLarge), got {r:?}"
+        )),
+    }
+    match s
+        .push_file(
+            &tenant(),
+            crate::PushRequest {
+                content: Bytes::new(),
+                ..push_req(&k, Precondition::Create, b"123456789")
+            },
+            content_file(b"123456789"),
+        )
+        .await
+    {
+        Err(Error::TooLarge { size, limit, .. }) => c.eq(
+            (size, limit),
+            (9, 8),
+            "size and limit in TooLarge of push_file",
+        ),
+        r => c.fail(format!(
+            "push_file of 9 bytes with a limit of 8: expected Err(TooLarge), got {r:?}"
         )),
     }
     let page = c.ok(s.changes(&tenant(), None, 10).await, "changes");

@@ -19,7 +19,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use sync_core::{ContentBody, ContentHash, TenantId};
+use sync_core::{ContentBody, ContentFile, TenantId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::errors::ApiError;
@@ -250,8 +250,9 @@ pub(crate) async fn read_budgeted(
 }
 
 /// [`spool::spool_body`] under the [`BodyBudget`]: while the body arrives it reserves what a
-/// spooling body holds ([`spool::BUFFER`] twice), then its length while it is read back into
-/// memory; that permit is held until the caller drops it. Gives the body's bytes and hash.
+/// spooling body holds ([`spool::BUFFER`] twice), then its length, held until the caller
+/// drops the permit (a store may read the content into memory to store it). Gives the body
+/// as a file with its hash.
 pub(crate) async fn read_spooled(
     budget: &Arc<BodyBudget>,
     tenant: &TenantId,
@@ -259,13 +260,12 @@ pub(crate) async fn read_spooled(
     body: Body,
     limit: u64,
     timeout: Duration,
-) -> Result<(Bytes, ContentHash, BodyPermit), ApiError> {
+) -> Result<(ContentFile, BodyPermit), ApiError> {
     let arriving = budget.reserve(tenant, 2 * spool::BUFFER as u64).await?;
     let spooled = spool::spool_body(dir, body, limit, timeout).await?;
     drop(arriving);
     let permit = budget.reserve(tenant, spooled.len()).await?;
-    let hash = spooled.hash();
-    Ok((spooled.read().await?, hash, permit))
+    Ok((spooled.into_content(), permit))
 }
 
 /// Reads a whole request body of at most `limit` bytes within `timeout`:

@@ -15,10 +15,11 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use bytes::Bytes;
 use serde::Deserialize;
+use sync_core::server::check_content_file;
 use sync_core::{
-    ArchiveRequest, ContentHash, Cursor, DeleteRequest, Error, FolderRequest, HistoryRange, Key,
-    NodeId, Precondition, PushOutcome, PushRequest, Revision, ServerStore, Stamp, TenantId,
-    MAX_HISTORY_PAGE,
+    ArchiveRequest, ContentFile, ContentHash, Cursor, DeleteRequest, Error, FolderRequest,
+    HistoryRange, Key, NodeId, Precondition, PushOutcome, PushRequest, Revision, ServerStore,
+    Stamp, TenantId, MAX_HISTORY_PAGE,
 };
 
 use super::errors::{from_core, ApiError};
@@ -196,43 +197,42 @@ fn item_limit<S: ServerStore>(state: &AppState<S>) -> u64 {
         .min(state.store.max_item_bytes())
 }
 
-/// Reads the body under the item limit and checks it against `expected`.
-async fn verified_body<S: ServerStore>(
+/// A write's body once it has all arrived.
+enum Upload {
+    /// In memory; the store checks it against its announced hash.
+    Memory(Bytes),
+    /// Kept on disk as it arrived (a large body, with a spool folder), hashed on the way.
+    File(ContentFile),
+}
+
+/// Reads the body under the item limit: into memory, or, when it is large and the server has
+/// a spool folder, to disk, where it is checked against `expected` at once (a body in memory
+/// is checked by the store, which must check every push).
+async fn read_upload<S: ServerStore>(
     state: &AppState<S>,
     tenant: &TenantId,
     key: &Key,
     headers: &HeaderMap,
     body: Body,
     expected: ContentHash,
-) -> ApiResult<(Bytes, BodyPermit)> {
+) -> ApiResult<(Upload, BodyPermit)> {
     let limit = item_limit(state);
     let timeout = state.options.request_timeout;
     let spool_dir = state.options.spool_dir.as_deref();
     let declared = declared_length(headers, limit)?;
-    let (content, actual, permit) = match spool_dir {
+    match spool_dir {
         Some(dir) if declared.is_none_or(|len| len > SPOOL_OVER) => {
-            read_spooled(&state.bodies, tenant, dir, body, limit, timeout).await?
+            let (content, permit) =
+                read_spooled(&state.bodies, tenant, dir, body, limit, timeout).await?;
+            check_content_file(key, &content, &expected, limit).map_err(core)?;
+            Ok((Upload::File(content), permit))
         }
         _ => {
             let (content, permit) =
                 read_budgeted(&state.bodies, tenant, headers, body, limit, timeout).await?;
-            let actual = sync_core::server::hash_off_thread(&content)
-                .await
-                .map_err(|e| from_core(e, false))?;
-            (content, actual, permit)
+            Ok((Upload::Memory(content), permit))
         }
-    };
-    if actual != expected {
-        return Err(from_core(
-            Error::HashMismatch {
-                key: key.clone(),
-                expected,
-                actual,
-            },
-            false,
-        ));
     }
-    Ok((content, permit))
 }
 
 fn core(err: Error) -> ApiError {
@@ -358,16 +358,23 @@ pub(crate) async fn put_item<S: ServerStore>(
     let hash = required_hash(&headers)?;
     let stamp = stamp(&headers, false)?;
     let seen = seen(&headers)?;
-    let (content, _held) = verified_body(&state, &tenant, &key, &headers, body, hash).await?;
-    let req = PushRequest {
+    let (upload, _held) = read_upload(&state, &tenant, &key, &headers, body, hash).await?;
+    let mut req = PushRequest {
         key,
         precondition,
-        content,
+        content: Bytes::new(),
         hash,
         stamp,
         seen,
     };
-    match state.store.push(&tenant, req).await.map_err(core)? {
+    let pushed = match upload {
+        Upload::Memory(content) => {
+            req.content = content;
+            state.store.push(&tenant, req).await
+        }
+        Upload::File(content) => state.store.push_file(&tenant, req, content).await,
+    };
+    match pushed.map_err(core)? {
         PushOutcome::Accepted(meta) => {
             super::observe::writes("push", 1);
             let status = match precondition {
@@ -473,7 +480,11 @@ pub(crate) async fn post_history<S: ServerStore>(
     let hash = required_hash(&headers)?;
     let stamp = stamp(&headers, false)?;
     let seen = seen(&headers)?;
-    let (content, _held) = verified_body(&state, &tenant, &key, &headers, body, hash).await?;
+    let (upload, _held) = read_upload(&state, &tenant, &key, &headers, body, hash).await?;
+    let content = match upload {
+        Upload::Memory(content) => content,
+        Upload::File(content) => content.read().await.map_err(core)?,
+    };
     let req = ArchiveRequest {
         key,
         content,

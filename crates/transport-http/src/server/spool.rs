@@ -3,8 +3,9 @@
 //!
 //! A body is written to an unnamed temporary file (owner-only, gone when closed, also after a
 //! crash) in buffers of [`BUFFER`] bytes, hashed on the way, each write and hash on a blocking
-//! thread. Once it has all arrived, the caller reserves its length in the body budget and
-//! reads it back into memory for the store, so a body is in memory only while it is stored
+//! thread. Once it has all arrived it goes to the store as a file
+//! ([`sync_core::ServerStore::push_file`]): a store that keeps content in files copies it
+//! without reading it into memory, another reads it in under the body budget
 //! ([`super::limits::read_spooled`]). The limits are those of
 //! [`super::limits`]: never read past `limit` bytes (413), never longer than `timeout` (408).
 //! This module knows nothing of routes or stores.
@@ -12,14 +13,13 @@
 //! [`ServerOptions::spool_dir`]: super::ServerOptions::spool_dir
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use axum::body::Body;
-use bytes::Bytes;
 use http_body_util::BodyExt;
-use sync_core::ContentHash;
+use sync_core::{ContentFile, ContentHash};
 
 use super::errors::ApiError;
 use super::limits::{body_timeout, too_large, unreadable_body};
@@ -85,24 +85,10 @@ impl Spooled {
         self.len
     }
 
-    /// The blake3 hash of the body.
-    pub(crate) fn hash(&self) -> ContentHash {
-        self.hash
-    }
-
-    /// Reads the body back into memory (the temporary file goes with it).
-    pub(crate) async fn read(self) -> Result<Bytes, ApiError> {
-        let len = self.len;
-        let (_, content) = blocking(self.spool, move |s| {
-            let mut content = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-            s.file
-                .seek(SeekFrom::Start(0))
-                .and_then(|_| (&s.file).take(len).read_to_end(&mut content))
-                .map_err(|e| failed(&s.dir, "read", &e))?;
-            Ok(Bytes::from(content))
-        })
-        .await?;
-        Ok(content)
+    /// The body as content for [`sync_core::ServerStore::push_file`] (the temporary file goes
+    /// with it).
+    pub(crate) fn into_content(self) -> ContentFile {
+        ContentFile::new(self.spool.file, self.len, self.hash)
     }
 }
 
@@ -158,6 +144,7 @@ async fn spool(dir: &Path, body: Body, limit: u64) -> Result<Spooled, ApiError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn body_of(chunks: Vec<Vec<u8>>) -> Body {
         let stream = futures::stream::iter(
@@ -182,9 +169,10 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(spooled.len(), content.len() as u64);
-        assert_eq!(spooled.hash(), ContentHash::of(&content));
+        let file = spooled.into_content();
+        assert_eq!(file.hash(), ContentHash::of(&content));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        assert_eq!(spooled.read().await.unwrap(), content);
+        assert_eq!(file.read().await.unwrap(), content);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
