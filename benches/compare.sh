@@ -41,6 +41,10 @@
 # file of the same synced tree (one statx per entry, nothing else), interleaved run by run with
 # ours, and is recorded as the tool "stat-walk"; the report prints ours-fs ÷ that floor and B's
 # cost per file on each tree.
+# A durable copy: beside every timed A of rsync, `rsync -a A/ B/ && sync -f B` into an emptied
+# B (rsync writes without flushing; ours makes every file durable before it records it), as
+# the tool "rsync+sync"; the report prints ours ÷ that copy. Every timed run starts after a
+# `sync`, so no run waits on the flush of the previous run's cleanup.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -183,7 +187,7 @@ record() {   # record DS N SIZE SCEN TOOL "secs..." "rss..." NOTE
 }
 
 bench_tool() {   # bench_tool DS N SIZE TOOL
-  local ds=$1 n=$2 size=$3 tool=$4 scen r s k rc secs rss note dnf="" fs fk floor_secs="" floor_rss=""
+  local ds=$1 n=$2 size=$3 tool=$4 scen r s k rc secs rss note dnf="" fs fk floor_secs="" floor_rss="" durable_secs="" durable_rss=""
   case $tool in
     unison|rsync) have "$tool" || { record_skip "$ds" "$n" "$size" "$tool" "not installed"; return; } ;;
     bisync) have rclone || { record_skip "$ds" "$n" "$size" "$tool" "rclone not installed"; return; } ;;
@@ -215,6 +219,11 @@ bench_tool() {   # bench_tool DS N SIZE TOOL
         read -r fs fk _ <<<"$(timed_run find "$WORK/A" -fprintf /dev/null '%s %T@ %i\n')"
         floor_secs="$floor_secs $fs"; floor_rss="$floor_rss $fk"
       fi
+      if [[ $scen == A && $tool == rsync ]]; then   # a durable copy: rsync, then flush its writes
+        rm -rf "$WORK/B"; mkdir -p "$WORK/B"; sync
+        read -r fs fk _ <<<"$(timed_run sh -c "rsync -a $WORK/A/ $WORK/B/ && sync -f $WORK/B")"
+        durable_secs="$durable_secs $fs"; durable_rss="$durable_rss $fk"
+      fi
       if [[ $rc == 124 ]]; then note="DNF>${LIMIT_S}s"; dnf=1; break; fi
       [[ $rc != 0 ]] && note="${note:+$note,}rc=$rc"
       # one run is enough when a run is slow (as peers.sh's CHEAP_S)
@@ -225,6 +234,10 @@ bench_tool() {   # bench_tool DS N SIZE TOOL
     if [[ -n $floor_secs ]]; then
       record "$ds" "$n" "$size" B stat-walk "${floor_secs# }" "${floor_rss# }" ""
       floor_secs="" floor_rss=""
+    fi
+    if [[ -n $durable_secs ]]; then
+      record "$ds" "$n" "$size" A rsync+sync "${durable_secs# }" "${durable_rss# }" ""
+      durable_secs="" durable_rss=""
     fi
     [[ -n $dnf ]] && break
   done
@@ -390,8 +403,8 @@ def fmt(v):
     if note and not note.startswith("server peak"): s += f" ({note})"
     return s
 floor = "stat-walk"
-print("| tree | scenario | " + " | ".join(ours + peers) + " | best peer | ours-fs ÷ best | ours-http ÷ best | stat walk (floor) | ours-fs ÷ floor |")
-print("|---" * (len(ours) + len(peers) + 7) + "|")
+print("| tree | scenario | " + " | ".join(ours + peers) + " | best peer | ours-fs ÷ best | ours-http ÷ best | stat walk (floor) | ours-fs ÷ floor | rsync + sync (durable copy) | ours-fs, ours-http ÷ durable |")
+print("|---" * (len(ours) + len(peers) + 9) + "|")
 scen_rank = {"A": 0, "A↓": 1, "B": 2, "C": 3}
 ds_rank = {}
 for k in order: ds_rank.setdefault(k[0], len(ds_rank))
@@ -408,7 +421,11 @@ for key in order:
     f = c.get(floor)
     floor_s = f"{float(f[0]):.2f} s" if f else "–"
     over_floor = f"{float(c['ours-fs'][0]) / float(f[0]):.2f}×" if f and "ours-fs" in c and c["ours-fs"][0] != "NA" and float(f[0]) > 0 else "–"
-    print(f"| {label} | {scen} | " + " | ".join(fmt(c.get(t)) for t in ours + peers) + f" | {best_s} | {ratio('ours-fs')} | {ratio('ours-http')} | {floor_s} | {over_floor} |")
+    d = c.get("rsync+sync")
+    durable_s = f"{float(d[0]):.2f} s" if d else "–"
+    over = lambda t: f"{float(c[t][0]) / float(d[0]):.2f}×" if d and t in c and c[t][0] != "NA" and float(d[0]) > 0 else "–"
+    over_durable = f"{over('ours-fs')}, {over('ours-http')}" if d else "–"
+    print(f"| {label} | {scen} | " + " | ".join(fmt(c.get(t)) for t in ours + peers) + f" | {best_s} | {ratio('ours-fs')} | {ratio('ours-http')} | {floor_s} | {over_floor} | {durable_s} | {over_durable} |")
 per_file = [(int(k[1]), k[0], cell[k]) for k in order if k[3] == "B" and "ours-fs" in cell[k] and cell[k]["ours-fs"][0] != "NA"]
 if per_file:
     print("\nB (no change) per file, ours-fs and the stat walk of the same tree:\n")

@@ -714,11 +714,13 @@ impl ServerStore for SqliteServerStore {
         tenant: &TenantId,
         reqs: Vec<PushRequest>,
     ) -> Result<Vec<Result<PushOutcome>>> {
-        let mut checked = Vec::with_capacity(reqs.len());
-        for req in reqs {
-            let ok = self.prepare(&req.key, &req.content, &req.hash).await;
-            checked.push((req, ok));
-        }
+        // Checked and staged side by side: their fsyncs overlap instead of queueing.
+        let prepared = futures::future::join_all(
+            reqs.iter()
+                .map(|req| self.prepare(&req.key, &req.content, &req.hash)),
+        )
+        .await;
+        let checked: Vec<_> = reqs.into_iter().zip(prepared).collect();
         let inner = self.inner.clone();
         let name = tenant.as_str().to_owned();
         self.inner
