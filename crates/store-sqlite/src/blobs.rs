@@ -12,7 +12,8 @@
 //! in between leaves at most an unreferenced file, which the next write of the same content
 //! replaces. Files are never changed once in place, so they can be read without holding the
 //! database lock. An upload kept on disk ([`Source::File`]) is copied into the temporary file
-//! inside the kernel, never through memory.
+//! inside the kernel, never through memory, or on Linux linked into place without a copy when it
+//! is an unnamed temporary file on the same file system ([`stage`]).
 //!
 //! With retention on, a write that drops versions also drops the blobs no version (of any
 //! tenant: blobs are shared) refers to any more ([`drop_unreferenced`]): their rows go in the
@@ -139,6 +140,13 @@ pub(crate) fn stage(
     make_blob_folder(dir, folder)?;
     #[cfg(test)]
     tests::TEMP_WRITES.with(|n| n.set(n.get() + 1));
+    let source = match source {
+        Source::File(file) => match link_in(folder, &file) {
+            Some(tmp) => return finish_staging(tmp, path, hash, file.len()),
+            None => Source::File(file),
+        },
+        memory => memory,
+    };
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(folder)
@@ -167,6 +175,16 @@ pub(crate) fn stage(
             len
         }
     };
+    finish_staging(tmp, path, hash, size)
+}
+
+/// Flushes a staged blob's temporary file.
+fn finish_staging(
+    tmp: tempfile::NamedTempFile,
+    path: PathBuf,
+    hash: &ContentHash,
+    size: u64,
+) -> Result<Staged, StoreError> {
     tmp.as_file()
         .sync_all()
         .map_err(|e| StoreError::io(tmp.path(), e))?;
@@ -176,6 +194,42 @@ pub(crate) fn stage(
         hash: *hash,
         size,
     })
+}
+
+/// Gives an upload kept on disk a name in `folder` without copying its bytes: a hard link to
+/// an unnamed temporary file (`O_TMPFILE`) through `/proc/self/fd`, which works when the upload
+/// was kept on the same file system as the blobs and the file holds exactly the content. `None`
+/// in every other case (another file system, no `/proc`, a named or longer file): the caller
+/// copies instead, so this can only save work, never fail a write.
+#[cfg(target_os = "linux")]
+fn link_in(folder: &Path, file: &ContentFile) -> Option<tempfile::NamedTempFile> {
+    use std::os::fd::AsRawFd;
+    let handle = file.as_file();
+    let meta = handle.metadata().ok()?;
+    if meta.len() != file.len() || !meta.is_file() {
+        return None;
+    }
+    let proc = PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd()));
+    tempfile::Builder::new()
+        .prefix(".tmp-")
+        .make_in(folder, |name| {
+            // Cloned before the link, so a failure cannot leave a name nobody removes.
+            let clone = handle.try_clone()?;
+            rustix::fs::linkat(
+                rustix::fs::CWD,
+                &proc,
+                rustix::fs::CWD,
+                name,
+                rustix::fs::AtFlags::SYMLINK_FOLLOW,
+            )?;
+            Ok(clone)
+        })
+        .ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn link_in(_folder: &Path, _file: &ContentFile) -> Option<tempfile::NamedTempFile> {
+    None
 }
 
 /// Stores a staged blob inside the caller's transaction, unless a blob with its hash exists:
@@ -491,11 +545,7 @@ mod tests {
     fn known_content_is_stored_with_the_same_file_work_as_new_content() {
         let dir = tempfile::tempdir().unwrap();
         let blobs = dir.path().join("server.db.blobs");
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(
-            "CREATE TABLE blobs (hash BLOB PRIMARY KEY NOT NULL, size INTEGER NOT NULL, data BLOB) STRICT;",
-        )
-        .unwrap();
+        let conn = blob_table();
         let content = vec![7u8; INLINE_MAX + 1];
         let hash = ContentHash::of(&content);
         let put = |source| put_staged(&conn, stage(&blobs, &hash, source).unwrap()).unwrap();
@@ -520,6 +570,16 @@ mod tests {
             256,
             "every shard folder made at once"
         );
+    }
+
+    /// An in-memory database with only the `blobs` table.
+    fn blob_table() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE blobs (hash BLOB PRIMARY KEY NOT NULL, size INTEGER NOT NULL, data BLOB) STRICT;",
+        )
+        .unwrap();
+        conn
     }
 
     fn shard_entries(blobs: &Path, hash: &ContentHash) -> Vec<std::ffi::OsString> {
@@ -552,6 +612,51 @@ mod tests {
             shard_entries(&blobs, &hash),
             Vec::<std::ffi::OsString>::new()
         );
+    }
+
+    /// An upload kept in an unnamed temporary file beside the blobs becomes the blob itself
+    /// (no second copy of its bytes); one whose file holds more than its content is copied,
+    /// and only its content is stored.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_unnamed_upload_file_is_linked_and_a_longer_one_copied() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = dir.path().join("server.db.blobs");
+        let conn = blob_table();
+        let content = vec![5u8; INLINE_MAX + 3];
+        let hash = ContentHash::of(&content);
+        let mut file = tempfile::tempfile_in(dir.path()).unwrap();
+        file.write_all(&content).unwrap();
+        let upload_inode = file.metadata().unwrap().ino();
+        let upload = ContentFile::new(file, content.len() as u64, hash);
+        put_staged(&conn, stage(&blobs, &hash, Source::File(upload)).unwrap()).unwrap();
+        let stored = blob_path(&blobs, &hash);
+        assert_eq!(fs::metadata(&stored).unwrap().ino(), upload_inode, "linked");
+        assert_eq!(fs::read(&stored).unwrap(), content);
+        assert_eq!(
+            shard_entries(&blobs, &hash).len(),
+            1,
+            "no temporary name left"
+        );
+
+        let other = vec![6u8; INLINE_MAX + 3];
+        let other_hash = ContentHash::of(&other);
+        let mut longer = tempfile::tempfile_in(dir.path()).unwrap();
+        longer.write_all(&other).unwrap();
+        longer
+            .write_all(b"trailing bytes that are not content")
+            .unwrap();
+        let longer_inode = longer.metadata().unwrap().ino();
+        let upload = ContentFile::new(longer, other.len() as u64, other_hash);
+        put_staged(
+            &conn,
+            stage(&blobs, &other_hash, Source::File(upload)).unwrap(),
+        )
+        .unwrap();
+        let stored = blob_path(&blobs, &other_hash);
+        assert_ne!(fs::metadata(&stored).unwrap().ino(), longer_inode, "copied");
+        assert_eq!(fs::read(&stored).unwrap(), other);
     }
 
     #[test]

@@ -99,6 +99,13 @@ impl ContentFile {
         self.hash
     }
 
+    /// The file holding the content (its first [`len`](ContentFile::len) bytes; the file may be
+    /// longer). For a store that can keep the file itself instead of copying it (a hard link on
+    /// the same file system); read through [`reader`](ContentFile::reader) otherwise.
+    pub fn as_file(&self) -> &std::fs::File {
+        &self.file
+    }
+
     /// The content as a reader of exactly its bytes, from the file's start (blocking I/O).
     /// `std::io::copy` from it into another file copies inside the kernel where it can.
     pub fn reader(self) -> std::io::Result<std::io::Take<std::fs::File>> {
