@@ -255,11 +255,8 @@ pub(crate) fn put_staged(conn: &Connection, staged: Staged) -> Result<(), StoreE
         tmp.persist(&path)
             .map_err(|e| StoreError::io(&path, e.error))?;
     }
+    // The shard folder's own entry was made durable when it was made (`make_blob_folder`).
     sync_dir(&folder)?;
-    if let Some(parent) = folder.parent() {
-        // The shard folder itself may be new.
-        sync_dir(parent)?;
-    }
     if exists.is_none() {
         conn.prepare_cached("INSERT INTO blobs (hash, size, data) VALUES (?1, ?2, NULL)")?
             .execute(params![hash_to_sql(Some(&hash)), u64_to_sql(size)])?;
@@ -494,9 +491,12 @@ fn make_blob_folder(dir: &Path, folder: &Path) -> Result<(), StoreError> {
         }
         sync_dir(dir)?;
     }
-    // Making a folder that is already there (a link included) writes nothing; what is there
-    // is then refused unless it is a plain folder.
-    crate::owner_only::create_dir_all(folder).map_err(|e| StoreError::io(folder, e))?;
+    // A shard folder removed by hand is made again, and its entry flushed before a blob is
+    // renamed into it. What is there is refused unless it is a plain folder (not a link).
+    if fs::symlink_metadata(folder).is_err() {
+        crate::owner_only::create_dir_all(folder).map_err(|e| StoreError::io(folder, e))?;
+        sync_dir(dir)?;
+    }
     refuse_symlink(folder)
 }
 
