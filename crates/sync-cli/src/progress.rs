@@ -1,9 +1,10 @@
 //! The progress bar `folder-sync` shows on a terminal during a long sync: [`Progress`].
 //!
-//! It follows the engine's status channel (`SyncStatus::Syncing { done, total }`, the
-//! actions of the running pass) and a byte counter (what the replica read for uploads and
-//! wrote for downloads), and draws one line on stderr with [`indicatif`]: the actions done of
-//! the total, the bytes moved and the rate. It appears only once a sync has run for
+//! It follows the engine's status channel (`SyncStatus::Syncing { done, total, bytes_total }`,
+//! the actions of the running pass and the content bytes they move) and a byte counter (what
+//! the replica read for uploads and wrote for downloads), and draws one line on stderr with
+//! [`indicatif`]: the actions done of the total, the bytes moved of the byte total, and the
+//! rates. It appears only once a sync has run for
 //! [`SHOW_AFTER`] or plans at least [`MANY_ITEMS`] actions, and is cleared when the sync
 //! ends. The caller decides whether to show it at all: only when stderr is a terminal and the
 //! output is not `--json` ([`Progress::wanted`]), so output to a pipe or file is unchanged.
@@ -26,11 +27,13 @@ pub const MANY_ITEMS: u64 = 500;
 /// How often the bar is redrawn.
 const TICK: Duration = Duration::from_millis(100);
 
-/// The text after the bar: `done/total items, bytes moved, bytes per second, items per
-/// second`, e.g. `120/500 items, 3.00 MiB, 1.50 MiB/s, 60 items/s`; `bytes` and `elapsed`
-/// count from the sync's start (a zero elapsed time gives no rate). A pass with nothing
-/// planned (yet) is a sync checking what is left: `checking for more changes, 3.00 MiB`.
-pub fn bar_text(done: u64, total: u64, bytes: u64, elapsed: Duration) -> String {
+/// The text after the bar: `done/total items, bytes moved of the byte total, bytes per
+/// second, items per second`, e.g. `120/500 items, 3.00 MiB of 12.00 MiB, 1.50 MiB/s, 60
+/// items/s`; `bytes` and `elapsed` count from the sync's start (a zero elapsed time gives no
+/// rate). The byte total is left out when the plan moves no content or more has moved than
+/// it planned (a sync that planned again). A pass with nothing planned (yet) is a sync
+/// checking what is left: `checking for more changes, 3.00 MiB`.
+pub fn bar_text(done: u64, total: u64, bytes: u64, bytes_total: u64, elapsed: Duration) -> String {
     if total == 0 {
         return format!("checking for more changes, {}", HumanBytes(bytes));
     }
@@ -42,9 +45,13 @@ pub fn bar_text(done: u64, total: u64, bytes: u64, elapsed: Duration) -> String 
             0.0
         }
     };
+    let moved = if bytes_total > 0 && bytes <= bytes_total {
+        format!("{} of {}", HumanBytes(bytes), HumanBytes(bytes_total))
+    } else {
+        HumanBytes(bytes).to_string()
+    };
     format!(
-        "{done}/{total} items, {}, {}/s, {:.0} items/s",
-        HumanBytes(bytes),
+        "{done}/{total} items, {moved}, {}/s, {:.0} items/s",
         HumanBytes(per_sec(bytes) as u64),
         per_sec(done)
     )
@@ -100,10 +107,14 @@ impl Progress {
                 return; // the engine is gone
             }
             let syncing = match &*status.borrow() {
-                SyncStatus::Syncing { done, total } => Some((*done, *total)),
+                SyncStatus::Syncing {
+                    done,
+                    total,
+                    bytes_total,
+                } => Some((*done, *total, *bytes_total)),
                 _ => None,
             };
-            let Some((done, total)) = syncing else {
+            let Some((done, total, bytes_total)) = syncing else {
                 started = None;
                 self.clear();
                 continue;
@@ -125,7 +136,7 @@ impl Progress {
             });
             bar.set_length(total);
             bar.set_position(done.min(total));
-            bar.set_message(bar_text(done, total, moved, elapsed));
+            bar.set_message(bar_text(done, total, moved, bytes_total, elapsed));
         }
     }
 }
@@ -136,21 +147,27 @@ mod tests {
 
     #[test]
     fn the_bar_text_says_items_bytes_and_rates() {
+        const MIB: u64 = 1024 * 1024;
         assert_eq!(
-            bar_text(120, 500, 3 * 1024 * 1024, Duration::from_secs(2)),
-            "120/500 items, 3.00 MiB, 1.50 MiB/s, 60 items/s"
+            bar_text(120, 500, 3 * MIB, 12 * MIB, Duration::from_secs(2)),
+            "120/500 items, 3.00 MiB of 12.00 MiB, 1.50 MiB/s, 60 items/s"
         );
         assert_eq!(
-            bar_text(0, 0, 3 * 1024 * 1024, Duration::from_secs(2)),
+            bar_text(0, 0, 3 * MIB, 0, Duration::from_secs(2)),
             "checking for more changes, 3.00 MiB"
         );
         assert_eq!(
-            bar_text(0, 7, 0, Duration::ZERO),
+            bar_text(0, 7, 0, 0, Duration::ZERO),
             "0/7 items, 0 B, 0 B/s, 0 items/s"
         );
         assert_eq!(
-            bar_text(1, 1, 512, Duration::from_millis(500)),
-            "1/1 items, 512 B, 1.00 KiB/s, 2 items/s"
+            bar_text(1, 1, 512, 512, Duration::from_millis(500)),
+            "1/1 items, 512 B of 512 B, 1.00 KiB/s, 2 items/s"
+        );
+        // Moved past the plan's total (a sync that planned again): no total shown.
+        assert_eq!(
+            bar_text(2, 3, 2 * MIB, MIB, Duration::from_secs(1)),
+            "2/3 items, 2.00 MiB, 2.00 MiB/s, 2 items/s"
         );
     }
 

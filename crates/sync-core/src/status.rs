@@ -204,6 +204,11 @@ pub enum SyncStatus {
         done: u64,
         /// Actions planned.
         total: u64,
+        /// The content bytes the planned actions read and write on this replica (see
+        /// `Plan::bytes`); 0 before a plan is made. Compare it with what the replica counts
+        /// as moved to show a byte total.
+        #[serde(default)]
+        bytes_total: u64,
     },
     /// Sync is stopped by the top entry (Auth, Storage, Offline or Throttled).
     Error {
@@ -228,7 +233,7 @@ impl std::fmt::Display for SyncStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SyncStatus::Error { top } => write!(f, "error: {}", top.message),
-            SyncStatus::Syncing { done, total } => write!(f, "syncing {done}/{total}"),
+            SyncStatus::Syncing { done, total, .. } => write!(f, "syncing {done}/{total}"),
             SyncStatus::Idle {
                 attention: Some(top),
                 ..

@@ -277,9 +277,11 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             self.handle.status.send_replace(SyncStatus::Off);
             return Ok(SyncReport::default());
         }
-        self.handle
-            .status
-            .send_replace(SyncStatus::Syncing { done: 0, total: 0 });
+        self.handle.status.send_replace(SyncStatus::Syncing {
+            done: 0,
+            total: 0,
+            bytes_total: 0,
+        });
         let mut report = SyncReport::default();
         let mut reported: Vec<ErrorEntry> = Vec::new();
         let outcome = self.run_sync(&mut report, &mut reported).await;
@@ -777,12 +779,14 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
         };
         report.start_pass(plan.unchanged + outside, scan_skipped);
         let total = plan.len() as u64;
+        let bytes_total = plan.bytes();
         let mut pass = Pass {
             batch: StateBatch::default(),
             in_batch: 0,
             replan: false,
             done: 0,
             total,
+            bytes_total,
             seen: Self::seen(self.loaded()?),
             now,
             last_pass,
@@ -825,9 +829,11 @@ impl<T: Transport, S: StateStore, R: Replica> Engine<T, S, R> {
             .settler
             .flush(&mut run.pass.batch)
             .await?;
-        self.handle
-            .status
-            .send_replace(SyncStatus::Syncing { done: total, total });
+        self.handle.status.send_replace(SyncStatus::Syncing {
+            done: total,
+            total,
+            bytes_total,
+        });
         if let Some(keys) = &scope {
             self.refresh_known(keys)?;
         }
@@ -1061,6 +1067,8 @@ struct Pass {
     replan: bool,
     done: u64,
     total: u64,
+    /// The plan's content bytes (`Plan::bytes`), for the status.
+    bytes_total: u64,
     /// The highest revision seen so far (the Lamport rule), kept up to date as items apply.
     seen: Revision,
     now: u64,

@@ -49,6 +49,7 @@ impl<S: StateStore> Settler<'_, S> {
         self.status.send_replace(SyncStatus::Syncing {
             done: pass.done,
             total: pass.total,
+            bytes_total: pass.bytes_total,
         });
         match result {
             Ok(Applied {

@@ -70,6 +70,28 @@ impl Plan {
         self.len() == 0
     }
 
+    /// The content bytes the plan moves through this replica: what downloads write, what
+    /// uploads read, and both for a kept loser or a merge (the loser is read to back it up,
+    /// the winner written; a merge's result is counted at the remote version's size, so the
+    /// figure is an estimate there). Folders, removals, skips and base changes move none.
+    pub fn bytes(&self) -> u64 {
+        let downloads = self.downloads.iter().map(|s| s.op.remote.size);
+        let uploads = self.uploads.iter().map(|s| s.op.local.size);
+        let kept = self
+            .keep_loser_then_download
+            .iter()
+            .map(|s| s.op.local.size.saturating_add(s.op.remote.size));
+        let merges = self
+            .merges
+            .iter()
+            .map(|s| s.op.local.size.saturating_add(s.op.remote.size));
+        downloads
+            .chain(uploads)
+            .chain(kept)
+            .chain(merges)
+            .fold(0u64, u64::saturating_add)
+    }
+
     /// How many steps move content or change the other side (all but skips and base changes).
     pub fn transfers(&self) -> usize {
         self.remote_folders.len()

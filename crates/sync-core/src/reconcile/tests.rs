@@ -708,3 +708,29 @@ fn after_a_restore_unchanged_but_different_is_a_conflict_not_a_download() {
         .one(keep_losers);
     assert_eq!(keep.remote.rev, Revision(9));
 }
+
+#[test]
+fn the_plan_counts_the_content_bytes_it_moves_through_the_replica() {
+    // An upload (5 bytes), a download (6), a kept loser (4 read + 6 written), a folder and a
+    // remote delete (none).
+    let gone = local("gone", "old", 10);
+    let gone_remote = remote("gone", "old", 2, 10);
+    let plan = conflict_case(200, 300)
+        .l(local("up", "12345", 1))
+        .r(remote("down", "123456", 5, 1))
+        .l(local_folder("dir"))
+        .l(gone.clone())
+        .b("gone", base(&gone, &gone_remote))
+        .r(tombstone("gone", 6))
+        .plan();
+    assert_eq!(
+        (plan.uploads.len(), plan.downloads.len()),
+        (1, 1),
+        "{plan:?}"
+    );
+    assert_eq!(plan.keep_loser_then_download.len(), 1, "{plan:?}");
+    assert_eq!(
+        plan.bytes(),
+        5 + 6 + "mine".len() as u64 + "theirs".len() as u64
+    );
+}
