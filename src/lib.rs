@@ -12,8 +12,8 @@
 //! | `sqlite` | via `folder` | [`sqlite`]: client state and server storage on SQLite |
 //! | `http-server` | no | [`http`]`::server`: the axum router over any `ServerStore`, and `serve` |
 //! | `http-server-tls` | no | HTTPS in `serve_with` (`http::server::TlsConfig`, rustls); turns on `http-server` |
-//! | `postgres` | no | [`postgres`]: a `ServerStore` on PostgreSQL for several servers |
-//! | `records` | no | [`records`]: an app's local record store on SQLite, synced as a replica |
+//! | `postgres` | no | `postgres`: a `ServerStore` on PostgreSQL for several servers |
+//! | `records` | no | `records`: an app's local record store on SQLite, synced as a replica |
 //!
 //! A desktop app takes the defaults; a server takes
 //! `default-features = false, features = ["sqlite", "http-server"]` and compiles no HTTP

@@ -1,5 +1,5 @@
 //! Long-poll wake-ups across servers: one `LISTEN sync_changes` connection per store, fanned
-//! out to per-tenant [`watch`] channels.
+//! out to per-tenant watch channels (`sync_core::server::Watchers`).
 //!
 //! Every committed write that changes a tenant's feed runs `pg_notify('sync_changes', tenant)`
 //! inside its transaction, so PostgreSQL delivers it on commit (and drops it on rollback) to

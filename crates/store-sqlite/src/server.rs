@@ -599,7 +599,7 @@ impl ServerStore for SqliteServerStore {
         Ok(Fetched { version, content })
     }
 
-    /// Content in a blob file comes as chunks of [`blobs::CHUNK`] bytes, each read (and hashed)
+    /// Content in a blob file comes as chunks of `blobs::CHUNK` (256 KiB), each read (and hashed)
     /// on a blocking thread when the answer asks for it.
     async fn fetch_body(
         &self,

@@ -222,7 +222,7 @@ impl<T: Transport> ScopedTransport<T> {
 #[async_trait]
 impl<T: Transport> Transport for ScopedTransport<T> {
     /// Fills the page from as many of the tenant's pages as it takes (at most
-    /// [`MAX_PAGES_PER_PAGE`]), so neighbours' changes do not shrink it; stops early when
+    /// `MAX_PAGES_PER_PAGE`), so neighbours' changes do not shrink it; stops early when
     /// the server's cursor does not move (the engine then sees that and stops).
     async fn changes(&self, since: Option<&Cursor>, limit: usize) -> Result<ChangePage> {
         // A limit of 0 still returns entries, as every transport does.

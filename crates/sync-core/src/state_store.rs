@@ -203,7 +203,7 @@ impl StateBatch {
 }
 
 /// Durable client sync state. Implementations: [`crate::memory::MemoryStateStore`],
-/// `store-sqlite`; every one must pass [`crate::testkit::state_store_suite`].
+/// `store-sqlite`; every one must pass `testkit::state_store_suite` (feature `testkit`).
 #[async_trait]
 pub trait StateStore: Send + Sync {
     /// Everything stored (empty on first use).

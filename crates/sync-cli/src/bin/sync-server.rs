@@ -154,6 +154,8 @@ struct Args {
         default_value_t = ServerOptions::default().max_failed_sign_ins_per_minute
     )]
     max_failed_sign_ins: u32,
+    // The help text names bare origins; they are not links in the docs.
+    #[allow(rustdoc::bare_urls)]
     /// Let web pages of this origin call the API from a browser (CORS), e.g.
     /// https://app.example.com or http://localhost:5173: scheme, host and port, no path.
     /// Repeat for several origins; other origins get no CORS headers.

@@ -8,7 +8,7 @@
 //! - [`MemoryReplica`]: a [`crate::Replica`] with a user-side editing API and fault injection.
 //!
 //! Each lives in its own file. None of them does I/O; all pass the conformance suites of
-//! [`crate::testkit`] (see `tests/conformance.rs`).
+//! `testkit` (feature `testkit`; see `tests/conformance.rs`).
 
 mod replica;
 mod server;

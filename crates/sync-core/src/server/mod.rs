@@ -14,7 +14,7 @@
 //! Modules:
 //! - [`content`]: a pushed body's size and hash check, and hashing large bodies off the async
 //!   threads;
-//! - [`write`]: [`WriteRules`]: preconditions, the stamp clamp, parent folders, folder/file
+//! - [`write`](mod@write): [`WriteRules`]: preconditions, the stamp clamp, parent folders, folder/file
 //!   clashes, tombstones, archives and the Lamport counter;
 //! - [`feed`]: the cursor check and how a change page and its cursor are made;
 //! - [`retention`]: which old versions a store drops ([`Retention`]);

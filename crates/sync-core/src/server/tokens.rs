@@ -58,7 +58,7 @@ pub fn token_hash(token: &str) -> ContentHash {
 }
 
 /// Device tokens in a server's database. Implemented by the SQLite, PostgreSQL and memory
-/// server stores; every one must pass [`crate::testkit::token_store_suite`].
+/// server stores; every one must pass `testkit::token_store_suite` (feature `testkit`).
 #[async_trait]
 pub trait TokenStore: Send + Sync {
     /// Makes a token for `device` of `tenant` and stores its hash.

@@ -1,7 +1,7 @@
 //! Observing requests: a request id on every request, one log line per request, and metrics
 //! through the [`metrics`] facade.
 //!
-//! The [`observe`] middleware wraps the router. It takes the client's `X-Request-Id` when it
+//! The `observe` middleware wraps the router. It takes the client's `X-Request-Id` when it
 //! is a short visible-ASCII value, else makes one; puts it in a tracing span around the
 //! request and in the response's `X-Request-Id`; and when the answer is ready logs one line
 //! (`info`, target `transport_http::request`) and records [`REQUESTS`], [`DURATION`],
