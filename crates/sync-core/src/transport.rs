@@ -28,7 +28,10 @@ pub trait Transport: Send + Sync {
     /// Absent or deleted: [`crate::Error::NotFound`].
     async fn fetch(&self, key: &Key, rev: Option<Revision>) -> Result<Fetched>;
 
-    /// Writes a file's content under a precondition.
+    /// Writes a file's content under a precondition. Content that does not match
+    /// `req.hash` is refused with [`crate::Error::HashMismatch`] and nothing is written: the
+    /// engine sends the hash its scan computed and relies on this check to find a file that
+    /// changed after the scan (the conformance suite tests it).
     async fn push(&self, req: PushRequest) -> Result<PushOutcome>;
 
     /// Writes many files. The default pushes one after another; a transport that can batch

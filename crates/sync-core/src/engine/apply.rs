@@ -5,7 +5,8 @@
 //! ([`download_many`]) and uploads ([`read_planned`], then [`Context::push_read`]) several at a
 //! time. Every step
 //! re-checks what the plan saw before it touches anything: local content is re-read and its
-//! hash compared, local writes and removals pass the fingerprint the plan saw to the replica,
+//! hash compared (for a batched upload, its size here and its hash by the transport, which
+//! refuses content that does not match the hash it is sent with), local writes and removals pass the fingerprint the plan saw to the replica,
 //! remote writes carry a precondition. Content arriving from the server is checked against its
 //! hash before it is written. A loser is always kept before it is overwritten.
 //!
@@ -364,7 +365,8 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
     }
 
     /// Pushes a batch of steps whose contents [`read_planned`] read, in one `push_many`. One
-    /// result per step, in order.
+    /// result per step, in order; a refused hash is the file having changed since the scan
+    /// ([`Error::Changed`]).
     pub async fn push_read(
         &mut self,
         steps: &[Step<Upload>],
@@ -389,7 +391,8 @@ impl<T: Transport, R: Replica> Context<'_, T, R> {
                     for (i, outcome) in pushed.iter().zip(outcomes) {
                         let step = &steps[*i];
                         results[*i] = Some(
-                            outcome.map(|o| uploaded(&step.key, &step.local_key, &step.op, o)),
+                            changed_if_mismatched(&step.local_key, outcome)
+                                .map(|o| uploaded(&step.key, &step.local_key, &step.op, o)),
                         );
                     }
                 }
@@ -625,8 +628,12 @@ pub(super) const FETCH_TOGETHER_BYTES: u64 = 64 * 1024;
 /// Files fetched per [`Transport::fetch_many`] call.
 pub(super) const FETCH_TOGETHER: usize = 500;
 
-/// Reads the contents of upload steps in one [`Replica::read_many`], each checked against what
-/// the plan saw (its hash, the content and the hash otherwise).
+/// Reads the contents of upload steps in one [`Replica::read_many`], each with the hash the
+/// plan saw. The content is not hashed again here: a read of another size is
+/// [`Error::Changed`] at once, and for the rest the transport checks the content against that
+/// hash as it stores it (a transport refuses a mismatch with [`Error::HashMismatch`], which
+/// [`Context::push_read`] turns into `Changed`), so each uploaded byte is hashed once on this
+/// side (by the scan) instead of twice.
 async fn read_planned<R: Replica>(
     replica: &R,
     steps: &[Step<Upload>],
@@ -637,8 +644,28 @@ async fn read_planned<R: Replica>(
         .await
         .into_iter()
         .zip(steps)
-        .map(|(read, s)| as_planned(&s.local_key, &s.op.local, read?))
+        .map(|(read, s)| {
+            let content = read?;
+            match s.op.local.content.hash() {
+                Some(hash) if content.len() as u64 == s.op.local.size => Ok((content, hash)),
+                Some(_) => Err(Error::Changed {
+                    key: s.local_key.clone(),
+                }),
+                None => as_planned(&s.local_key, &s.op.local, content),
+            }
+        })
         .collect()
+}
+
+/// A push's answer, where a refused hash means the file changed after the scan hashed it
+/// (the push carried the scan's hash, see [`read_planned`]): the step is planned again.
+fn changed_if_mismatched(local_key: &Key, outcome: Result<PushOutcome>) -> Result<PushOutcome> {
+    outcome.map_err(|e| match e {
+        Error::HashMismatch { .. } => Error::Changed {
+            key: local_key.clone(),
+        },
+        other => other,
+    })
 }
 
 /// Applies downloads: small files fetched together ([`FETCH_TOGETHER`] per

@@ -958,11 +958,13 @@ async fn a_sync_with_something_to_report_never_skips_the_next_scan() {
 }
 
 /// A memory replica that counts full scans, partial scans ([`Replica::scan_since`]) and the
-/// keys the partial ones covered.
+/// keys the partial ones covered; with `rewrite` set, the file it names is rewritten with its
+/// bytes just before it is next read (an edit between the scan and an upload), once.
 struct Counted {
     inner: MemoryReplica,
     full: std::sync::atomic::AtomicU64,
     partial: std::sync::Mutex<Vec<usize>>,
+    rewrite: std::sync::Mutex<Option<(Key, Vec<u8>)>>,
 }
 
 impl Counted {
@@ -1001,6 +1003,16 @@ impl Replica for Counted {
         Ok(found)
     }
     async fn read(&self, key: &Key) -> crate::Result<bytes::Bytes> {
+        let rewrite = {
+            let mut pending = self.rewrite.lock().unwrap();
+            match pending.as_ref() {
+                Some((k, _)) if k == key => pending.take(),
+                _ => None,
+            }
+        };
+        if let Some((k, content)) = rewrite {
+            self.inner.put(&k, content);
+        }
         self.inner.read(key).await
     }
     async fn write(
@@ -1040,6 +1052,7 @@ fn counted_device(
             inner: MemoryReplica::new(w.time.clone()),
             full: Default::default(),
             partial: Default::default(),
+            rewrite: Default::default(),
         },
         EngineConfig {
             policy,
@@ -1346,4 +1359,32 @@ async fn own_uploads_coming_back_from_the_feed_do_not_count_as_changes() {
         assert!(syncs < 10, "the first sync of B never ends");
     }
     assert_eq!(b.replica().get(&k("f29.txt")).unwrap(), b"29");
+}
+
+/// An upload reads the file again but does not hash it again: the push carries the scan's
+/// hash and the transport refuses content that does not match it. A same-size rewrite between
+/// the scan and the read is then planned again and its new content uploaded under its own
+/// hash; the old hash never names the new bytes, and the other device gets the rewrite.
+#[tokio::test]
+async fn a_rewrite_between_scan_and_upload_is_planned_again_not_stored_under_the_old_hash() {
+    let w = World::new();
+    let mut a = counted_device(&w, 1, SyncPolicy::default());
+    *a.replica().rewrite.lock().unwrap() = Some((k("doc.txt"), b"second".to_vec()));
+    a.replica().inner.put(&k("doc.txt"), b"first!");
+    let r = a.sync_once().await.unwrap();
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert_eq!(r.uploaded, 1, "{r:?}");
+    let mut b = w.device(2, SyncPolicy::default());
+    sync(&mut b).await;
+    assert_eq!(
+        b.replica().get(&k("doc.txt")).as_deref(),
+        Some(&b"second"[..])
+    );
+    // The server's version is the rewrite, under the rewrite's hash.
+    let fetched = b.transport().fetch(&k("doc.txt"), None).await.unwrap();
+    assert_eq!(&fetched.content[..], b"second");
+    assert_eq!(
+        fetched.version.hash,
+        Some(crate::ContentHash::of(b"second"))
+    );
 }
